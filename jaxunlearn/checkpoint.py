@@ -1,0 +1,73 @@
+"""Orbax checkpoints: atomic saves, resume from the latest step, clear errors."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Any, Optional
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from jaxunlearn.errors import UserError
+
+logging.getLogger("absl").setLevel(logging.ERROR)
+
+
+def manager(directory: str, max_to_keep: int = 2) -> ocp.CheckpointManager:
+  return ocp.CheckpointManager(
+      os.path.abspath(directory),
+      options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True))
+
+
+def save(mngr: ocp.CheckpointManager, step: int, state: Any,
+         meta: Optional[dict] = None) -> None:
+  """Saves ``state`` (and JSON ``meta``) at ``step``; orbax commits atomically."""
+  mngr.save(step, args=ocp.args.Composite(
+      state=ocp.args.StandardSave(state),
+      meta=ocp.args.JsonSave(meta or {})))
+  mngr.wait_until_finished()
+
+
+def _describe_mismatch(saved: Any, target: Any) -> str:
+  saved_flat = {jax.tree_util.keystr(p): v for p, v in
+                jax.tree_util.tree_flatten_with_path(saved)[0]}
+  target_flat = {jax.tree_util.keystr(p): v for p, v in
+                 jax.tree_util.tree_flatten_with_path(target)[0]}
+  for name in sorted(set(saved_flat) | set(target_flat)):
+    if name not in saved_flat:
+      return f"parameter {name} is missing from the checkpoint"
+    if name not in target_flat:
+      return f"the checkpoint has parameter {name} that the model does not"
+    s, t = np.shape(saved_flat[name]), np.shape(target_flat[name])
+    if s != t:
+      return f"parameter {name} has shape {s} in the checkpoint but {t} in the model"
+  return "the structures differ"
+
+
+def restore(mngr: ocp.CheckpointManager, abstract_state: Any,
+            step: Optional[int] = None) -> tuple[Any, dict]:
+  """Restores ``(state, meta)``; a checkpoint of another architecture is a UserError."""
+  step = mngr.latest_step() if step is None else step
+  meta = mngr.restore(step, args=ocp.args.Composite(
+      meta=ocp.args.JsonRestore()))["meta"]
+  try:
+    restored = mngr.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract_state)))["state"]
+  except (ValueError, KeyError, TypeError) as error:
+    raw = mngr.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore()))["state"]
+    raise UserError(
+        f"checkpoint {mngr.directory}/{step} does not fit this model: "
+        f"{_describe_mismatch(raw, abstract_state)}; use the model it was "
+        "saved with or another workdir") from error
+  return restored, meta
+
+
+def write_json(path: str, payload: Any) -> None:
+  """Writes JSON atomically (temp file + rename): never half-written."""
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(payload, f, indent=2)
+  os.replace(tmp, path)

@@ -1,0 +1,47 @@
+"""The base configuration: the embedded default run (digits, small CNN, forget
+class 3, DELETE). Every file in ``configs/`` starts from ``get_config()``.
+
+Each registered method has its own section, ``config.<method>``, filled from
+its ``default_config()``, so ``--config.delete.lr=1e-3`` works for any method.
+"""
+from __future__ import annotations
+
+import ml_collections
+
+from jaxunlearn.methods import METHODS
+
+
+def get_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.method = "delete"
+
+  c.dataset = "digits"
+  c.data_dir = ""      # default: $JAXUNLEARN_DATA_DIR or ~/tensorflow_datasets
+  c.manual_dir = ""    # where downloaded archives are looked for
+
+  c.model = ml_collections.ConfigDict({"name": "small_cnn"})
+
+  c.forget = ml_collections.ConfigDict(dict(
+      kind="class",    # class | random | ids
+      classes=(3,),
+      fraction=0.1,
+      count=0,
+      ids_file="",
+  ))
+
+  # The recipe of the original model; the retrained model uses it on D_r.
+  c.train = ml_collections.ConfigDict(dict(
+      epochs=30, batch_size=64, lr=0.05, momentum=0.9, weight_decay=5e-4,
+      schedule="cosine", warmup_steps=0, augment=True, checkpoint_every=5,
+  ))
+  c.retrain = True
+
+  for name in METHODS.names():
+    c[name] = METHODS.get(name).default_config()
+
+  c.eval = ml_collections.ConfigDict(dict(batch_size=256))
+
+  c.num_devices = 0    # 0 = every device
+  c.progress = True
+  return c

@@ -1,0 +1,8 @@
+"""User-facing errors: one line that names the fix, no traceback wall."""
+
+
+class UserError(Exception):
+  """A mistake in the configuration or the environment that the user can fix.
+
+  The command line prints only the message (one line) and exits with status 2.
+  """

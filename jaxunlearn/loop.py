@@ -1,0 +1,127 @@
+"""The epoch loop every trainer and method shares: shuffle, pad, shard, augment,
+step, checkpoint, resume.
+
+Randomness is a pure function of (key, epoch, batch number), so a run killed
+mid-way and resumed from its last checkpoint (saved at epoch ends) repeats the
+interrupted epoch exactly and ends with bit-identical parameters.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Callable, Optional
+
+import jax
+import numpy as np
+from jax.sharding import Mesh
+
+from jaxunlearn import checkpoint as ckpt_lib
+from jaxunlearn import parallel
+from jaxunlearn.data import pipeline
+from jaxunlearn.data.pipeline import Split
+from jaxunlearn.errors import UserError
+
+
+@dataclasses.dataclass(frozen=True)
+class Augment:
+  crop_padding: int = 0
+  flip: bool = False
+
+  @property
+  def active(self) -> bool:
+    return bool(self.crop_padding or self.flip)
+
+
+def batch_keys(key: jax.Array, epoch: int, batch: int) -> tuple[jax.Array, jax.Array]:
+  """(augmentation key, step key) for one batch."""
+  k = jax.random.fold_in(jax.random.fold_in(jax.random.fold_in(key, 1), epoch), batch)
+  return tuple(jax.random.split(k))
+
+
+def order_key(key: jax.Array) -> jax.Array:
+  return jax.random.fold_in(key, 0)
+
+
+@functools.lru_cache(maxsize=None)
+def _augmenter(mesh: Mesh, augment: Augment) -> Callable:
+  def fn(key, batch):
+    return dict(batch, image=pipeline.augment_images(
+        key, batch["image"], augment.crop_padding, augment.flip))
+  return jax.jit(fn, in_shardings=(parallel.replicated(mesh),
+                                   parallel.batch_sharded(mesh)),
+                 out_shardings=parallel.batch_sharded(mesh))
+
+
+def check_finite(metrics: dict, where: str) -> None:
+  loss = metrics.get("loss")
+  if loss is not None and not np.isfinite(float(loss)):
+    raise UserError(f"the loss became {float(loss)} in {where}; lower the "
+                    "learning rate (or check the data for NaNs)")
+
+
+def run_epochs(step: Callable, state: Any, split: Split, *, batch_size: int,
+               epochs: int, key: jax.Array, mesh: Mesh,
+               augment: Augment = Augment(), shuffle: bool = True,
+               drop_remainder: bool = False, checkpoint_dir: Optional[str] = None,
+               checkpoint_every: int = 1, meta: Optional[dict] = None,
+               desc: str = "", progress: bool = True,
+               on_epoch_end: Optional[Callable[[int, Any], None]] = None) -> Any:
+  """Runs ``epochs`` passes of the jitted ``step`` over ``split``.
+
+  ``step(state, batch, key) -> (state, metrics)`` must already be compiled for
+  the mesh (``parallel.jit_step``). With ``checkpoint_dir`` the state is saved
+  every ``checkpoint_every`` epochs and at the end, and a later call resumes
+  from the latest saved epoch (returning at once if training had finished).
+  """
+  if len(split) == 0:
+    raise UserError(f"{desc or 'training'}: the data set is empty")
+  parallel.check_batch_size(batch_size, mesh)
+  start_epoch = 0
+  mngr = None
+  if checkpoint_dir:
+    mngr = ckpt_lib.manager(checkpoint_dir)
+    if mngr.latest_step() is not None:
+      abstract = jax.tree.map(ocp_abstract, state)
+      state, saved_meta = ckpt_lib.restore(mngr, abstract)
+      start_epoch = int(saved_meta["epoch"]) + 1
+  state = parallel.replicate(state, mesh)
+  steps_per_epoch = pipeline.num_batches(len(split), batch_size, drop_remainder)
+  if start_epoch >= epochs:
+    return state
+  bar = _progress(desc, (epochs - start_epoch) * steps_per_epoch, progress)
+  augmenter = _augmenter(mesh, augment) if augment.active else None
+  metrics = {}
+  for epoch in range(start_epoch, epochs):
+    order = pipeline.epoch_order(order_key(key), epoch, len(split), shuffle)
+    for b, host_batch in enumerate(pipeline.iterate(split, batch_size, order,
+                                                    drop_remainder)):
+      aug_key, step_key = batch_keys(key, epoch, b)
+      batch = parallel.shard_batch(host_batch, mesh)
+      if augmenter is not None:
+        batch = augmenter(aug_key, batch)
+      state, metrics = step(state, batch, step_key)
+      if bar is not None:
+        bar.update(1)
+    check_finite(metrics, desc or "training")  # one host sync per epoch
+    if bar is not None:
+      bar.set_postfix(loss=f"{float(metrics['loss']):.4f}", refresh=False)
+    if on_epoch_end is not None:
+      on_epoch_end(epoch, state)
+    if mngr is not None and ((epoch + 1) % checkpoint_every == 0
+                             or epoch + 1 == epochs):
+      ckpt_lib.save(mngr, epoch, state, dict(meta or {}, epoch=epoch))
+  if bar is not None:
+    bar.close()
+  return state
+
+
+def ocp_abstract(x):
+  return jax.ShapeDtypeStruct(np.shape(x), x.dtype) if hasattr(x, "dtype") else x
+
+
+def _progress(desc: str, total: int, enabled: bool):
+  if not enabled:
+    return None
+  from tqdm.auto import tqdm
+  return tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True,
+              mininterval=0.5)

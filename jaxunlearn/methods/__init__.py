@@ -1,0 +1,53 @@
+"""Unlearning methods, looked up by name.
+
+A method is data, not a class hierarchy: a ``Method`` holds a function
+``unlearn(task, config, key) -> variables`` and its ``default_config()``.
+Inside, each method is a few pure functions (its loss, a jitted step
+``(state, batch, key) -> (state, metrics)`` usable under ``jax.jit`` with a
+mesh or under ``shard_map`` with ``axis_name``) driven by ``loop.run_epochs``.
+Methods never import a dataset: the data arrive in the ``UnlearnTask``.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple, Optional
+
+import jax
+import ml_collections
+from jax.sharding import Mesh
+
+from jaxunlearn.data.splits import ForgetSplit
+from jaxunlearn.loop import Augment
+from jaxunlearn.registry import Registry
+
+
+class UnlearnTask(NamedTuple):
+  """Everything a method may use; all data are host arrays."""
+  model: Any                      # flax module: (logits, features)
+  variables: dict                 # the original model {"params", "batch_stats"}
+  data: ForgetSplit               # D_f, D_r, D_t,f, D_t,r
+  num_classes: int
+  image_shape: tuple
+  mesh: Mesh
+  augment: Augment                # the dataset's training augmentation
+  train_config: ml_collections.ConfigDict  # the pretraining recipe
+  checkpoint_dir: Optional[str] = None     # where to save / resume
+  progress: bool = True
+
+
+class Method(NamedTuple):
+  name: str
+  unlearn: Callable[[UnlearnTask, ml_collections.ConfigDict, jax.Array], dict]
+  default_config: Callable[[], ml_collections.ConfigDict]
+  description: str = ""
+
+
+METHODS: Registry[Method] = Registry("method")
+
+
+def register(method: Method) -> Method:
+  METHODS.add(method.name, method)
+  return method
+
+
+# Registration happens on import.
+from jaxunlearn.methods import delete as _delete  # noqa: E402,F401

@@ -1,0 +1,1 @@
+"""Per-sample quantities from logits, and the scores built on them."""

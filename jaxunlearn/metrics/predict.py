@@ -1,0 +1,40 @@
+"""One jitted, sharded inference pass over a split: logits and features."""
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import numpy as np
+from jax.sharding import Mesh
+
+from jaxunlearn import parallel
+from jaxunlearn.data import pipeline
+from jaxunlearn.data.pipeline import Split
+from jaxunlearn.state import apply_eval
+
+
+def make_predict_fn(model, mesh: Mesh) -> Callable:
+  """jit(variables, images) -> (logits, features), batch sharded over the mesh."""
+  return jax.jit(lambda variables, images: apply_eval(model, variables, images),
+                 in_shardings=(parallel.replicated(mesh), parallel.batch_sharded(mesh)),
+                 out_shardings=parallel.batch_sharded(mesh))
+
+
+def predict(predict_fn: Callable, variables: dict, split: Split, batch_size: int,
+            mesh: Mesh, with_features: bool = False):
+  """Logits [N, C] (and features [N, D]) of ``split`` in inference mode."""
+  parallel.check_batch_size(batch_size, mesh)
+  variables = parallel.replicate(variables, mesh)
+  logits, features = [], []
+  for batch in pipeline.iterate(split, batch_size, np.arange(len(split))):
+    n = int(batch["mask"].sum())
+    out_logits, out_features = predict_fn(variables,
+                                          parallel.shard_batch(batch["image"], mesh))
+    logits.append(np.asarray(out_logits)[:n])
+    if with_features:
+      features.append(np.asarray(out_features)[:n])
+  if not logits:
+    empty = np.zeros((0, 0), np.float32)
+    return (empty, empty) if with_features else empty
+  logits = np.concatenate(logits)
+  return (logits, np.concatenate(features)) if with_features else logits

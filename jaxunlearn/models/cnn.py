@@ -1,0 +1,39 @@
+"""A small CNN for the embedded 8x8 digits (and other tiny images)."""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from jaxunlearn.models import MODELS
+from jaxunlearn.models.layers import BatchNorm, bn_mask, normalize
+
+
+@MODELS.register("small_cnn")
+class SmallCNN(nn.Module):
+  """conv(32)-conv(64)-pool-conv(128)-GAP -> features(128) -> logits.
+
+  Every convolution is followed by BatchNorm and ReLU, so the BatchNorm
+  semantics of the methods (training vs inference mode) matter here as they
+  do for ResNets.
+  """
+  num_classes: int
+  mean: Sequence[float]
+  std: Sequence[float]
+  widths: Sequence[int] = (32, 64, 128)
+  bn_axis_name: Optional[str] = None
+
+  @nn.compact
+  def __call__(self, images, train: bool = False, mask=None):
+    x = normalize(images, self.mean, self.std)
+    for i, width in enumerate(self.widths):
+      x = nn.Conv(width, (3, 3), use_bias=False, name=f"conv{i}")(x)
+      x = BatchNorm(use_running_average=not train, axis_name=self.bn_axis_name,
+                    name=f"bn{i}")(x, mask=bn_mask(mask, x.ndim))
+      x = nn.relu(x)
+      if i == 1:
+        x = nn.max_pool(x, (2, 2), strides=(2, 2))
+    features = jnp.mean(x, axis=(1, 2))
+    logits = nn.Dense(self.num_classes, name="head")(features)
+    return logits, features

@@ -1,0 +1,82 @@
+"""Pieces the models share."""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+from jax import lax
+
+
+class BatchNorm(nn.Module):
+  """BatchNorm over all but the last axis, exact under padding and sharding.
+
+  Differences from ``flax.linen.BatchNorm`` (same variable names, so
+  checkpoints are interchangeable):
+
+  - The batch statistics are count-weighted sums: with a padding ``mask`` and
+    ``axis_name`` (shard_map/pmap), ``lax.psum`` adds the per-device sums and
+    counts, so the statistics equal the single-device ones even when devices
+    hold different numbers of real examples. (flax averages per-device means
+    unweighted, and a device holding only padding gives NaN.)
+  - ``unbiased_running_var=True`` updates the running variance with the
+    unbiased batch variance ``var * n / (n - 1)``, as PyTorch does (flax and
+    the default here use the biased one).
+
+  Defaults follow PyTorch: momentum 0.1 (written 0.9 here: the weight of the
+  old running value), epsilon 1e-5.
+  """
+  use_running_average: bool = False
+  axis_name: Optional[str] = None
+  momentum: float = 0.9
+  epsilon: float = 1e-5
+  unbiased_running_var: bool = False
+
+  @nn.compact
+  def __call__(self, x, mask=None):
+    features = x.shape[-1]
+    running_mean = self.variable("batch_stats", "mean",
+                                 lambda: jnp.zeros((features,), jnp.float32))
+    running_var = self.variable("batch_stats", "var",
+                                lambda: jnp.ones((features,), jnp.float32))
+    scale = self.param("scale", nn.initializers.ones, (features,), jnp.float32)
+    bias = self.param("bias", nn.initializers.zeros, (features,), jnp.float32)
+    if self.use_running_average:
+      mean, var = running_mean.value, running_var.value
+    else:
+      axes = tuple(range(x.ndim - 1))
+      xf = x.astype(jnp.float32)
+      if mask is None:
+        weights = jnp.ones(x.shape[:-1] + (1,), jnp.float32)
+      else:
+        weights = jnp.broadcast_to(mask.astype(jnp.float32), x.shape[:-1] + (1,))
+      count = jnp.sum(weights)
+      sums = jnp.stack([jnp.sum(xf * weights, axes),
+                        jnp.sum(xf * xf * weights, axes)])
+      if self.axis_name is not None:
+        count, sums = lax.psum((count, sums), self.axis_name)
+      safe_count = jnp.maximum(count, 1.0)
+      mean = sums[0] / safe_count
+      var = jnp.maximum(sums[1] / safe_count - mean * mean, 0.0)
+      if not self.is_initializing():
+        update_var = var
+        if self.unbiased_running_var:
+          update_var = var * safe_count / jnp.maximum(count - 1.0, 1.0)
+        m = self.momentum
+        running_mean.value = m * running_mean.value + (1 - m) * mean
+        running_var.value = m * running_var.value + (1 - m) * update_var
+    y = (x.astype(jnp.float32) - mean) * lax.rsqrt(var + self.epsilon)
+    return (y * scale + bias).astype(x.dtype)
+
+
+def normalize(images: jnp.ndarray, mean: Sequence[float],
+              std: Sequence[float]) -> jnp.ndarray:
+  """(x - mean) / std per channel; images in raw [0, 1] pixel space."""
+  return (images - jnp.asarray(mean, images.dtype)) / jnp.asarray(std, images.dtype)
+
+
+def bn_mask(mask: Optional[jnp.ndarray], ndim: int) -> Optional[jnp.ndarray]:
+  """Reshapes a per-example [B] mask so it broadcasts over an ndim tensor."""
+  if mask is None:
+    return None
+  return mask.reshape(mask.shape + (1,) * (ndim - 1))

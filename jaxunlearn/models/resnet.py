@@ -1,0 +1,83 @@
+"""ResNet-18 with the three stems the papers use.
+
+- ``stem="cifar"``: 3x3 stride-1 convolution, no max-pool (the common CIFAR
+  ResNet-18, as in SalUn, SCRUB and most unlearning code).
+- ``stem="cifar_maxpool"``: 3x3 stride-1 convolution followed by a 3x3/2
+  max-pool (the L2UL release).
+- ``stem="imagenet"``: torchvision's 7x7 stride-2 convolution + 3x3/2 max-pool
+  (DELETE's CIFAR-10 runs at 224 px; 11,689,512 parameters at 1000 classes).
+"""
+from __future__ import annotations
+
+import functools
+from typing import Optional, Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from jaxunlearn.models import MODELS
+from jaxunlearn.models.layers import BatchNorm, bn_mask, normalize
+
+
+class BasicBlock(nn.Module):
+  """Two 3x3 convolutions with an identity or 1x1 projection shortcut."""
+  filters: int
+  strides: int = 1
+  bn_axis_name: Optional[str] = None
+
+  @nn.compact
+  def __call__(self, x, train: bool, mask=None):
+    norm = functools.partial(BatchNorm, use_running_average=not train,
+                             axis_name=self.bn_axis_name)
+    m = bn_mask(mask, 4)
+    residual = x
+    y = nn.Conv(self.filters, (3, 3), (self.strides, self.strides),
+                padding=((1, 1), (1, 1)), use_bias=False, name="conv1")(x)
+    y = nn.relu(norm(name="bn1")(y, mask=m))
+    y = nn.Conv(self.filters, (3, 3), padding=((1, 1), (1, 1)),
+                use_bias=False, name="conv2")(y)
+    y = norm(name="bn2")(y, mask=m)
+    if residual.shape != y.shape:
+      residual = nn.Conv(self.filters, (1, 1), (self.strides, self.strides),
+                         use_bias=False, name="shortcut_conv")(residual)
+      residual = norm(name="shortcut_bn")(residual, mask=m)
+    return nn.relu(y + residual)
+
+
+@MODELS.register("resnet18")
+class ResNet18(nn.Module):
+  """ResNet-18 returning (logits, 512-d pooled features)."""
+  num_classes: int
+  mean: Sequence[float]
+  std: Sequence[float]
+  stem: str = "cifar"
+  stage_sizes: Sequence[int] = (2, 2, 2, 2)
+  width: int = 64
+  bn_axis_name: Optional[str] = None
+
+  @nn.compact
+  def __call__(self, images, train: bool = False, mask=None):
+    x = normalize(images, self.mean, self.std)
+    if self.stem == "imagenet":
+      x = nn.Conv(self.width, (7, 7), (2, 2), padding=((3, 3), (3, 3)),
+                  use_bias=False, name="stem_conv")(x)
+    elif self.stem in ("cifar", "cifar_maxpool"):
+      x = nn.Conv(self.width, (3, 3), padding=((1, 1), (1, 1)),
+                  use_bias=False, name="stem_conv")(x)
+    else:
+      raise ValueError(f"unknown ResNet stem {self.stem!r}; "
+                       "use 'cifar', 'cifar_maxpool' or 'imagenet'")
+    x = BatchNorm(use_running_average=not train, axis_name=self.bn_axis_name,
+                  name="stem_bn")(x, mask=bn_mask(mask, 4))
+    x = nn.relu(x)
+    if self.stem in ("imagenet", "cifar_maxpool"):
+      x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+    for stage, num_blocks in enumerate(self.stage_sizes):
+      for block in range(num_blocks):
+        strides = 2 if stage > 0 and block == 0 else 1
+        x = BasicBlock(self.width * 2**stage, strides,
+                       bn_axis_name=self.bn_axis_name,
+                       name=f"stage{stage + 1}_block{block}")(x, train, mask)
+    features = jnp.mean(x, axis=(1, 2))
+    logits = nn.Dense(self.num_classes, name="head")(features)
+    return logits, features

@@ -1,0 +1,103 @@
+"""Data parallelism: one 1-D device mesh, batch sharded, state replicated.
+
+Every step in the library is written once, as a pure function
+``step(state, batch, key) -> (state, metrics)`` with an optional
+``axis_name``. It runs two ways with the same numbers:
+
+- ``jit_step``: ``jax.jit`` over a ``Mesh`` with ``NamedSharding`` (the
+  default). The batch is sharded along ``"data"``, parameters replicated; XLA
+  inserts the collectives, and ``axis_name`` stays ``None``.
+- ``shard_map_step``: ``jax.shard_map`` with ``axis_name="data"``: the step
+  sees its device's slice, averages gradients with ``lax.psum`` of locally
+  weighted sums and BatchNorm statistics with ``lax.pmean`` (the models take
+  ``bn_axis_name``). This is the ``pmap`` programming model, kept usable for
+  users who write per-device code. ``jax.pmap`` itself works the same way.
+
+Multi-host: call ``initialize_distributed()`` first; batches are assembled
+from each process's local slice with ``jax.make_array_from_process_local_data``.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from jaxunlearn.errors import UserError
+
+DATA_AXIS = "data"
+
+
+def initialize_distributed(coordinator_address: Optional[str] = None,
+                           num_processes: Optional[int] = None,
+                           process_id: Optional[int] = None) -> None:
+  """Multi-host set-up (no-op arguments mean: auto-detect on TPU/SLURM)."""
+  jax.distributed.initialize(coordinator_address=coordinator_address,
+                             num_processes=num_processes, process_id=process_id)
+
+
+def make_mesh(num_devices: Optional[int] = None) -> Mesh:
+  """A 1-D mesh over the first ``num_devices`` devices (all by default)."""
+  devices = jax.devices()
+  if num_devices is not None and num_devices > 0:
+    if num_devices > len(devices):
+      raise UserError(
+          f"num_devices={num_devices} but only {len(devices)} devices exist; "
+          "on CPU set XLA_FLAGS=--xla_force_host_platform_device_count=N")
+    devices = devices[:num_devices]
+  return Mesh(np.asarray(devices), (DATA_AXIS,))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P())
+
+
+def batch_sharded(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P(DATA_AXIS))
+
+
+def check_batch_size(batch_size: int, mesh: Mesh) -> None:
+  n = mesh.devices.size
+  if batch_size % n:
+    raise UserError(f"batch size {batch_size} is not divisible by the {n} "
+                    f"devices; choose a multiple of {n}")
+
+
+def replicate(tree: Any, mesh: Mesh) -> Any:
+  """Places a pytree on every device of the mesh, as fresh buffers.
+
+  Steps donate their state, so two leaves of a state (say the student's
+  parameters and the frozen teacher's, both copies of the original model)
+  must never share a buffer: the tree goes through host memory once.
+  """
+  return jax.device_put(jax.device_get(tree), replicated(mesh))
+
+
+def shard_batch(batch: Any, mesh: Mesh) -> Any:
+  """Places a host batch (this process's slice) on the mesh, sharded."""
+  sharding = batch_sharded(mesh)
+  return jax.tree.map(
+      lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)),
+      batch)
+
+
+def jit_step(step: Callable, mesh: Mesh, donate: bool = True) -> Callable:
+  """jit-compiles ``step(state, batch, key)`` with the batch sharded."""
+  rep, data = replicated(mesh), batch_sharded(mesh)
+  return jax.jit(step, in_shardings=(rep, data, rep), out_shardings=(rep, rep),
+                 donate_argnums=(0,) if donate else ())
+
+
+def shard_map_step(step_with_axis: Callable, mesh: Mesh) -> Callable:
+  """Runs ``step_with_axis(state, batch, key, axis_name=...)`` per device.
+
+  The pmap-style alternative to ``jit_step``; the state is replicated and the
+  step must reduce over ``axis_name`` itself.
+  """
+  def per_device(state, batch, key):
+    return step_with_axis(state, batch, key, axis_name=DATA_AXIS)
+  mapped = jax.shard_map(per_device, mesh=mesh,
+                         in_specs=(P(), P(DATA_AXIS), P()),
+                         out_specs=(P(), P()), check_vma=False)
+  return jax.jit(mapped)

@@ -1,0 +1,159 @@
+"""config -> data -> original & retrained models -> unlearn -> evaluate -> report.
+
+``run(config, workdir)`` is the library's main job. Everything expensive is
+checkpointed under ``workdir/checkpoints/<phase>-<fingerprint>`` (the
+fingerprint hashes whatever determines the result), so a second run reuses
+the trained models and a killed run resumes.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from typing import Optional
+
+import jax
+import ml_collections
+import numpy as np
+
+from jaxunlearn import checkpoint as ckpt_lib
+from jaxunlearn import loop, parallel
+from jaxunlearn.data import DATASETS, load_dataset
+from jaxunlearn.data.splits import ForgetSplit, make_forget_split, save_forget_ids
+from jaxunlearn.errors import UserError
+from jaxunlearn.evaluate import avg_gap, evaluate_model
+from jaxunlearn.methods import METHODS, UnlearnTask
+from jaxunlearn.metrics.predict import make_predict_fn
+from jaxunlearn.models import MODELS, get_model
+from jaxunlearn.train import train_model
+
+MODEL_ROLES = ("original", "unlearned", "retrained")
+METRIC_KEYS = ("forget_acc", "retain_acc", "test_acc", "test_forget_acc",
+               "test_retain_acc", "mia_efficacy")
+
+
+def fingerprint(*parts) -> str:
+  blob = json.dumps(parts, sort_keys=True, default=str).encode()
+  return hashlib.sha1(blob).hexdigest()[:12]
+
+
+def _cfg(c) -> dict:
+  return c.to_dict() if isinstance(c, ml_collections.ConfigDict) else c
+
+
+def validate(cfg: ml_collections.ConfigDict) -> None:
+  """Fails fast (before any data or training) on names that do not exist."""
+  METHODS.get(cfg.method)
+  DATASETS.get(cfg.dataset)
+  MODELS.get(cfg.model.name)
+
+
+def _timed_phase(directory: str, fn):
+  """Runs ``fn(checkpoint_dir)`` and records its wall time once it finishes;
+  a phase reused from its checkpoint reports the time it originally took."""
+  record = directory + ".json"
+  start = time.perf_counter()
+  result = fn(directory)
+  if os.path.exists(record):
+    with open(record) as f:
+      return result, json.load(f)["seconds"]
+  seconds = time.perf_counter() - start
+  ckpt_lib.write_json(record, {"seconds": seconds})
+  return result, seconds
+
+
+def _model_kwargs(cfg) -> dict:
+  return {k: v for k, v in _cfg(cfg.model).items() if k != "name"}
+
+
+def run(cfg: ml_collections.ConfigDict, workdir: str,
+        log=print) -> dict:
+  """The full job; returns the report (also written to workdir/report.json)."""
+  validate(cfg)
+  os.makedirs(workdir, exist_ok=True)
+  mesh = parallel.make_mesh(cfg.num_devices or None)
+  spec, splits = load_dataset(cfg.dataset, cfg.data_dir or None,
+                              cfg.manual_dir or None)
+  root = jax.random.key(cfg.seed)
+  split_key, pretrain_key, retrain_key, unlearn_key = jax.random.split(root, 4)
+  data = make_forget_split(cfg.forget, splits["train"], splits["test"],
+                           spec.num_classes, split_key)
+  forget_spec = _cfg(cfg.forget)
+  save_forget_ids(os.path.join(workdir, "forget_ids.json"), data, forget_spec)
+  log(f"dataset {spec.name}: |D_f|={len(data.forget)} |D_r|={len(data.retain)} "
+      f"|D_t,f|={len(data.test_forget)} |D_t,r|={len(data.test_retain)}; "
+      f"{mesh.devices.size} device(s)")
+
+  model = get_model(cfg.model.name, num_classes=spec.num_classes, mean=spec.mean,
+                    std=spec.std, **_model_kwargs(cfg))
+  augment = (loop.Augment(spec.crop_padding, spec.flip) if cfg.train.augment
+             else loop.Augment())
+  ckpt_root = os.path.join(workdir, "checkpoints")
+  base = (spec.name, _cfg(cfg.model), _cfg(cfg.train), cfg.seed)
+  forget_hash = fingerprint(sorted(int(i) for i in data.forget.ids))
+
+  train = lambda split, key, desc: (lambda d: train_model(
+      model, cfg.train, split, spec.image_shape, key, mesh, augment=augment,
+      checkpoint_dir=d, desc=desc, progress=cfg.progress)[0])
+  original, t_pretrain = _timed_phase(
+      os.path.join(ckpt_root, f"original-{fingerprint(*base)}"),
+      train(splits["train"], pretrain_key, "pretrain"))
+  retrained, t_retrain = None, None
+  if cfg.retrain:
+    retrained, t_retrain = _timed_phase(
+        os.path.join(ckpt_root, f"retrained-{fingerprint(*base, forget_hash)}"),
+        train(data.retain, retrain_key, "retrain"))
+
+  method = METHODS.get(cfg.method)
+  method_cfg = cfg[cfg.method]
+  unlearn_dir = os.path.join(ckpt_root, f"unlearn-{cfg.method}-" + fingerprint(
+      *base, forget_hash, _cfg(method_cfg)))
+
+  def unlearn(directory):
+    task = UnlearnTask(model=model, variables=original, data=data,
+                       num_classes=spec.num_classes, image_shape=spec.image_shape,
+                       mesh=mesh, augment=augment, train_config=cfg.train,
+                       checkpoint_dir=directory, progress=cfg.progress)
+    return method.unlearn(task, method_cfg, unlearn_key)
+  unlearned, t_unlearn = _timed_phase(unlearn_dir, unlearn)
+
+  start = time.perf_counter()
+  predict_fn = make_predict_fn(model, mesh)
+  models = {"original": original, "unlearned": unlearned, "retrained": retrained}
+  results = {}
+  for role, variables in models.items():
+    results[role] = (None if variables is None else evaluate_model(
+        predict_fn, variables, data, batch_size=cfg.eval.batch_size, mesh=mesh,
+        seed=cfg.seed))
+  if results["retrained"] is not None:
+    for role in MODEL_ROLES:
+      results[role]["avg_gap"] = avg_gap(results[role], results["retrained"])
+  t_evaluate = time.perf_counter() - start
+
+  report = {
+      "method": cfg.method, "dataset": spec.name, "seed": int(cfg.seed),
+      "forget": dict(forget_spec, size=len(data.forget)),
+      "models": results,
+      "runtime_s": {"pretrain": t_pretrain, "retrain": t_retrain,
+                    "unlearn": t_unlearn, "evaluate": t_evaluate},
+  }
+  ckpt_lib.write_json(os.path.join(workdir, "report.json"), report)
+  return report
+
+
+def format_report(report: dict) -> str:
+  """A plain-text table: rows = metrics, columns = original/unlearned/retrained."""
+  roles = [r for r in MODEL_ROLES if report["models"].get(r) is not None]
+  keys = list(METRIC_KEYS) + ["avg_gap"]
+  fmt = lambda v: "   -  " if v is None else f"{v:6.4f}"
+  lines = [f"method={report['method']} dataset={report['dataset']} "
+           f"seed={report['seed']} |D_f|={report['forget']['size']}",
+           f"{'metric':<18}" + "".join(f"{r:>12}" for r in roles)]
+  for k in keys:
+    lines.append(f"{k:<18}" + "".join(
+        f"{fmt(report['models'][r].get(k)):>12}" for r in roles))
+  times = ", ".join(f"{k} {v:.1f}s" for k, v in report["runtime_s"].items()
+                    if v is not None)
+  lines.append(f"runtime: {times}")
+  return "\n".join(lines)
