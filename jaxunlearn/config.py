@@ -40,7 +40,11 @@ def get_config() -> ml_collections.ConfigDict:
   for name in METHODS.names():
     c[name] = METHODS.get(name).default_config()
 
-  c.eval = ml_collections.ConfigDict(dict(batch_size=256))
+  c.eval = ml_collections.ConfigDict(dict(
+      batch_size=256,
+      evaluators=("accuracy", "mia_efficacy"),
+      gap_metrics=("forget_acc", "retain_acc", "test_acc", "mia_efficacy"),
+  ))
 
   c.num_devices = 0    # 0 = every device
   c.progress = True

@@ -1,21 +1,94 @@
-"""Evaluation of one model on the forget/retain/test splits.
+"""Evaluation: named evaluators over cached predictions (big_vision style).
 
-Accuracies in inference mode without augmentation on D_f (``forget_acc``),
-D_r (``retain_acc``), D_t (``test_acc``), D_t,f and D_t,r (``None`` unless the
-forget set is a set of classes), the SVC MIA-efficacy on the true-class
-confidence, and the average gap to the retrained model.
+An evaluator is a function ``evaluator(ctx, role) -> Iterator[(name, value)]``
+registered under a name in ``EVALUATORS``; ``config.eval.evaluators`` lists
+the ones a run uses, and every pair lands in ``report.json`` under
+``models[role][name]``. ``ctx.outputs(role, split)`` runs one jitted,
+sharded inference pass per (model, split) and caches it, so evaluators share
+the work; attack classifiers are fitted on the host on the small per-sample
+arrays only.
+
+Roles: ``original``, ``unlearned``, ``retrained`` (each a variables dict).
+Splits: ``forget`` (D_f), ``retain`` (D_r), ``test_forget`` (D_t,f),
+``test_retain`` (D_t,r), ``test`` (D_t = D_t,f + D_t,r).
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+import dataclasses
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
+from jax.sharding import Mesh
 
+from jaxunlearn.data.pipeline import Split
 from jaxunlearn.data.splits import ForgetSplit
 from jaxunlearn.metrics import mia
-from jaxunlearn.metrics.predict import predict
+from jaxunlearn.metrics.predict import make_predict_fn, predict
+from jaxunlearn.registry import Registry
 
 GAP_METRICS = ("forget_acc", "retain_acc", "test_acc", "mia_efficacy")
+DEFAULT_EVALUATORS = ("accuracy", "mia_efficacy")
+
+Evaluator = Callable[["EvalContext", str], Iterator[tuple[str, Any]]]
+EVALUATORS: Registry[Evaluator] = Registry("evaluator")
+
+
+@dataclasses.dataclass
+class Outputs:
+  logits: np.ndarray
+  features: np.ndarray
+  labels: np.ndarray
+
+
+@dataclasses.dataclass
+class EvalContext:
+  """What evaluators see: the models, the data, cached predictions."""
+  model: Any
+  models: dict[str, Optional[dict]]  # role -> variables
+  data: ForgetSplit
+  mesh: Mesh
+  num_classes: int
+  batch_size: int = 256
+  seed: int = 0
+  config: Any = None                 # config.eval (evaluator options)
+  workdir: Optional[str] = None      # for evaluators that save curves/plots
+  extras: dict = dataclasses.field(default_factory=dict)  # e.g. train recipe
+  _cache: dict = dataclasses.field(default_factory=dict)
+  _predict_fn: Any = None
+
+  def split(self, name: str) -> Split:
+    if name == "test":
+      d = self.data
+      return Split(np.concatenate([d.test_forget.images, d.test_retain.images]),
+                   np.concatenate([d.test_forget.labels, d.test_retain.labels]),
+                   np.concatenate([d.test_forget.ids, d.test_retain.ids]))
+    return getattr(self.data, name)
+
+  def outputs(self, role: str, split: str) -> Outputs:
+    """Logits and features of model ``role`` on ``split`` (computed once)."""
+    if (role, split) not in self._cache:
+      if split == "test":
+        parts = [self.outputs(role, "test_forget"), self.outputs(role, "test_retain")]
+        self._cache[(role, split)] = Outputs(
+            *(np.concatenate([getattr(p, f) for p in parts])
+              for f in ("logits", "features", "labels")))
+      else:
+        if self._predict_fn is None:
+          self._predict_fn = make_predict_fn(self.model, self.mesh)
+        data = self.split(split)
+        if len(data) == 0:
+          out = Outputs(np.zeros((0, self.num_classes), np.float32),
+                        np.zeros((0, 0), np.float32), data.labels)
+        else:
+          logits, features = predict(self._predict_fn, self.models[role], data,
+                                     self.batch_size, self.mesh, with_features=True)
+          out = Outputs(logits, features, data.labels)
+        self._cache[(role, split)] = out
+    return self._cache[(role, split)]
+
+  @property
+  def class_forgetting(self) -> bool:
+    return self.data.forget_classes is not None
 
 
 def accuracy(logits: np.ndarray, labels: np.ndarray) -> Optional[float]:
@@ -24,36 +97,29 @@ def accuracy(logits: np.ndarray, labels: np.ndarray) -> Optional[float]:
   return float(np.mean(np.argmax(logits, -1) == labels))
 
 
-def evaluate_model(predict_fn, variables: dict, data: ForgetSplit, *,
-                   batch_size: int, mesh, seed: int) -> dict:
-  """The report's per-model metrics ``M``."""
-  run = lambda split: predict(predict_fn, variables, split, batch_size, mesh)
-  forget_logits = run(data.forget)
-  retain_logits = run(data.retain)
-  test_forget_logits = run(data.test_forget) if len(data.test_forget) else None
-  test_retain_logits = run(data.test_retain)
-  class_forgetting = data.forget_classes is not None
+@EVALUATORS.register("accuracy")
+def accuracy_evaluator(ctx: EvalContext, role: str):
+  """forget_acc, retain_acc, test_acc, test_forget_acc, test_retain_acc."""
+  for key, split in (("forget_acc", "forget"), ("retain_acc", "retain"),
+                     ("test_acc", "test")):
+    out = ctx.outputs(role, split)
+    yield key, accuracy(out.logits, out.labels)
+  for key, split in (("test_forget_acc", "test_forget"),
+                     ("test_retain_acc", "test_retain")):
+    out = ctx.outputs(role, split) if ctx.class_forgetting else None
+    yield key, None if out is None else accuracy(out.logits, out.labels)
 
-  test_labels = np.concatenate([data.test_forget.labels, data.test_retain.labels])
-  test_logits = (np.concatenate([test_forget_logits, test_retain_logits])
-                 if test_forget_logits is not None else test_retain_logits)
 
-  shadow = mia.shadow_member_index(len(data.retain), len(data.test_retain), seed)
-  mia_efficacy = mia.svc_mia(
-      mia.confidence(retain_logits[shadow], data.retain.labels[shadow]),
-      mia.confidence(test_retain_logits, data.test_retain.labels),
-      mia.confidence(forget_logits, data.forget.labels))
-  return {
-      "forget_acc": accuracy(forget_logits, data.forget.labels),
-      "retain_acc": accuracy(retain_logits, data.retain.labels),
-      "test_acc": accuracy(test_logits, test_labels),
-      "test_forget_acc": (accuracy(test_forget_logits, data.test_forget.labels)
-                          if class_forgetting and test_forget_logits is not None
-                          else None),
-      "test_retain_acc": (accuracy(test_retain_logits, data.test_retain.labels)
-                          if class_forgetting else None),
-      "mia_efficacy": mia_efficacy,
-  }
+@EVALUATORS.register("mia_efficacy")
+def mia_efficacy_evaluator(ctx: EvalContext, role: str):
+  """SVC on the true-class confidence; fraction of D_f called 'member'."""
+  retain, test, forget = (ctx.outputs(role, s)
+                          for s in ("retain", "test_retain", "forget"))
+  shadow = mia.shadow_member_index(len(retain.labels), len(test.labels), ctx.seed)
+  yield "mia_efficacy", mia.svc_mia(
+      mia.confidence(retain.logits[shadow], retain.labels[shadow]),
+      mia.confidence(test.logits, test.labels),
+      mia.confidence(forget.logits, forget.labels))
 
 
 def avg_gap(metrics: dict, reference: dict,
@@ -62,3 +128,35 @@ def avg_gap(metrics: dict, reference: dict,
   gaps = [abs(metrics[k] - reference[k]) for k in keys
           if metrics.get(k) is not None and reference.get(k) is not None]
   return float(np.mean(gaps)) if gaps else float("nan")
+
+
+def evaluate(ctx: EvalContext, evaluators: Sequence[str] = DEFAULT_EVALUATORS,
+             gap_metrics: Sequence[str] = GAP_METRICS) -> dict:
+  """{role: {name: value}} for every model present, plus ``avg_gap``."""
+  results: dict[str, Optional[dict]] = {}
+  fns = [(name, EVALUATORS.get(name)) for name in evaluators]
+  for role, variables in ctx.models.items():
+    if variables is None:
+      results[role] = None
+      continue
+    results[role] = {}
+    for _, fn in fns:
+      results[role].update(fn(ctx, role))
+  if results.get("retrained") is not None:
+    for role, metrics in results.items():
+      if metrics is not None:
+        metrics["avg_gap"] = avg_gap(metrics, results["retrained"], gap_metrics)
+  return results
+
+
+def _import_evaluator_modules() -> None:
+  """Every module in jaxunlearn/metrics/ may register evaluators."""
+  import importlib
+  import pkgutil
+
+  import jaxunlearn.metrics as pkg
+  for info in pkgutil.iter_modules(pkg.__path__):
+    importlib.import_module(f"jaxunlearn.metrics.{info.name}")
+
+
+_import_evaluator_modules()

@@ -22,9 +22,8 @@ from jaxunlearn import loop, parallel
 from jaxunlearn.data import DATASETS, load_dataset
 from jaxunlearn.data.splits import ForgetSplit, make_forget_split, save_forget_ids
 from jaxunlearn.errors import UserError
-from jaxunlearn.evaluate import avg_gap, evaluate_model
+from jaxunlearn.evaluate import EVALUATORS, EvalContext, evaluate
 from jaxunlearn.methods import METHODS, UnlearnTask
-from jaxunlearn.metrics.predict import make_predict_fn
 from jaxunlearn.models import MODELS, get_model
 from jaxunlearn.train import train_model
 
@@ -71,6 +70,8 @@ def run(cfg: ml_collections.ConfigDict, workdir: str,
         log=print) -> dict:
   """The full job; returns the report (also written to workdir/report.json)."""
   validate(cfg)
+  for name in cfg.eval.evaluators:
+    EVALUATORS.get(name)
   os.makedirs(workdir, exist_ok=True)
   mesh = parallel.make_mesh(cfg.num_devices or None)
   spec, splits = load_dataset(cfg.dataset, cfg.data_dir or None,
@@ -119,16 +120,15 @@ def run(cfg: ml_collections.ConfigDict, workdir: str,
   unlearned, t_unlearn = _timed_phase(unlearn_dir, unlearn)
 
   start = time.perf_counter()
-  predict_fn = make_predict_fn(model, mesh)
-  models = {"original": original, "unlearned": unlearned, "retrained": retrained}
-  results = {}
-  for role, variables in models.items():
-    results[role] = (None if variables is None else evaluate_model(
-        predict_fn, variables, data, batch_size=cfg.eval.batch_size, mesh=mesh,
-        seed=cfg.seed))
-  if results["retrained"] is not None:
-    for role in MODEL_ROLES:
-      results[role]["avg_gap"] = avg_gap(results[role], results["retrained"])
+  ctx = EvalContext(model=model, models={"original": original,
+                                         "unlearned": unlearned,
+                                         "retrained": retrained},
+                    data=data, mesh=mesh, num_classes=spec.num_classes,
+                    batch_size=cfg.eval.batch_size, seed=cfg.seed,
+                    config=cfg.eval, workdir=workdir,
+                    extras={"train_config": cfg.train, "augment": augment,
+                            "image_shape": spec.image_shape})
+  results = evaluate(ctx, cfg.eval.evaluators, cfg.eval.gap_metrics)
   t_evaluate = time.perf_counter() - start
 
   report = {

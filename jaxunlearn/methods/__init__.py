@@ -49,5 +49,12 @@ def register(method: Method) -> Method:
   return method
 
 
-# Registration happens on import.
-from jaxunlearn.methods import delete as _delete  # noqa: E402,F401
+def _import_all() -> None:
+  """Imports every module of this package; each registers its method(s)."""
+  import importlib
+  import pkgutil
+  for info in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{info.name}")
+
+
+_import_all()

@@ -29,6 +29,12 @@ def get_model(name: str, *, num_classes: int, mean: Sequence[float],
                           std=tuple(std), **kwargs)
 
 
-# Registration happens on import.
-from jaxunlearn.models import cnn as _cnn  # noqa: E402,F401
-from jaxunlearn.models import resnet as _resnet  # noqa: E402,F401
+def _import_all() -> None:
+  """Imports every module of this package; each registers its model(s)."""
+  import importlib
+  import pkgutil
+  for info in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{info.name}")
+
+
+_import_all()
