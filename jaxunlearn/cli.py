@@ -32,15 +32,24 @@ def _run(argv: list[str]) -> None:
   from jaxunlearn import run as run_lib
 
   flag_values = flags.FlagValues()
-  config_flags.DEFINE_config_file("config", base_config.__file__,
-                                  "A get_config() file.", flag_values=flag_values,
-                                  lock_config=True)
   flags.DEFINE_string("workdir", os.path.join("runs", "default"),
                       "Where checkpoints, forget ids and report.json go.",
                       flag_values=flag_values)
   try:
+    # sys_argv: the --config.FIELD overrides are read from it (else sys.argv).
+    config_flags.DEFINE_config_file("config", base_config.__file__,
+                                    "A get_config() file.",
+                                    flag_values=flag_values, lock_config=True,
+                                    sys_argv=["jaxunlearn run"] + argv)
     flag_values(["jaxunlearn run"] + argv)
     cfg = flag_values.config
+    cfg.method  # a config file that failed to load raises only when used
+  except OSError as error:
+    raise _UsageError(f"could not load the config file: "
+                      f"{' '.join(str(error).split())}") from None
+  except (KeyError, AttributeError) as error:
+    raise _UsageError(f"unknown config field {error}; see jaxunlearn/config.py "
+                      "for the fields that exist") from None
   except (flags.Error, SystemExit, Exception) as error:  # noqa: BLE001
     raise _UsageError(str(error).splitlines()[0] if str(error) else repr(error))
   report = run_lib.run(cfg, flag_values.workdir)

@@ -1,0 +1,56 @@
+"""The command line: names, and one-line errors (exit 2) for fixable mistakes."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from jaxunlearn import cli
+
+
+def run_cli(capsys, *args):
+  code = cli.main(list(args))
+  out = capsys.readouterr()
+  return code, out.out, out.err
+
+
+@pytest.mark.parametrize("kind,expected", [("methods", "delete"),
+                                           ("datasets", "digits"),
+                                           ("models", "small_cnn")])
+def test_lists_names(capsys, kind, expected):
+  code, out, _ = run_cli(capsys, kind)
+  names = out.split()
+  assert code == 0 and expected in names and names == sorted(names)
+
+
+@pytest.mark.parametrize("override,message", [
+    ("--config.method=nonsense", "unknown method 'nonsense'"),
+    ("--config.dataset=nonsense", "unknown dataset 'nonsense'"),
+    ("--config.forget.classes=(12,)", "forget class 12 is out of range"),
+    ("--config.forget.classes=()", "forget.classes is empty"),
+    ("--config.forget.kind=random --config.forget.fraction=0.0001",
+     "the forget set is empty"),
+    ("--config.model.name=nonsense", "unknown model"),
+    ("--config.no_such_field=1", ""),
+])
+def test_user_errors_are_one_line(capsys, tmp_path, data_dir, override, message):
+  code, out, err = run_cli(capsys, "run", "--workdir", str(tmp_path),
+                           f"--config.data_dir={data_dir}",
+                           "--config.progress=False", *override.split())
+  assert code == 2
+  assert len(err.strip().splitlines()) == 1 and err.startswith("jaxunlearn: error:")
+  assert message in err
+
+
+def test_unprepared_dataset_fails_fast_offline(tmp_path):
+  """Nothing prepared, no archive, no network: one line that names the file
+  and the directory, from a fresh process (no traceback)."""
+  env = dict(os.environ, JAXUNLEARN_DATA_DIR=str(tmp_path))
+  result = subprocess.run(
+      [sys.executable, "-m", "jaxunlearn.cli", "run", "--workdir",
+       str(tmp_path / "w"), "--config.dataset=cifar10", "--config.progress=False"],
+      capture_output=True, text=True, env=env, timeout=120)
+  assert result.returncode == 2
+  lines = result.stderr.strip().splitlines()
+  assert len(lines) == 1, result.stderr
+  assert "cifar-10-python.tar.gz" in lines[0] and str(tmp_path) in lines[0]

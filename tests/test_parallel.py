@@ -1,0 +1,102 @@
+"""Data parallelism: 2 devices (jit + NamedSharding, or shard_map) = 1 device."""
+import jax
+import numpy as np
+import pytest
+
+from jaxunlearn import loop, parallel
+from jaxunlearn.data.splits import class_forget_split
+from jaxunlearn.methods import UnlearnTask
+from jaxunlearn.methods import delete
+from jaxunlearn.models import get_model
+from jaxunlearn.state import TrainState, sgd
+from jaxunlearn.train import init_variables
+
+
+def max_abs_diff(a, b):
+  return max(float(np.max(np.abs(np.asarray(x) - np.asarray(y))))
+             for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+@pytest.fixture(scope="module")
+def task_parts(digits):
+  spec, splits = digits
+  data = class_forget_split(splits["train"], splits["test"], (3,), spec.num_classes)
+  model = get_model("small_cnn", num_classes=10, mean=spec.mean, std=spec.std)
+  variables = init_variables(model, spec.image_shape, jax.random.key(0))
+  return spec, data, model, variables
+
+
+def run_delete(task_parts, num_devices):
+  spec, data, model, variables = task_parts
+  mesh = parallel.make_mesh(num_devices)
+  task = UnlearnTask(model=model, variables=variables, data=data, num_classes=10,
+                     image_shape=spec.image_shape, mesh=mesh,
+                     augment=loop.Augment(spec.crop_padding, spec.flip),
+                     train_config=None, progress=False)
+  cfg = delete.default_config()
+  cfg.epochs = 2  # |D_f| = 135 = 2 x 64 + 7: the last batch is padded
+  return delete.unlearn(task, cfg, jax.random.key(1))
+
+
+def test_delete_run_two_devices_equals_one(task_parts):
+  assert len(jax.devices()) >= 2
+  one = run_delete(task_parts, 1)
+  two = run_delete(task_parts, 2)
+  assert max_abs_diff(one, task_parts[3]) > 1e-3  # it did train
+  assert max_abs_diff(one["params"], two["params"]) < 1e-5
+  assert max_abs_diff(one["batch_stats"], two["batch_stats"]) < 1e-5
+
+
+def test_shard_map_step_equals_jit_step(task_parts):
+  """The pmap-style step (axis_name, psum'd gradients, cross-device BatchNorm)
+  gives the single-device numbers, also when the devices hold different
+  numbers of real examples."""
+  spec, data, model, variables = task_parts
+  tx = sgd(0.05, 0.9)
+  step = delete.make_step(model, tx)
+  rng = np.random.default_rng(0)
+  batch = {"image": rng.random((8, 8, 8, 1)).astype(np.float32),
+           "label": rng.integers(0, 10, 8).astype(np.int32),
+           "mask": np.array([1, 1, 1, 1, 1, 1, 0, 0], np.float32)}
+
+  def three_steps(fn, mesh):
+    state = parallel.replicate(delete.DeleteState(TrainState.create(variables, tx),
+                                                  variables), mesh)
+    for _ in range(3):
+      state, _ = fn(state, parallel.shard_batch(batch, mesh), jax.random.key(1))
+    return jax.device_get(state.train.variables)
+
+  mesh1, mesh2 = parallel.make_mesh(1), parallel.make_mesh(2)
+  reference = three_steps(parallel.jit_step(step, mesh1), mesh1)
+  mapped = three_steps(parallel.shard_map_step(step, mesh2), mesh2)
+  assert max_abs_diff(reference, mapped) < 1e-5
+
+
+def test_pmap_step_equals_jit_step(task_parts):
+  """jax.pmap (maintenance mode, still supported) runs the same step."""
+  spec, data, model, variables = task_parts
+  tx = sgd(0.05, 0.9)
+  step = delete.make_step(model, tx)
+  rng = np.random.default_rng(1)
+  batch = {"image": rng.random((8, 8, 8, 1)).astype(np.float32),
+           "label": rng.integers(0, 10, 8).astype(np.int32),
+           "mask": np.ones(8, np.float32)}
+  mesh1 = parallel.make_mesh(1)
+  state = parallel.replicate(delete.DeleteState(TrainState.create(variables, tx),
+                                                variables), mesh1)
+  reference, _ = parallel.jit_step(step, mesh1, donate=False)(
+      state, parallel.shard_batch(batch, mesh1), jax.random.key(1))
+
+  pmapped = jax.pmap(lambda s, b, k: step(s, b, k, axis_name="data"),
+                     axis_name="data", in_axes=(None, 0, None), out_axes=None)
+  host_state = jax.device_get(state)
+  per_device = jax.tree.map(lambda x: x.reshape(2, 4, *x.shape[1:]), batch)
+  out, _ = pmapped(host_state, per_device, jax.random.key(1))
+  assert max_abs_diff(jax.device_get(reference.train.variables),
+                      jax.device_get(out.train.variables)) < 1e-5
+
+
+def test_batch_size_must_divide_devices():
+  from jaxunlearn.errors import UserError
+  with pytest.raises(UserError, match="not divisible"):
+    parallel.check_batch_size(7, parallel.make_mesh(2))

@@ -1,0 +1,68 @@
+"""The main job end to end on the embedded digits: DELETE forgets class 3 and
+keeps the rest; report.json has the documented shape; checkpoints are reused."""
+import json
+import os
+
+import pytest
+
+from jaxunlearn import config as base_config
+from jaxunlearn import run as run_lib
+
+M_KEYS = {"forget_acc", "retain_acc", "test_acc", "test_forget_acc",
+          "test_retain_acc", "mia_efficacy", "avg_gap"}
+
+
+@pytest.fixture(scope="module")
+def cfg(data_dir):
+  c = base_config.get_config()
+  c.data_dir = data_dir
+  c.progress = False
+  c.train.epochs = 12  # enough for ~97% test accuracy; keeps the test short
+  return c
+
+
+@pytest.fixture(scope="module")
+def report(cfg, tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("run"))
+  return workdir, run_lib.run(cfg, workdir, log=lambda *_: None)
+
+
+def test_report_shape(report):
+  workdir, rep = report
+  with open(os.path.join(workdir, "report.json")) as f:
+    on_disk = json.load(f)
+  assert on_disk["method"] == "delete" and on_disk["dataset"] == "digits"
+  assert on_disk["seed"] == 0 and on_disk["forget"]["classes"] == [3]
+  assert set(on_disk["models"]) == {"original", "unlearned", "retrained"}
+  for role, metrics in on_disk["models"].items():
+    assert M_KEYS <= set(metrics), role
+    for key in M_KEYS - {"avg_gap"}:
+      assert 0.0 <= metrics[key] <= 1.0
+  assert set(on_disk["runtime_s"]) >= {"pretrain", "retrain", "unlearn", "evaluate"}
+  assert on_disk["models"]["retrained"]["avg_gap"] == 0.0
+  with open(os.path.join(workdir, "forget_ids.json")) as f:
+    ids = json.load(f)["forget_ids"]
+  assert len(ids) == rep["forget"]["size"] == 135
+
+
+def test_delete_forgets_the_class_and_keeps_the_rest(report):
+  _, rep = report
+  original, unlearned, retrained = (rep["models"][r] for r in
+                                    ("original", "unlearned", "retrained"))
+  assert original["forget_acc"] > 0.95 and original["test_retain_acc"] > 0.9
+  assert unlearned["forget_acc"] <= 0.02
+  assert unlearned["test_forget_acc"] <= 0.02
+  assert abs(unlearned["test_retain_acc"] - original["test_retain_acc"]) <= 0.03
+  assert abs(unlearned["mia_efficacy"] - retrained["mia_efficacy"]) <= 0.10
+  assert retrained["forget_acc"] <= 0.05  # never saw class 3
+  assert unlearned["avg_gap"] < original["avg_gap"]
+
+
+def test_second_run_reuses_every_checkpoint(cfg, report, monkeypatch):
+  workdir, first = report
+  from jaxunlearn import loop
+  def no_step(*args, **kwargs):
+    raise AssertionError("a finished phase took a training step again")
+  monkeypatch.setattr(loop, "batch_keys", no_step)  # called once per step
+  second = run_lib.run(cfg, workdir, log=lambda *_: None)
+  assert second["models"] == first["models"]
