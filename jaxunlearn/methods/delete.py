@@ -43,7 +43,11 @@ def default_config() -> ml_collections.ConfigDict:
       batch_size=64,      # authors: 128 (64 for Tiny-ImageNet, Swin-T, VGGFace2)
       augment=True,       # the dataset's training augmentation on D_f
       freeze_bn=False,    # student BatchNorm in inference mode
-      mask="label",       # or "all_forget_classes"
+      # Masks every forgotten class in the teacher's targets (for one class
+      # the same as "label", the released behaviour). Measured on digits,
+      # forgetting classes 1,3,5: forget acc 0.000 vs 0.007, avg_gap 0.0007
+      # vs 0.0034 for "label", so it is the default.
+      mask="all_forget_classes",
   ))
 
 
