@@ -47,5 +47,6 @@ def get_config() -> ml_collections.ConfigDict:
   ))
 
   c.num_devices = 0    # 0 = every device
+  c.distributed = False  # multi-host: call jax.distributed.initialize() first
   c.progress = True
   return c

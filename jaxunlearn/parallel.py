@@ -75,11 +75,31 @@ def replicate(tree: Any, mesh: Mesh) -> Any:
 
 
 def shard_batch(batch: Any, mesh: Mesh) -> Any:
-  """Places a host batch (this process's slice) on the mesh, sharded."""
+  """Places a global host batch on the mesh, sharded along the batch axis.
+
+  Every process computes the same global batch (same keys, same order); with
+  several processes each one hands over only its contiguous slice of rows,
+  which matches ``jax.devices()`` being ordered by process.
+  """
   sharding = batch_sharded(mesh)
-  return jax.tree.map(
-      lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)),
-      batch)
+  count, index = jax.process_count(), jax.process_index()
+
+  def put(x):
+    x = np.asarray(x)
+    if count == 1:
+      return jax.make_array_from_process_local_data(sharding, x)
+    rows = x.shape[0] // count
+    local = x[index * rows:(index + 1) * rows]
+    return jax.make_array_from_process_local_data(sharding, local, x.shape)
+  return jax.tree.map(put, batch)
+
+
+def to_host(x: Any) -> Any:
+  """A (possibly multi-host) global array as one NumPy array on every host."""
+  if jax.process_count() == 1:
+    return jax.device_get(x)
+  from jax.experimental import multihost_utils
+  return multihost_utils.process_allgather(x, tiled=True)
 
 
 def jit_step(step: Callable, mesh: Mesh, donate: bool = True) -> Callable:

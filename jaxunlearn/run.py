@@ -69,6 +69,8 @@ def _model_kwargs(cfg) -> dict:
 def run(cfg: ml_collections.ConfigDict, workdir: str,
         log=print) -> dict:
   """The full job; returns the report (also written to workdir/report.json)."""
+  if cfg.get("distributed", False):  # must precede any other JAX call
+    parallel.initialize_distributed()
   validate(cfg)
   for name in cfg.eval.evaluators:
     EVALUATORS.get(name)

@@ -30,9 +30,9 @@ def predict(predict_fn: Callable, variables: dict, split: Split, batch_size: int
     n = int(batch["mask"].sum())
     out_logits, out_features = predict_fn(variables,
                                           parallel.shard_batch(batch["image"], mesh))
-    logits.append(np.asarray(out_logits)[:n])
+    logits.append(np.asarray(parallel.to_host(out_logits))[:n])
     if with_features:
-      features.append(np.asarray(out_features)[:n])
+      features.append(np.asarray(parallel.to_host(out_features))[:n])
   if not logits:
     empty = np.zeros((0, 0), np.float32)
     return (empty, empty) if with_features else empty
