@@ -12,6 +12,7 @@ import functools
 from typing import Any, Callable, Optional
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
@@ -52,11 +53,17 @@ def _augmenter(mesh: Mesh, augment: Augment) -> Callable:
                  out_shardings=parallel.batch_sharded(mesh))
 
 
-def check_finite(metrics: dict, where: str) -> None:
-  loss = metrics.get("loss")
-  if loss is not None and not np.isfinite(float(loss)):
-    raise UserError(f"the loss became {float(loss)} in {where}; lower the "
+def check_finite(worst_loss, where: str) -> None:
+  """Raises if any step's loss was NaN/inf (one host sync, at epoch end)."""
+  if worst_loss is not None and not np.isfinite(float(worst_loss)):
+    raise UserError(f"the loss became {float(worst_loss)} in {where}; lower the "
                     "learning rate (or check the data for NaNs)")
+
+
+@jax.jit
+def _track_nonfinite(worst, loss):
+  """Keeps the first non-finite loss seen (on device: no sync per step)."""
+  return jnp.where(jnp.isfinite(worst), loss, worst)
 
 
 def run_epochs(step: Callable, state: Any, split: Split, *, batch_size: int,
@@ -92,6 +99,7 @@ def run_epochs(step: Callable, state: Any, split: Split, *, batch_size: int,
   augmenter = _augmenter(mesh, augment) if augment.active else None
   metrics = {}
   for epoch in range(start_epoch, epochs):
+    worst = jnp.zeros((), jnp.float32)
     order = pipeline.epoch_order(order_key(key), epoch, len(split), shuffle)
     for b, host_batch in enumerate(pipeline.iterate(split, batch_size, order,
                                                     drop_remainder)):
@@ -100,9 +108,11 @@ def run_epochs(step: Callable, state: Any, split: Split, *, batch_size: int,
       if augmenter is not None:
         batch = augmenter(aug_key, batch)
       state, metrics = step(state, batch, step_key)
+      if "loss" in metrics:
+        worst = _track_nonfinite(worst, metrics["loss"])
       if bar is not None:
         bar.update(1)
-    check_finite(metrics, desc or "training")  # one host sync per epoch
+    check_finite(worst, desc or "training")  # one host sync per epoch
     if bar is not None:
       bar.set_postfix(loss=f"{float(metrics['loss']):.4f}", refresh=False)
     if on_epoch_end is not None:
