@@ -53,11 +53,20 @@ def _augmenter(mesh: Mesh, augment: Augment) -> Callable:
                  out_shardings=parallel.batch_sharded(mesh))
 
 
-def check_finite(worst_loss, where: str) -> None:
-  """Raises if any step's loss was NaN/inf (one host sync, at epoch end)."""
-  if worst_loss is not None and not np.isfinite(float(worst_loss)):
-    raise UserError(f"the loss became {float(worst_loss)} in {where}; lower the "
+def check_finite(worst_loss, state, where: str) -> None:
+  """Raises if a step's loss or the state became NaN/inf (one sync per epoch)."""
+  loss_ok = worst_loss is None or bool(np.isfinite(float(worst_loss)))
+  if not (loss_ok and bool(_state_finite(state))):
+    value = float(worst_loss) if not loss_ok else "NaN/inf in the parameters"
+    raise UserError(f"the loss became {value} in {where}; lower the "
                     "learning rate (or check the data for NaNs)")
+
+
+@jax.jit
+def _state_finite(state):
+  leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(state)
+            if jnp.issubdtype(x.dtype, jnp.floating)]
+  return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
 
 
 @jax.jit
@@ -112,7 +121,7 @@ def run_epochs(step: Callable, state: Any, split: Split, *, batch_size: int,
         worst = _track_nonfinite(worst, metrics["loss"])
       if bar is not None:
         bar.update(1)
-    check_finite(worst, desc or "training")  # one host sync per epoch
+    check_finite(worst, state, desc or "training")  # one host sync per epoch
     if bar is not None:
       bar.set_postfix(loss=f"{float(metrics['loss']):.4f}", refresh=False)
     if on_epoch_end is not None:
