@@ -68,7 +68,8 @@ class EvalContext:
     """Logits and features of model ``role`` on ``split`` (computed once)."""
     if (role, split) not in self._cache:
       if split == "test":
-        parts = [self.outputs(role, "test_forget"), self.outputs(role, "test_retain")]
+        parts = [p for p in (self.outputs(role, "test_forget"),
+                             self.outputs(role, "test_retain")) if len(p.labels)]
         self._cache[(role, split)] = Outputs(
             *(np.concatenate([getattr(p, f) for p in parts])
               for f in ("logits", "features", "labels")))

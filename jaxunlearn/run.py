@@ -20,11 +20,13 @@ import numpy as np
 from jaxunlearn import checkpoint as ckpt_lib
 from jaxunlearn import loop, parallel
 from jaxunlearn.data import DATASETS, load_dataset
-from jaxunlearn.data.splits import ForgetSplit, make_forget_split, save_forget_ids
+from jaxunlearn.data.splits import (ForgetSplit, ids_forget_split,
+                                    make_forget_split, save_forget_ids)
 from jaxunlearn.errors import UserError
 from jaxunlearn.evaluate import EVALUATORS, EvalContext, evaluate
 from jaxunlearn.methods import METHODS, UnlearnTask
 from jaxunlearn.models import MODELS, get_model
+from jaxunlearn.tasks import backdoor
 from jaxunlearn.train import train_model
 
 MODEL_ROLES = ("original", "unlearned", "retrained")
@@ -80,9 +82,24 @@ def run(cfg: ml_collections.ConfigDict, workdir: str,
                               cfg.manual_dir or None)
   root = jax.random.key(cfg.seed)
   split_key, pretrain_key, retrain_key, unlearn_key = jax.random.split(root, 4)
-  data = make_forget_split(cfg.forget, splits["train"], splits["test"],
-                           spec.num_classes, split_key)
-  forget_spec = _cfg(cfg.forget)
+  extras = {}
+  if cfg.get("backdoor") is not None and cfg.backdoor.enabled:
+    # The poisoned samples are the forget set; the original model is trained
+    # on the poisoned data, the retrained one on the clean rest.
+    trigger = backdoor.Trigger(cfg.backdoor.size, cfg.backdoor.position,
+                               cfg.backdoor.value)
+    poisoned, poisoned_ids = backdoor.poison(
+        splits["train"], cfg.backdoor.fraction, cfg.backdoor.target, trigger,
+        jax.random.fold_in(root, 7), spec.num_classes)
+    splits = dict(splits, train=poisoned)
+    data = ids_forget_split(poisoned, splits["test"], poisoned_ids)
+    forget_spec = dict(kind="backdoor", **_cfg(cfg.backdoor))
+    extras["backdoor"] = (backdoor.triggered_test_set(
+        splits["test"], cfg.backdoor.target, trigger), cfg.backdoor.target)
+  else:
+    data = make_forget_split(cfg.forget, splits["train"], splits["test"],
+                             spec.num_classes, split_key)
+    forget_spec = _cfg(cfg.forget)
   save_forget_ids(os.path.join(workdir, "forget_ids.json"), data, forget_spec)
   log(f"dataset {spec.name}: |D_f|={len(data.forget)} |D_r|={len(data.retain)} "
       f"|D_t,f|={len(data.test_forget)} |D_t,r|={len(data.test_retain)}; "
@@ -94,6 +111,8 @@ def run(cfg: ml_collections.ConfigDict, workdir: str,
              else loop.Augment())
   ckpt_root = os.path.join(workdir, "checkpoints")
   base = (spec.name, _cfg(cfg.model), _cfg(cfg.train), cfg.seed)
+  if "backdoor" in extras:
+    base = base + (_cfg(cfg.backdoor),)
   forget_hash = fingerprint(sorted(int(i) for i in data.forget.ids))
 
   train = lambda split, key, desc: (lambda d: train_model(
@@ -128,8 +147,8 @@ def run(cfg: ml_collections.ConfigDict, workdir: str,
                     data=data, mesh=mesh, num_classes=spec.num_classes,
                     batch_size=cfg.eval.batch_size, seed=cfg.seed,
                     config=cfg.eval, workdir=workdir,
-                    extras={"train_config": cfg.train, "augment": augment,
-                            "image_shape": spec.image_shape})
+                    extras=dict(extras, train_config=cfg.train, augment=augment,
+                                image_shape=spec.image_shape))
   results = evaluate(ctx, cfg.eval.evaluators, cfg.eval.gap_metrics)
   t_evaluate = time.perf_counter() - start
 

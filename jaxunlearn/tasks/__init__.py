@@ -1,0 +1,1 @@
+"""Tasks beyond forgetting a class or a subset: backdoor removal, segmentation."""
