@@ -51,7 +51,12 @@ def _run(argv: list[str]) -> None:
     raise _UsageError(f"unknown config field {error}; see jaxunlearn/config.py "
                       "for the fields that exist") from None
   except (flags.Error, SystemExit, Exception) as error:  # noqa: BLE001
-    raise _UsageError(str(error).splitlines()[0] if str(error) else repr(error))
+    # absl wraps the cause; its last line is the informative one.
+    cause = error
+    while cause.__cause__ is not None or cause.__context__ is not None:
+      cause = cause.__cause__ or cause.__context__
+    text = " ".join(str(cause).split()) or repr(cause)
+    raise _UsageError(text) from None
   report = run_lib.run(cfg, flag_values.workdir)
   print(run_lib.format_report(report))
   print(f"report: {os.path.join(flag_values.workdir, 'report.json')}")

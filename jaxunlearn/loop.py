@@ -46,8 +46,13 @@ def order_key(key: jax.Array) -> jax.Array:
 @functools.lru_cache(maxsize=None)
 def _augmenter(mesh: Mesh, augment: Augment) -> Callable:
   def fn(key, batch):
-    return dict(batch, image=pipeline.augment_images(
+    key, paired_key = jax.random.split(key)
+    out = dict(batch, image=pipeline.augment_images(
         key, batch["image"], augment.crop_padding, augment.flip))
+    if "paired" in batch:
+      out["paired"] = dict(batch["paired"], image=pipeline.augment_images(
+          paired_key, batch["paired"]["image"], augment.crop_padding, augment.flip))
+    return out
   return jax.jit(fn, in_shardings=(parallel.replicated(mesh),
                                    parallel.batch_sharded(mesh)),
                  out_shardings=parallel.batch_sharded(mesh))
@@ -81,13 +86,20 @@ def run_epochs(step: Callable, state: Any, split: Split, *, batch_size: int,
                drop_remainder: bool = False, checkpoint_dir: Optional[str] = None,
                checkpoint_every: int = 1, meta: Optional[dict] = None,
                desc: str = "", progress: bool = True,
-               on_epoch_end: Optional[Callable[[int, Any], None]] = None) -> Any:
+               on_epoch_end: Optional[Callable[[int, Any], None]] = None,
+               paired: Optional[Split] = None,
+               paired_batch_size: Optional[int] = None) -> Any:
   """Runs ``epochs`` passes of the jitted ``step`` over ``split``.
 
   ``step(state, batch, key) -> (state, metrics)`` must already be compiled for
   the mesh (``parallel.jit_step``). With ``checkpoint_dir`` the state is saved
   every ``checkpoint_every`` epochs and at the end, and a later call resumes
   from the latest saved epoch (returning at once if training had finished).
+
+  ``paired``: a second split (e.g. D_f next to D_r) cycled alongside the
+  epoch; each batch then carries ``batch["paired"]`` (image, label, mask) of
+  ``paired_batch_size`` examples, drawn in a seeded order that restarts when
+  the paired split is used up.
   """
   if len(split) == 0:
     raise UserError(f"{desc or 'training'}: the data set is empty")
@@ -113,6 +125,9 @@ def run_epochs(step: Callable, state: Any, split: Split, *, batch_size: int,
     for b, host_batch in enumerate(pipeline.iterate(split, batch_size, order,
                                                     drop_remainder)):
       aug_key, step_key = batch_keys(key, epoch, b)
+      if paired is not None:
+        host_batch["paired"] = _paired_batch(paired, paired_batch_size or batch_size,
+                                             key, epoch * steps_per_epoch + b)
       batch = parallel.shard_batch(host_batch, mesh)
       if augmenter is not None:
         batch = augmenter(aug_key, batch)
@@ -132,6 +147,25 @@ def run_epochs(step: Callable, state: Any, split: Split, *, batch_size: int,
   if bar is not None:
     bar.close()
   return state
+
+
+def _paired_batch(split: Split, batch_size: int, key: jax.Array,
+                  global_batch: int) -> dict:
+  """Batch number ``global_batch`` of ``split`` cycled in seeded passes
+  (a fresh permutation per pass; no padding: indices wrap around)."""
+  n = len(split)
+  if n == 0:
+    raise UserError("the paired data set is empty")
+  start = global_batch * batch_size
+  positions = np.arange(start, start + batch_size)
+  passes = positions // n
+  index = np.empty(batch_size, np.int64)
+  paired_key = jax.random.fold_in(key, 2)
+  for p in np.unique(passes):
+    order = pipeline.epoch_order(paired_key, int(p), n)
+    sel = passes == p
+    index[sel] = order[positions[sel] % n]
+  return pipeline.make_batch(split, index, batch_size)
 
 
 def ocp_abstract(x):

@@ -122,7 +122,7 @@ def run(cfg: ml_collections.ConfigDict, workdir: str,
       os.path.join(ckpt_root, f"original-{fingerprint(*base)}"),
       train(splits["train"], pretrain_key, "pretrain"))
   retrained, t_retrain = None, None
-  if cfg.retrain:
+  if cfg.with_retrained:
     retrained, t_retrain = _timed_phase(
         os.path.join(ckpt_root, f"retrained-{fingerprint(*base, forget_hash)}"),
         train(data.retain, retrain_key, "retrain"))

@@ -1,0 +1,65 @@
+"""Gradient statistics over a split: mean gradient and diagonal Fisher.
+
+Both are one jitted, sharded pass over padded batches (inference mode, so
+examples are independent and padding is exact).
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxunlearn import parallel
+from jaxunlearn.data import pipeline
+from jaxunlearn.data.pipeline import Split
+from jaxunlearn.losses import cross_entropy
+from jaxunlearn.state import apply_eval
+
+
+def _example_loss(model, params, batch_stats, image, label):
+  logits, _ = apply_eval(model, {"params": params, "batch_stats": batch_stats},
+                         image[None])
+  return cross_entropy(logits, label[None])[0]
+
+
+def _accumulate(model, variables, split: Split, batch_size: int, mesh, kind: str):
+  # Per-example weight gradients are computed per device under shard_map and
+  # summed with psum. (Under plain jit with the batch sharded, XLA's SPMD
+  # partitioning of the vmapped convolution weight gradients gave wrong
+  # numbers on 2 CPU devices: 3e-3 absolute error vs 1e-9 on one device.)
+  from jax.sharding import PartitionSpec as P
+
+  def local_sum(variables, batch):
+    grad_one = jax.grad(_example_loss, argnums=1)
+    grads = jax.vmap(grad_one, in_axes=(None, None, None, 0, 0))(
+        model, variables["params"], variables["batch_stats"], batch["image"],
+        batch["label"])
+    weight = lambda g: g * batch["mask"].reshape((-1,) + (1,) * (g.ndim - 1))
+    if kind == "fisher":
+      sums = jax.tree.map(lambda g: jnp.sum(weight(g * g), 0), grads)
+    else:
+      sums = jax.tree.map(lambda g: jnp.sum(weight(g), 0), grads)
+    return jax.lax.psum(sums, parallel.DATA_AXIS)
+
+  batch_sum = jax.jit(jax.shard_map(
+      local_sum, mesh=mesh, in_specs=(P(), P(parallel.DATA_AXIS)), out_specs=P(),
+      check_vma=False))
+
+  parallel.check_batch_size(batch_size, mesh)
+  variables = parallel.replicate(variables, mesh)
+  total = jax.tree.map(jnp.zeros_like, variables["params"])
+  for batch in pipeline.iterate(split, batch_size, np.arange(len(split))):
+    total = jax.tree.map(jnp.add, total,
+                         batch_sum(variables, parallel.shard_batch(batch, mesh)))
+  return jax.device_get(jax.tree.map(lambda t: t / max(len(split), 1), total))
+
+
+def mean_gradient(model, variables, split: Split, batch_size: int, mesh):
+  """(1/N) sum_i grad CE(x_i, y_i) w.r.t. the parameters (inference mode)."""
+  return _accumulate(model, variables, split, batch_size, mesh, "mean")
+
+
+def fisher_diagonal(model, variables, split: Split, batch_size: int, mesh):
+  """Empirical diagonal Fisher: (1/N) sum_i (grad CE(x_i, y_i))^2, per-example
+  gradients (not squared batch gradients)."""
+  return _accumulate(model, variables, split, batch_size, mesh, "fisher")

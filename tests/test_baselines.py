@@ -1,0 +1,141 @@
+"""The baselines: each one's defining formula or property, and that every
+registered method runs and returns a well-formed model."""
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from jaxunlearn import loop, parallel
+from jaxunlearn.data.pipeline import Split
+from jaxunlearn.data.splits import class_forget_split
+from jaxunlearn.losses import cross_entropy
+from jaxunlearn.methods import METHODS, UnlearnTask
+from jaxunlearn.methods import _stats, boundary_shrink, random_label, salun, scrub, ssd
+from jaxunlearn.models import get_model
+from jaxunlearn.state import apply_eval
+from jaxunlearn.train import init_variables
+
+
+@pytest.fixture(scope="module")
+def small(digits):
+  """A random-init CNN and a small class-3 split (fast to run every method on)."""
+  spec, splits = digits
+  data = class_forget_split(splits["train"].take(np.arange(400)),
+                            splits["test"].take(np.arange(120)), (3,), 10)
+  model = get_model("small_cnn", num_classes=10, mean=spec.mean, std=spec.std,
+                    widths=(8, 16, 16))
+  variables = init_variables(model, spec.image_shape, jax.random.key(0))
+  return spec, data, model, variables
+
+
+def task_for(small, num_devices=2):
+  spec, data, model, variables = small
+  recipe = ml_collections.ConfigDict(dict(epochs=1, batch_size=32, lr=0.01,
+                                          momentum=0.9, weight_decay=0.0))
+  return UnlearnTask(model=model, variables=variables, data=data, num_classes=10,
+                     image_shape=spec.image_shape,
+                     mesh=parallel.make_mesh(num_devices),
+                     augment=loop.Augment(1, False), train_config=recipe,
+                     progress=False)
+
+
+@pytest.mark.parametrize("name", METHODS.names())
+def test_every_method_runs_and_returns_a_model(small, name):
+  task = task_for(small)
+  cfg = METHODS.get(name).default_config()
+  for field, value in (("epochs", 1), ("batch_size", 32), ("msteps", 1)):
+    if field in cfg:
+      cfg[field] = value
+  for field in ("max_iter",):
+    if field in cfg:
+      cfg[field] = 2
+  out = METHODS.get(name).unlearn(task, cfg, jax.random.key(5))
+  original = small[3]
+  assert jax.tree.structure(out) == jax.tree.structure(original)
+  leaves = jax.tree.leaves(out)
+  assert all(np.all(np.isfinite(np.asarray(x))) for x in leaves)
+  moved = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
+              for a, b in zip(leaves, jax.tree.leaves(original)))
+  assert moved > 0, f"{name} left the model unchanged"
+
+
+def test_random_labels_are_never_the_true_label():
+  labels = np.tile(np.arange(10), 100)
+  new = random_label.random_wrong_labels(labels, 10, jax.random.key(0))
+  assert np.all(new != labels) and set(np.unique(new)) == set(range(10))
+
+
+@pytest.mark.parametrize("fraction", [0.1, 0.37, 0.5])
+def test_salun_mask_keeps_exactly_the_fraction(fraction):
+  rng = np.random.default_rng(0)
+  gradient = {"a": rng.normal(size=(7, 5)), "b": {"c": rng.normal(size=(13,))}}
+  mask = salun.saliency_mask(gradient, fraction)
+  flat_mask = np.concatenate([np.ravel(m) for m in jax.tree.leaves(mask)])
+  flat_grad = np.abs(np.concatenate([np.ravel(g) for g in jax.tree.leaves(gradient)]))
+  assert flat_mask.sum() == round(fraction * flat_grad.size)
+  assert flat_grad[flat_mask == 1].min() >= flat_grad[flat_mask == 0].max()
+
+
+def test_ssd_dampens_exactly_the_selected_parameters():
+  rng = np.random.default_rng(1)
+  theta = {"w": rng.normal(size=(50,)).astype(np.float32)}
+  i_full = {"w": rng.uniform(0.1, 1.0, 50)}
+  i_forget = {"w": i_full["w"] * rng.uniform(0.0, 20.0, 50)}
+  out = ssd.dampen(theta, i_forget, i_full, alpha=10.0, lam=1.0)["w"]
+  selected = i_forget["w"] > 10.0 * i_full["w"]
+  assert selected.any() and (~selected).any()
+  np.testing.assert_array_equal(out[~selected], theta["w"][~selected])
+  beta = np.minimum(i_full["w"] / i_forget["w"], 1.0)
+  np.testing.assert_allclose(out[selected], theta["w"][selected] * beta[selected],
+                             rtol=1e-6)
+
+
+def test_fisher_diagonal_is_mean_squared_per_example_gradient(small):
+  spec, data, model, variables = small
+  split = data.retain.take(np.arange(10))
+  fisher = _stats.fisher_diagonal(model, variables, split, 4, parallel.make_mesh(2))
+  def loss(params, image, label):
+    logits, _ = apply_eval(model, {"params": params,
+                                   "batch_stats": variables["batch_stats"]}, image[None])
+    return cross_entropy(logits, jnp.asarray([label]))[0]
+  expected = jax.tree.map(jnp.zeros_like, variables["params"])
+  for i in range(10):
+    g = jax.grad(loss)(variables["params"],
+                       (split.images[i] / 255.0).astype(np.float32),
+                       int(split.labels[i]))
+    expected = jax.tree.map(lambda e, x: e + x * x / 10, expected, g)
+  for got, want in zip(jax.tree.leaves(fisher), jax.tree.leaves(expected)):
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-9)
+
+
+def test_boundary_shrink_labels_are_predictions_at_fgsm_points(small):
+  spec, data, model, variables = small
+  split = data.forget.take(np.arange(6))
+  labels = boundary_shrink.neighbour_labels(model, variables, split, 0.2, 4)
+  x = jnp.asarray(split.images / 255.0, jnp.float32)
+  def total_ce(images):
+    return jnp.sum(cross_entropy(apply_eval(model, variables, images)[0],
+                                 jnp.asarray(split.labels)))
+  adversarial = np.clip(x + 0.2 * np.sign(jax.grad(total_ce)(x)), 0, 1)
+  expected = np.argmax(apply_eval(model, variables, adversarial)[0], -1)
+  np.testing.assert_array_equal(labels, expected)
+
+
+def test_scrub_distill_kl_matches_numpy():
+  rng = np.random.default_rng(2)
+  s, t = rng.normal(size=(4, 6)), rng.normal(size=(4, 6))
+  got = np.asarray(scrub.distill_kl(jnp.asarray(s), jnp.asarray(t), 4.0))
+  soft = lambda z: np.exp(z - z.max(-1, keepdims=True)) / np.exp(
+      z - z.max(-1, keepdims=True)).sum(-1, keepdims=True)
+  p, q = soft(t / 4.0), soft(s / 4.0)
+  np.testing.assert_allclose(got, 16.0 * np.sum(p * np.log(p / q), -1), rtol=1e-5)
+
+
+def test_paired_batches_cycle_through_the_whole_split():
+  split = Split(np.zeros((10, 2, 2, 1), np.uint8), np.arange(10, dtype=np.int32),
+                np.arange(10))
+  seen = [loop._paired_batch(split, 4, jax.random.key(0), b)["label"]
+          for b in range(5)]  # 20 draws = exactly two passes
+  flat = np.concatenate(seen)
+  assert sorted(flat[:10]) == list(range(10)) and sorted(flat[10:]) == list(range(10))
