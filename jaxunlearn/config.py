@@ -45,6 +45,8 @@ def get_config() -> ml_collections.ConfigDict:
       evaluators=("accuracy", "mia_efficacy"),
       gap_metrics=("forget_acc", "retain_acc", "test_acc", "mia_efficacy"),
   ))
+  from jaxunlearn.metrics import rcd  # the relearning-delay protocol
+  c.eval.rcd = rcd.default_config()
 
   c.num_devices = 0    # 0 = every device
   c.distributed = False  # multi-host: call jax.distributed.initialize() first

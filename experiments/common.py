@@ -1,0 +1,62 @@
+"""Helpers the experiment scripts share: run a config over seeds, aggregate,
+write markdown / CSV / JSON tables."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+  values = [v for v in values if v is not None and np.isfinite(v)]
+  if not values:
+    return float("nan"), float("nan")
+  return float(np.mean(values)), float(np.std(values))
+
+
+def fmt(mean: float, std: float, digits: int = 3) -> str:
+  if not np.isfinite(mean):
+    return "-"
+  return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def aggregate(rows: list[dict], group: str, columns: Sequence[str]) -> list[dict]:
+  """Mean and std of ``columns`` over the rows sharing ``row[group]``."""
+  names = list(dict.fromkeys(r[group] for r in rows))
+  out = []
+  for name in names:
+    mine = [r for r in rows if r[group] == name]
+    entry = {group: name, "n": len(mine)}
+    for c in columns:
+      entry[c] = mean_std([r.get(c) for r in mine])
+    out.append(entry)
+  return out
+
+
+def write_tables(stem: str, title: str, table: list[dict], group: str,
+                 columns: Sequence[str], raw_rows: list[dict],
+                 notes: Iterable[str] = ()) -> str:
+  """Writes RESULTS/<stem>.md, .csv (mean/std columns) and .json (raw rows)."""
+  os.makedirs(RESULTS, exist_ok=True)
+  lines = [f"# {title}", "", *notes, "" if notes else "",
+           "| " + " | ".join([group] + list(columns)) + " |",
+           "|" + "---|" * (len(columns) + 1)]
+  for entry in table:
+    lines.append("| " + " | ".join([str(entry[group])] +
+                                   [fmt(*entry[c]) for c in columns]) + " |")
+  markdown = "\n".join(lines) + "\n"
+  with open(os.path.join(RESULTS, stem + ".md"), "w") as f:
+    f.write(markdown)
+  with open(os.path.join(RESULTS, stem + ".csv"), "w", newline="") as f:
+    writer = csv.writer(f)
+    writer.writerow([group, "n"] + [f"{c}_{s}" for c in columns for s in ("mean", "std")])
+    for entry in table:
+      writer.writerow([entry[group], entry["n"]] + [v for c in columns for v in entry[c]])
+  with open(os.path.join(RESULTS, stem + ".json"), "w") as f:
+    json.dump({"title": title, "rows": raw_rows}, f, indent=1)
+  return markdown
