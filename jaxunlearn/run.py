@@ -19,7 +19,7 @@ import numpy as np
 
 from jaxunlearn import checkpoint as ckpt_lib
 from jaxunlearn import loop, parallel
-from jaxunlearn.data import DATASETS, load_dataset
+from jaxunlearn.data import DATASETS, load_dataset, resolve as resolve_dataset
 from jaxunlearn.data.splits import (ForgetSplit, ids_forget_split,
                                     make_forget_split, save_forget_ids)
 from jaxunlearn.errors import UserError
@@ -46,7 +46,7 @@ def _cfg(c) -> dict:
 def validate(cfg: ml_collections.ConfigDict) -> None:
   """Fails fast (before any data or training) on names that do not exist."""
   METHODS.get(cfg.method)
-  DATASETS.get(cfg.dataset)
+  resolve_dataset(cfg.dataset)
   MODELS.get(cfg.model.name)
 
 
