@@ -44,7 +44,8 @@ def task_for(small, num_devices=2):
 def test_every_method_runs_and_returns_a_model(small, name):
   task = task_for(small)
   cfg = METHODS.get(name).default_config()
-  for field, value in (("epochs", 1), ("batch_size", 32), ("msteps", 1)):
+  for field, value in (("epochs", 1), ("batch_size", 32), ("msteps", 1),
+                       ("n_adv", 2), ("pgd_steps", 3), ("noise_steps", 3)):
     if field in cfg:
       cfg[field] = value
   for field in ("max_iter",):
