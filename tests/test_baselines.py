@@ -140,3 +140,94 @@ def test_paired_batches_cycle_through_the_whole_split():
           for b in range(5)]  # 20 draws = exactly two passes
   flat = np.concatenate(seen)
   assert sorted(flat[:10]) == list(range(10)) and sorted(flat[10:]) == list(range(10))
+
+
+def _np_ce(logits, labels):
+  z = np.asarray(logits, np.float64)
+  z = z - z.max(-1, keepdims=True)
+  logp = z - np.log(np.exp(z).sum(-1, keepdims=True))
+  return -np.mean(logp[np.arange(len(labels)), np.asarray(labels)])
+
+
+def _batches(seed=0):
+  rng = np.random.default_rng(seed)
+  make = lambda: {"image": rng.random((6, 8, 8, 1)).astype(np.float32),
+                  "label": rng.integers(0, 10, 6).astype(np.int32),
+                  "mask": np.ones(6, np.float32)}
+  batch = make()
+  batch["paired"] = make()
+  return batch
+
+
+def _train_logits(net, variables, images):
+  """Logits in training mode with fresh batch statistics."""
+  return net.apply(variables, images, train=True, mutable=["batch_stats"])[0][0]
+
+
+def test_neggrad_plus_loss_matches_numpy(small):
+  from jaxunlearn.methods import neggrad_plus
+  _, _, model, variables = small
+  batch = _batches()
+  loss, _, _ = neggrad_plus.make_loss(0.9)(model, variables["params"],
+                                           variables["batch_stats"], {}, batch,
+                                           None, None)
+  expected = 0.9 * _np_ce(_train_logits(model, variables, batch["image"]), batch["label"]) \
+      - 0.1 * _np_ce(_train_logits(model, variables, batch["paired"]["image"]),
+                     batch["paired"]["label"])
+  np.testing.assert_allclose(float(loss), expected, rtol=1e-5)
+
+
+def test_l1_sparse_loss_matches_numpy(small):
+  from jaxunlearn.methods import l1_sparse
+  _, _, model, variables = small
+  batch = _batches(1)
+  loss_fn = l1_sparse.make_loss(1e-3, total_steps=10, decay=True)
+  loss, _, _ = loss_fn(model, variables["params"], variables["batch_stats"],
+                       {"step": jnp.asarray(4)}, batch, None, None)
+  l1 = sum(np.abs(np.asarray(p)).sum() for p in jax.tree.leaves(variables["params"]))
+  expected = _np_ce(_train_logits(model, variables, batch["image"]), batch["label"]) \
+      + 1e-3 * (1 - 4 / 10) * l1
+  np.testing.assert_allclose(float(loss), expected, rtol=1e-5)
+
+
+def test_bad_teacher_loss_matches_numpy(small):
+  from jaxunlearn.methods import bad_teacher
+  spec, _, model, variables = small
+  bad = init_variables(model, spec.image_shape, jax.random.key(9))
+  batch = _batches(2)
+  loss, _, _ = bad_teacher.make_loss(2.0)(model, variables["params"],
+                                          variables["batch_stats"],
+                                          {"good": variables, "bad": bad}, batch,
+                                          None, None)
+  soft = lambda z: np.exp(z - z.max(-1, keepdims=True)) / np.exp(
+      z - z.max(-1, keepdims=True)).sum(-1, keepdims=True)
+  def kl(teacher_vars, images):
+    t = np.asarray(apply_eval(model, teacher_vars, images)[0], np.float64) / 2.0
+    s = np.asarray(_train_logits(model, variables, images), np.float64) / 2.0
+    p, q = soft(t), soft(s)
+    return np.mean(np.sum(p * (np.log(p) - np.log(q)), -1))
+  expected = kl(variables, batch["image"]) + kl(bad, batch["paired"]["image"])
+  np.testing.assert_allclose(float(loss), expected, rtol=1e-4)
+
+
+def test_boundary_expand_adds_then_prunes_exactly_one_output(small):
+  from jaxunlearn.methods import boundary_expand
+  _, _, _, variables = small
+  params = variables["params"]
+  expanded = boundary_expand.expand_head(params, jax.random.key(0))
+  assert expanded["head"]["kernel"].shape[1] == params["head"]["kernel"].shape[1] + 1
+  np.testing.assert_array_equal(expanded["head"]["kernel"][:, :-1], params["head"]["kernel"])
+  pruned = boundary_expand.prune_head(expanded)
+  np.testing.assert_array_equal(pruned["head"]["kernel"], params["head"]["kernel"])
+  np.testing.assert_array_equal(pruned["head"]["bias"], params["head"]["bias"])
+
+
+def test_unsir_noise_maximises_the_forget_class_loss(small):
+  from jaxunlearn.methods import unsir
+  spec, _, model, variables = small
+  labels = np.full(16, 3, np.int32)
+  noise = unsir.error_maximising_noise(model, variables, labels, spec.image_shape,
+                                       jax.random.key(0), steps=10, lr=0.05, lam=0.0)
+  start = np.asarray(jax.random.uniform(jax.random.key(0), noise.shape))
+  ce = lambda x: _np_ce(apply_eval(model, variables, jnp.asarray(x))[0], labels)
+  assert noise.min() >= 0 and noise.max() <= 1 and ce(noise) > ce(start)
