@@ -1,0 +1,21 @@
+"""DLFD on RAF-DB emotion (7 classes), the authors' settings (METHODS.md §3).
+
+ResNet-18 + 512-256-128-C MLP head (dropout 0.5), 128x128 inputs. The dataset
+"rafdb" is provided by the face-data builder.
+"""
+import ml_collections
+
+from jaxunlearn import config as base
+
+
+def get_config():
+  c = base.get_config()
+  c.method = "dlfd"
+  c.dataset = "rafdb"
+  c.model = ml_collections.ConfigDict({"name": "resnet18_mlp"})
+  c.eval.evaluators = ("accuracy", "mia_efficacy", "forgetting_score")
+  d = c.dlfd
+  d.batch_size, d.lr, d.momentum, d.weight_decay = 64, 0.006, 0.9, 5e-4
+  d.w_f, d.w_r0, d.w_r1, d.steps, d.alpha = 7.0, 0.5, 1.0, 20, 2.0
+  d.forget_threshold, d.max_forgetting_score = 0.23, 0.23
+  return c
