@@ -43,6 +43,7 @@ class ImageBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   NUM_CLASSES = 10
   SPLITS = ("train", "test")
   HOMEPAGE = ""
+  MANUAL_DOWNLOAD_INSTRUCTIONS = "Put the files named in jaxunlearn.data.formats in the manual dir."
 
   def _shape(self):
     config = self.builder_config
@@ -75,7 +76,7 @@ class ImageBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     parts = type(self).READER(str(dl_manager.manual_dir), self._shape(), **options)
     if not self._num_classes():
       # Classes counted from the data (identities kept, class folders).
-      self.info.features["label"].num_classes = parts.num_classes
+      self.info.features["label"].names = [str(i) for i in range(parts.num_classes)]
     return {name: self._generate_examples(examples)
             for name, examples in parts.items()}
 

@@ -86,11 +86,23 @@ def ids_forget_split(train: Split, test: Split, ids: Sequence[int]) -> ForgetSpl
   return ForgetSplit(forget, retain, test.take(np.zeros(0, np.int64)), test, None)
 
 
+# Hooks returning the ids of poisoned training samples (the backdoor task
+# registers one); ``forget.kind="poisoned"`` + ``forget.hook`` names it.
+POISON_HOOKS: dict = {}
+
+
+def register_poison_hook(name: str, fn) -> None:
+  """``fn(train: Split, forget_cfg, key) -> ids of the poisoned samples``."""
+  POISON_HOOKS[name] = fn
+
+
 def make_forget_split(forget_cfg, train: Split, test: Split, num_classes: int,
                       key: jax.Array) -> ForgetSplit:
   """Builds the split named by ``config.forget`` (kind: class, random or ids)."""
   kind = forget_cfg.kind
-  if kind == "class":
+  if kind in ("class", "identity"):  # identity datasets: classes are identities
+    if kind == "identity" and forget_cfg.get("identities", None) is not None:
+      return class_forget_split(train, test, forget_cfg.identities, num_classes)
     return class_forget_split(train, test, forget_cfg.classes, num_classes)
   if kind == "random":
     return random_forget_split(train, test, key, forget_cfg.get("count", 0),
@@ -101,7 +113,14 @@ def make_forget_split(forget_cfg, train: Split, test: Split, num_classes: int,
       raise UserError(f"forget.kind='ids' needs forget.ids_file; {path!r} not found")
     with open(path) as f:
       return ids_forget_split(train, test, json.load(f)["forget_ids"])
-  raise UserError(f"unknown forget.kind {kind!r}; use class, random or ids")
+  if kind == "poisoned":
+    hook = forget_cfg.get("hook", "")
+    if hook not in POISON_HOOKS:
+      raise UserError(f"forget.hook {hook!r} is not a registered poison hook; "
+                      f"known: {', '.join(sorted(POISON_HOOKS)) or 'none'}")
+    return ids_forget_split(train, test, POISON_HOOKS[hook](train, forget_cfg, key))
+  raise UserError(f"unknown forget.kind {kind!r}; use class, identity, random, "
+                  f"ids or poisoned")
 
 
 def save_forget_ids(path: str, split: ForgetSplit, spec: dict) -> None:
