@@ -240,7 +240,8 @@ def unlearn(task: UnlearnTask, cfg: ml_collections.ConfigDict, key: jax.Array,
   start = time.perf_counter()
   model = task.model
   tx = sgd(cfg.lr, cfg.momentum, cfg.weight_decay)
-  state = TrainState.create(task.variables, tx)
+  # Fresh buffers: the steps donate the state, never the caller's arrays.
+  state = TrainState.create(jax.device_get(task.variables), tx)
   synth_step, finetune_step = make_steps(model, tx, cfg, model.mean, model.std)
   seed = int(jax.random.randint(jax.random.fold_in(key, 7), (), 0, 2**31 - 1))
   gate, sklearn_gate = make_gate(model, task.data, cfg, seed)
