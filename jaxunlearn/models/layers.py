@@ -31,6 +31,7 @@ class BatchNorm(nn.Module):
   momentum: float = 0.9
   epsilon: float = 1e-5
   unbiased_running_var: bool = False
+  use_scale: bool = True  # False: the scale is fixed at 1 (no parameter)
 
   @nn.compact
   def __call__(self, x, mask=None):
@@ -39,7 +40,8 @@ class BatchNorm(nn.Module):
                                  lambda: jnp.zeros((features,), jnp.float32))
     running_var = self.variable("batch_stats", "var",
                                 lambda: jnp.ones((features,), jnp.float32))
-    scale = self.param("scale", nn.initializers.ones, (features,), jnp.float32)
+    scale = (self.param("scale", nn.initializers.ones, (features,), jnp.float32)
+             if self.use_scale else 1.0)
     bias = self.param("bias", nn.initializers.zeros, (features,), jnp.float32)
     if self.use_running_average:
       mean, var = running_mean.value, running_var.value

@@ -1,0 +1,104 @@
+"""Vision Transformer (ViT-S/16 by default), as timm's ``vit_small_patch16_224``.
+
+Dosovitskiy et al., "An Image is Worth 16x16 Words", ICLR 2021; the small
+variant from Touvron et al. (DeiT), ICML 2021. Pre-norm blocks:
+``x + Attn(LN(x))``, ``x + MLP(LN(x))`` with exact (erf) GELU and LayerNorm
+epsilon 1e-6; a class token and learned position embeddings; the features are
+the final-LayerNorm class token. 22,050,664 parameters at 1000 classes and
+224 px (tests/test_models.py). The position embedding's length follows the
+input size the model is initialised with.
+
+No BatchNorm: ``bn_axis_name``/``torch_bn`` exist only so every model takes
+the same options; ``mask`` is unused (LayerNorm is per example).
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxunlearn.models import MODELS
+from jaxunlearn.models.layers import normalize
+
+_init = nn.initializers.truncated_normal(0.02)
+
+
+class Mlp(nn.Module):
+  hidden: int
+
+  @nn.compact
+  def __call__(self, x):
+    out = x.shape[-1]
+    x = nn.gelu(nn.Dense(self.hidden, kernel_init=_init, name="fc1")(x),
+                approximate=False)
+    return nn.Dense(out, kernel_init=_init, name="fc2")(x)
+
+
+def attention_weights(q, k, bias=None):
+  """softmax(q k^T / sqrt(d) + bias) over the key axis; q, k: [B, heads, N, d]."""
+  logits = jnp.einsum("bhnd,bhmd->bhnm", q, k) / jnp.sqrt(q.shape[-1]).astype(q.dtype)
+  if bias is not None:
+    logits = logits + bias
+  return jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(q.dtype)
+
+
+class SelfAttention(nn.Module):
+  """Multi-head self-attention with one fused qkv projection (timm layout)."""
+  num_heads: int
+
+  @nn.compact
+  def __call__(self, x, bias=None):
+    batch, tokens, dim = x.shape
+    qkv = nn.Dense(3 * dim, kernel_init=_init, name="qkv")(x)
+    qkv = qkv.reshape(batch, tokens, 3, self.num_heads, dim // self.num_heads)
+    q, k, v = jnp.transpose(qkv, (2, 0, 3, 1, 4))
+    out = jnp.einsum("bhnm,bhmd->bhnd", attention_weights(q, k, bias), v)
+    out = jnp.transpose(out, (0, 2, 1, 3)).reshape(batch, tokens, dim)
+    return nn.Dense(dim, kernel_init=_init, name="proj")(out)
+
+
+class EncoderBlock(nn.Module):
+  num_heads: int
+  mlp_dim: int
+
+  @nn.compact
+  def __call__(self, x):
+    x = x + SelfAttention(self.num_heads, name="attn")(
+        nn.LayerNorm(1e-6, name="norm1")(x))
+    return x + Mlp(self.mlp_dim, name="mlp")(nn.LayerNorm(1e-6, name="norm2")(x))
+
+
+@MODELS.register("vit_s16")
+class ViT(nn.Module):
+  num_classes: int
+  mean: Sequence[float]
+  std: Sequence[float]
+  patch_size: int = 16
+  hidden: int = 384
+  depth: int = 12
+  num_heads: int = 6
+  mlp_dim: int = 1536
+  bn_axis_name: Optional[str] = None
+  torch_bn: bool = False
+
+  @nn.compact
+  def __call__(self, images, train: bool = False, mask=None):
+    del train, mask
+    x = normalize(images, self.mean, self.std)
+    p = self.patch_size
+    if x.shape[1] % p or x.shape[2] % p:
+      raise ValueError(f"image size {x.shape[1:3]} is not a multiple of the "
+                       f"patch size {p}")
+    x = nn.Conv(self.hidden, (p, p), (p, p), padding="VALID",
+                name="patch_embed")(x)
+    x = x.reshape(x.shape[0], -1, self.hidden)
+    cls = self.param("cls_token", _init, (1, 1, self.hidden))
+    x = jnp.concatenate([jnp.broadcast_to(cls, (x.shape[0], 1, self.hidden)), x], 1)
+    x = x + self.param("pos_embed", _init, (1, x.shape[1], self.hidden))
+    for i in range(self.depth):
+      x = EncoderBlock(self.num_heads, self.mlp_dim, name=f"block{i}")(x)
+    features = nn.LayerNorm(1e-6, name="norm")(x)[:, 0]
+    logits = nn.Dense(self.num_classes, name="head")(features)
+    return logits, features

@@ -1,0 +1,283 @@
+"""PyTorch state_dict import/export against a reference ResNet in plain torch.nn.
+
+The reference follows torchvision's ResNet (and kuangliu's CIFAR variant with
+``shortcut``/``linear`` names); torchvision itself is not installed (it pulls
+a CUDA torch). BatchNorm running statistics and affine parameters are set to
+random values so inference mode exercises every imported tensor.
+"""
+import collections
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+from torch import nn  # noqa: E402
+
+import flax.linen as fnn  # noqa: E402
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+
+from jaxunlearn import torch_io  # noqa: E402
+from jaxunlearn.errors import UserError  # noqa: E402
+from jaxunlearn.models import get_model  # noqa: E402
+from jaxunlearn.models.resnet import ResNet18  # noqa: E402
+
+MEAN, STD = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)
+
+
+class TorchBasicBlock(nn.Module):
+  def __init__(self, inplanes, planes, stride, shortcut_name):
+    super().__init__()
+    self.conv1 = nn.Conv2d(inplanes, planes, 3, stride, 1, bias=False)
+    self.bn1 = nn.BatchNorm2d(planes)
+    self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+    self.bn2 = nn.BatchNorm2d(planes)
+    self.shortcut_name = shortcut_name
+    projection = None
+    if stride != 1 or inplanes != planes:
+      projection = nn.Sequential(nn.Conv2d(inplanes, planes, 1, stride, bias=False),
+                                 nn.BatchNorm2d(planes))
+    setattr(self, shortcut_name, projection if projection is not None
+            else nn.Sequential())
+
+  def forward(self, x):
+    out = torch.relu(self.bn1(self.conv1(x)))
+    out = self.bn2(self.conv2(out))
+    return torch.relu(out + getattr(self, self.shortcut_name)(x))
+
+
+class TorchResNet18(nn.Module):
+  """torchvision.models.resnet18 (naming="torchvision") or the kuangliu CIFAR
+  ResNet-18 (naming="cifar": shortcut.N, linear); returns (logits, features)."""
+
+  def __init__(self, num_classes, stem="imagenet", naming="torchvision"):
+    super().__init__()
+    self.stem = stem
+    if stem == "imagenet":
+      self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
+    else:
+      self.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+    self.bn1 = nn.BatchNorm2d(64)
+    shortcut = "downsample" if naming == "torchvision" else "shortcut"
+    inplanes = 64
+    for i, planes in enumerate((64, 128, 256, 512)):
+      stride = 1 if i == 0 else 2
+      blocks = [TorchBasicBlock(inplanes, planes, stride, shortcut),
+                TorchBasicBlock(planes, planes, 1, shortcut)]
+      setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
+      inplanes = planes
+    self.head_name = "fc" if naming == "torchvision" else "linear"
+    setattr(self, self.head_name, nn.Linear(512, num_classes))
+
+  def forward(self, x):
+    x = torch.relu(self.bn1(self.conv1(x)))
+    if self.stem in ("imagenet", "cifar_maxpool"):
+      x = nn.functional.max_pool2d(x, 3, 2, 1)
+    for i in range(4):
+      x = getattr(self, f"layer{i + 1}")(x)
+    features = x.mean(dim=(2, 3))
+    return getattr(self, self.head_name)(features), features
+
+
+def randomize_bn(module, generator):
+  for m in module.modules():
+    if isinstance(m, nn.BatchNorm2d):
+      c = m.num_features
+      m.running_mean.copy_(torch.randn(c, generator=generator) * 0.2)
+      m.running_var.copy_(torch.rand(c, generator=generator) + 0.5)
+      m.weight.data.copy_(torch.rand(c, generator=generator) + 0.5)
+      m.bias.data.copy_(torch.randn(c, generator=generator) * 0.1)
+      m.num_batches_tracked.fill_(7)
+
+
+def torch_model(num_classes=10, stem="imagenet", naming="torchvision", seed=0):
+  generator = torch.Generator().manual_seed(seed)
+  torch.manual_seed(seed)
+  net = TorchResNet18(num_classes, stem, naming)
+  with torch.no_grad():
+    randomize_bn(net, generator)
+  return net.eval()
+
+
+def images(shape, seed=0):
+  return np.random.default_rng(seed).uniform(0, 1, shape).astype(np.float32)
+
+
+def torch_outputs(net, x):
+  normalized = (x - np.array(MEAN, np.float32)) / np.array(STD, np.float32)
+  with torch.no_grad():
+    logits, features = net(torch.from_numpy(normalized).permute(0, 3, 1, 2))
+  return logits.numpy(), features.numpy()
+
+
+def flax_model(stem, num_classes=10):
+  return get_model("resnet18", num_classes=num_classes, mean=MEAN, std=STD,
+                   stem=stem, torch_bn=True)
+
+
+@pytest.fixture(scope="module")
+def imagenet_net():
+  return torch_model(stem="imagenet")
+
+
+@pytest.fixture(scope="module")
+def imagenet_imported(imagenet_net, tmp_path_factory):
+  path = str(tmp_path_factory.mktemp("pt") / "resnet18.pth")
+  torch.save(imagenet_net.state_dict(), path)
+  model = flax_model("imagenet")
+  return model, torch_io.load_variables(path, model, image_shape=(64, 64, 3))
+
+
+def test_imported_torchvision_resnet18_gives_torch_logits(imagenet_net,
+                                                          imagenet_imported):
+  model, variables = imagenet_imported
+  x = images((4, 64, 64, 3))
+  ref_logits, ref_features = torch_outputs(imagenet_net, x)
+  logits, features = jax.jit(lambda v, x: model.apply(v, x, train=False))(
+      variables, x)
+  assert np.abs(ref_logits).max() > 0.1  # a non-trivial comparison
+  np.testing.assert_allclose(np.asarray(logits), ref_logits, rtol=0, atol=1e-4)
+  np.testing.assert_allclose(np.asarray(features), ref_features, rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("stem", ["cifar", "cifar_maxpool"])
+def test_imported_cifar_resnet18_gives_torch_logits(stem):
+  net = torch_model(stem=stem, naming="cifar", seed=1)
+  assert "linear.weight" in net.state_dict()
+  assert "layer2.0.shortcut.0.weight" in net.state_dict()
+  model = flax_model(stem)
+  variables = torch_io.import_state_dict(model, net.state_dict())
+  x = images((3, 32, 32, 3), seed=1)
+  ref_logits, _ = torch_outputs(net, x)
+  logits, _ = model.apply(variables, x, train=False)
+  np.testing.assert_allclose(np.asarray(logits), ref_logits, rtol=0, atol=1e-4)
+
+
+def test_export_import_round_trips_exactly(imagenet_net, imagenet_imported):
+  model, variables = imagenet_imported
+  exported = torch_io.export_state_dict(model, variables)
+  reference = imagenet_net.state_dict()
+  assert list(exported) == list(reference)  # same names, same order
+  for key, value in exported.items():
+    assert tuple(value.shape) == tuple(reference[key].shape), key
+    if not key.endswith("num_batches_tracked"):
+      assert torch.equal(value, reference[key]), key
+  again = torch_io.import_state_dict(model, exported)
+  same = jax.tree.map(lambda a, b: np.array_equal(np.asarray(a), np.asarray(b)),
+                      variables, again)
+  assert all(jax.tree.leaves(same))
+  assert jax.tree.structure(variables) == jax.tree.structure(again)
+  # And PyTorch accepts it strictly and computes the same logits.
+  clone = TorchResNet18(10, "imagenet", "torchvision").eval()
+  clone.load_state_dict(exported, strict=True)
+  x = images((2, 64, 64, 3), seed=2)
+  np.testing.assert_array_equal(torch_outputs(clone, x)[0],
+                                torch_outputs(imagenet_net, x)[0])
+
+
+def test_changed_flax_weights_reach_torch(imagenet_imported):
+  """Export is not the identity on the original tensors: a flax-side change
+  (as unlearning makes) shows up in the exported PyTorch model's logits."""
+  model, variables = imagenet_imported
+  changed = jax.tree.map(lambda a: a, variables)
+  changed["params"]["head"]["bias"] = variables["params"]["head"]["bias"] + 1.0
+  net = TorchResNet18(10, "imagenet", "torchvision").eval()
+  net.load_state_dict(torch_io.export_state_dict(model, changed))
+  x = images((2, 64, 64, 3), seed=3)
+  logits, _ = model.apply(changed, x, train=False)
+  np.testing.assert_allclose(torch_outputs(net, x)[0], np.asarray(logits),
+                             rtol=0, atol=1e-4)
+
+
+class TorchDLFD(nn.Module):
+  """A DLFD-style wrapper: torchvision ResNet-18 as ``base_model`` (fc removed)
+  and a 512-256-128-C MLP head with dropout."""
+
+  def __init__(self, num_classes):
+    super().__init__()
+    self.base_model = TorchResNet18(1, "imagenet", "torchvision")
+    del self.base_model.fc
+    self.base_model.fc = nn.Identity()
+    self.classifier = nn.Sequential(
+        nn.Linear(512, 256), nn.ReLU(), nn.Dropout(0.5), nn.Linear(256, 128),
+        nn.ReLU(), nn.Dropout(0.5), nn.Linear(128, num_classes))
+
+  def forward(self, x):
+    _, features = self.base_model(x)
+    return self.classifier(features), features
+
+
+class FlaxDLFD(fnn.Module):
+  num_classes: int
+
+  @fnn.compact
+  def __call__(self, x, train=False, mask=None):
+    _, features = ResNet18(0, MEAN, STD, stem="imagenet", name="backbone")(
+        x, train, mask)
+    h = fnn.relu(fnn.Dense(256, name="mlp1")(features))
+    h = fnn.relu(fnn.Dense(128, name="mlp2")(h))
+    return fnn.Dense(self.num_classes, name="out")(h), features
+
+
+def test_dlfd_wrapper_imports_and_exports_with_its_names():
+  torch.manual_seed(4)
+  net = TorchDLFD(7)
+  with torch.no_grad():
+    randomize_bn(net, torch.Generator().manual_seed(4))
+  net.eval()
+  state = net.state_dict()
+  assert "base_model.layer1.0.conv1.weight" in state
+  model = FlaxDLFD(7)
+  variables = torch_io.import_state_dict(model, state, image_shape=(64, 64, 3))
+  x = images((2, 64, 64, 3), seed=4)
+  ref_logits, _ = torch_outputs(net, x)
+  logits, _ = model.apply(variables, x)
+  np.testing.assert_allclose(np.asarray(logits), ref_logits, rtol=0, atol=1e-4)
+  exported = torch_io.export_state_dict(model, variables, image_shape=(64, 64, 3),
+                                        template=state)
+  assert list(exported) == list(state)
+  net.load_state_dict(exported, strict=True)
+
+
+def test_sequential_features_wrapper():
+  """``features = nn.Sequential(*resnet.children()[:-1])`` keys (features.0,
+  features.4.0.conv1...) map to the same backbone."""
+  net = torch_model(stem="imagenet", seed=5)
+  renamed = collections.OrderedDict()
+  index = {"conv1": "0", "bn1": "1", "layer1": "4", "layer2": "5",
+           "layer3": "6", "layer4": "7", "fc": None}
+  for key, value in net.state_dict().items():
+    head, _, rest = key.partition(".")
+    renamed[f"features.{index[head]}.{rest}" if index[head] else f"head.{rest}"] = value
+  model = flax_model("imagenet")
+  variables = torch_io.import_state_dict(model, renamed)
+  reference = torch_io.import_state_dict(model, net.state_dict())
+  assert all(jax.tree.leaves(jax.tree.map(np.array_equal, variables, reference)))
+
+
+def test_wrong_architecture_is_a_one_line_error(imagenet_net, tmp_path):
+  state = imagenet_net.state_dict()
+  with pytest.raises(UserError) as info:  # 7x7 stem weights into a CIFAR stem
+    torch_io.import_state_dict(flax_model("cifar"), state)
+  message = str(info.value)
+  assert "\n" not in message
+  assert "conv1.weight (64, 3, 7, 7) vs model (64, 3, 3, 3)" in message
+
+  resnet50 = get_model("resnet50", num_classes=10, mean=MEAN, std=STD)
+  with pytest.raises(UserError) as info:
+    torch_io.import_state_dict(resnet50, state)
+  message = str(info.value)
+  assert "\n" not in message and "missing keys: " in message
+  assert "layer1.0.conv3.weight" in message and "unexpected keys: " not in message
+
+  truncated = collections.OrderedDict(state)
+  del truncated["layer4.1.bn2.running_var"]
+  truncated["extra.weight"] = torch.zeros(3)
+  with pytest.raises(UserError, match=r"missing keys: layer4\.1\.bn2\.running_var; "
+                     r"unexpected keys: extra\.weight"):
+    torch_io.import_state_dict(flax_model("imagenet"), truncated)
+
+  path = tmp_path / "module.pth"
+  torch.save(imagenet_net, path)  # a pickled module, not a state_dict
+  with pytest.raises(UserError, match="weights_only"):
+    torch_io.load_torch_file(str(path))
