@@ -4,10 +4,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import ml_collections
+
+from jaxunlearn import loop, parallel
 from jaxunlearn.attacks import pgd_l2_targeted, random_targets
-from jaxunlearn.methods import l2ul
+from jaxunlearn.data.splits import random_forget_split
+from jaxunlearn.errors import UserError
+from jaxunlearn.methods import UnlearnTask, l2ul
 from jaxunlearn.models import get_model
-from jaxunlearn.train import init_variables
+from jaxunlearn.train import init_variables, train_model
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +64,10 @@ def test_loss_matches_numpy(model_vars):
   adv_x, adv_t = images[:5], jnp.asarray(rng.integers(0, 10, 5))
   theta0 = jax.tree.map(lambda p: p + 0.01, variables["params"])
   omega = jax.tree.map(lambda p: jnp.full_like(p, 0.5), variables["params"])
+  batch = dict(forget_x=images, forget_y=labels, forget_mask=jnp.ones(12),
+               adv_x=adv_x, adv_t=adv_t, adv_mask=jnp.ones(5))
   loss, _ = l2ul.l2ul_loss(variables["params"], variables["batch_stats"], model,
-                           images, labels, adv_x, adv_t, theta0, omega, 2.0, "full", -1)
+                           batch, theta0, omega, 2.0, "full", -1)
   def ce(x, y):
     logits = np.asarray(model.apply(variables, x, train=True,
                                     mutable=["batch_stats"])[0][0], np.float64)
@@ -89,3 +96,98 @@ def test_coupled_weight_decay_is_pytorch_sgd():
     buf = m * buf + d                     # buf = momentum * buf + d_p
     p_ref = p_ref - lr * buf              # p = p - lr * buf
   np.testing.assert_allclose(np.asarray(p), p_ref, rtol=1e-6)
+
+
+# --------------------------------------------------------------------------
+# The whole method on a briefly trained tiny CNN.
+
+@pytest.fixture(scope="module")
+def trained(digits):
+  spec, splits = digits
+  model = get_model("small_cnn", num_classes=10, mean=spec.mean, std=spec.std,
+                    widths=(8, 16, 16))
+  recipe = ml_collections.ConfigDict(dict(epochs=6, batch_size=64, lr=0.05,
+                                          momentum=0.9, weight_decay=5e-4,
+                                          schedule="cosine"))
+  variables, _ = train_model(model, recipe, splits["train"], spec.image_shape,
+                             jax.random.key(0), parallel.make_mesh(1),
+                             progress=False)
+  return spec, splits, model, variables
+
+
+def make_task(trained, count, num_devices, seed=0):
+  spec, splits, model, variables = trained
+  data = random_forget_split(splits["train"], splits["test"].take(np.arange(200)),
+                             jax.random.key(seed), count=count)
+  return UnlearnTask(model, variables, data, 10, spec.image_shape,
+                     parallel.make_mesh(num_devices), loop.Augment(),
+                     ml_collections.ConfigDict(), progress=False)
+
+
+def small_config(**overrides):
+  cfg = l2ul.default_config()
+  cfg.update(dict(n_adv=4, pgd_steps=5, adv_batch_size=20), **overrides)
+  return cfg
+
+
+def _assert_same(a, b, atol):
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=atol)
+
+
+def test_two_devices_and_the_on_device_loop_give_the_single_device_numbers(trained):
+  """5 steps of the full method, k = 7 (padded to 8 on 2 devices): the
+  shard_map version (2 devices) and the lax.while_loop version give the
+  numbers of the single-device host loop."""
+  cfg = small_config(max_iter=5, adv_batch_size=15)
+  one, info_one = l2ul.run(make_task(trained, 7, 1), cfg, jax.random.key(3))
+  two, info_two = l2ul.run(make_task(trained, 7, 2), cfg, jax.random.key(3))
+  cfg.device_loop = "device"
+  dev, info_dev = l2ul.run(make_task(trained, 7, 1), cfg, jax.random.key(3))
+  assert info_one["steps"] == info_two["steps"] == info_dev["steps"] == 5
+  moved = max(float(np.abs(np.asarray(a) - np.asarray(b)).max()) for a, b in
+              zip(jax.tree.leaves(one), jax.tree.leaves(trained[3])))
+  assert moved > 1e-3  # the steps did change the model
+  _assert_same(one, two, 1e-5)
+  _assert_same(one, dev, 1e-5)
+
+
+def _predict(model, variables, split):
+  logits, _ = model.apply(variables, jnp.asarray(split.images, jnp.float32) / 255.0)
+  return np.asarray(jnp.argmax(logits, -1))
+
+
+def test_relabel_moves_every_sample_to_the_label(trained):
+  task = make_task(trained, 4, 1)
+  new, info = l2ul.run(task, small_config(max_iter=300, relabel=0),
+                       jax.random.key(1))
+  assert info["stopped"]
+  assert np.all(_predict(task.model, new, task.data.forget) == 0)
+
+
+def test_continual_requests_keep_earlier_samples_forgotten(trained):
+  """Two requests of 6 on 2 devices: each stops with every sample forgotten
+  so far misclassified (the first request is the plain method)."""
+  task = make_task(trained, 4, 2)
+  train = trained[1]["train"]
+  pick = np.random.default_rng(0).choice(len(train), 12, replace=False)
+  assert np.mean(_predict(task.model, task.variables, train.take(pick))
+                 == train.labels[pick]) > 0.5
+  requests = [train.ids[pick[:6]], train.ids[pick[6:]]]
+  _, report = l2ul.continual(task, small_config(max_iter=300), jax.random.key(2),
+                             requests)
+  assert [r["request"] for r in report] == [0, 1]
+  assert report[0]["steps"] > 0
+  for r in report:
+    assert r["stopped"] and r["forgotten_so_far_acc"] == 0.0
+    assert 0.0 < r["test_acc"] <= 1.0
+
+
+def test_bad_variant_and_empty_forget_set_are_user_errors(trained):
+  task = make_task(trained, 4, 1)
+  with pytest.raises(UserError, match="unknown l2ul.variant"):
+    l2ul.run(task, small_config(variant="nope"), jax.random.key(0))
+  empty = task._replace(data=task.data._replace(
+      forget=task.data.forget.take(np.arange(0))))
+  with pytest.raises(UserError, match="forget set is empty"):
+    l2ul.run(empty, small_config(), jax.random.key(0))
