@@ -109,6 +109,12 @@ def test_rcd_of_the_retrained_model_is_positive_and_monotone_in_the_threshold(tr
   assert accs[0] < 0.05  # never saw class 3
   steps = [rcd.delay(accs, t)[0] for t in (0.3, 0.6, 0.9)]
   assert steps[0] > 0 and steps == sorted(steps)
+  # The on-device scan computes the same curve as the host loop.
+  scan_accs, scan_dists = rcd.relearning_curve(
+      model, retrained, data.forget, lr=0.01, momentum=0.9, batch_size=32,
+      steps=40, seed=0, device_loop="device")
+  np.testing.assert_allclose(scan_accs, accs, atol=1e-6)
+  np.testing.assert_allclose(scan_dists, dists, rtol=1e-4, atol=1e-5)
   assert np.all(np.diff(dists[: steps[-1] + 1]) >= -1e-6) or dists[steps[-1]] > 0
 
 
