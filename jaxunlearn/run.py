@@ -93,7 +93,7 @@ def run(cfg: ml_collections.ConfigDict, workdir: str,
         jax.random.fold_in(root, 7), spec.num_classes)
     splits = dict(splits, train=poisoned)
     data = ids_forget_split(poisoned, splits["test"], poisoned_ids)
-    forget_spec = dict(kind="backdoor", **_cfg(cfg.backdoor))
+    forget_spec = dict(kind="backdoor", backdoor=_cfg(cfg.backdoor))
     extras["backdoor"] = (backdoor.triggered_test_set(
         splits["test"], cfg.backdoor.target, trigger), cfg.backdoor.target)
   else:
