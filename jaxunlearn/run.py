@@ -148,7 +148,10 @@ def run(cfg: ml_collections.ConfigDict, workdir: str,
                     batch_size=cfg.eval.batch_size, seed=cfg.seed,
                     config=cfg.eval, workdir=workdir,
                     extras=dict(extras, train_config=cfg.train, augment=augment,
-                                image_shape=spec.image_shape))
+                                image_shape=spec.image_shape,
+                                phase_seconds={"pretrain": t_pretrain,
+                                               "retrain": t_retrain,
+                                               "unlearn": t_unlearn}))
   results = evaluate(ctx, cfg.eval.evaluators, cfg.eval.gap_metrics)
   t_evaluate = time.perf_counter() - start
 
