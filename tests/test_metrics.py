@@ -3,6 +3,7 @@ an independent computation, and every evaluator through ``EvalContext``."""
 import math
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
@@ -16,7 +17,6 @@ from jaxunlearn.evaluate import EvalContext, evaluate
 from jaxunlearn.metrics import suite
 from jaxunlearn.metrics.predict import make_predict_fn
 from jaxunlearn.models import get_model
-from jaxunlearn.train import init_variables
 
 P3 = np.array([[0.7, 0.2, 0.1],
                [0.1, 0.3, 0.6],
@@ -116,7 +116,8 @@ def tiny():
                      forget_classes=None)
   model = get_model("small_cnn", num_classes=4, mean=(0.5,), std=(0.3,),
                     widths=(8, 8, 8))
-  models = {role: init_variables(model, (8, 8, 1), jax.random.key(i))
+  init = jax.jit(lambda k: model.init(k, jnp.zeros((1, 8, 8, 1))))  # one compile
+  models = {role: dict(init(jax.random.key(i)))
             for i, role in enumerate(("original", "unlearned", "retrained"))}
   mesh = parallel.make_mesh(2)
   return data, model, models, mesh, make_predict_fn(model, mesh)

@@ -10,6 +10,7 @@ are natural (JS divergence in nats, bounded by ln 2).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Optional
 
 import jax
@@ -216,13 +217,18 @@ def entropy_mia_evaluator(ctx, role: str):
                                    entropy(target[0]))
 
 
+@functools.lru_cache(maxsize=8)
+def _jitted_init(model, image_shape: tuple):
+  import jax.numpy as jnp
+  return jax.jit(lambda key: model.init(key, jnp.zeros((1, *image_shape))))
+
+
 def random_init_variables(ctx) -> dict:
   """Variables of ``ctx.model`` from ``fold_in(key(ctx.seed), ZRF_KEY)``,
-  initialised on a zero image batch shaped like the data."""
-  import jax.numpy as jnp
-  shape = ctx.data.retain.images.shape[1:]
+  initialised on a zero image batch shaped like the data (one compile per
+  model and shape)."""
   key = jax.random.fold_in(jax.random.key(ctx.seed), ZRF_KEY)
-  return dict(jax.jit(lambda k: ctx.model.init(k, jnp.zeros((1, *shape))))(key))
+  return dict(_jitted_init(ctx.model, tuple(ctx.data.retain.images.shape[1:]))(key))
 
 
 def _random_outputs(ctx, split: str):
