@@ -197,12 +197,13 @@ def _shadow_sets(ctx, role: str, nonmember_split: str):
 def mia_features_evaluator(ctx, role: str):
   """mia_efficacy_<feature> for each of ``MIA_FEATURES``: the SVC of
   ``mia.svc_mia`` (members = seeded D_r sample the size of D_t,r,
-  non-members = D_t,r), reported as the fraction of D_f predicted
-  *non-member* (SalUn's MIA-efficacy: higher = more forgotten) — i.e.
-  ``1 -`` the convention of the ``mia_efficacy`` evaluator."""
+  non-members = D_t,r), reported as the fraction of D_f predicted *member*
+  (lower = more forgotten), the convention of ``mia_efficacy`` and of
+  ../shared/METHODS.md (SalUn's code prints the non-member fraction,
+  i.e. ``1 -`` this)."""
   members, non, target = _shadow_sets(ctx, role, "test_retain")
   for name in MIA_FEATURES:
-    yield f"mia_efficacy_{name}", 1.0 - mia.svc_mia(
+    yield f"mia_efficacy_{name}", mia.svc_mia(
         mia_feature(name, *members), mia_feature(name, *non),
         mia_feature(name, *target))
 
