@@ -37,6 +37,12 @@ def get_config() -> ml_collections.ConfigDict:
   ))
   c.with_retrained = True  # train the gold standard for the report
 
+  # PyTorch interchange (needs the torch extra; jaxunlearn/torch_io.py):
+  # a .pt/.pth state_dict imported as the original model instead of training
+  # it, and the unlearned model written back as WORKDIR/unlearned.pth.
+  c.original_from = ""
+  c.export_torch = False
+
   for name in METHODS.names():
     c[name] = METHODS.get(name).default_config()
 

@@ -34,6 +34,15 @@ METRIC_KEYS = ("forget_acc", "retain_acc", "test_acc", "test_forget_acc",
                "test_retain_acc", "mia_efficacy")
 
 
+def fingerprint_file(path: str) -> str:
+  """SHA-256 of a file's bytes (prefix): which weights a run started from."""
+  digest = hashlib.sha256()
+  with open(path, "rb") as f:
+    for chunk in iter(lambda: f.read(1 << 20), b""):
+      digest.update(chunk)
+  return digest.hexdigest()[:16]
+
+
 def fingerprint(*parts) -> str:
   blob = json.dumps(parts, sort_keys=True, default=str).encode()
   return hashlib.sha1(blob).hexdigest()[:12]
@@ -118,9 +127,19 @@ def run(cfg: ml_collections.ConfigDict, workdir: str,
   train = lambda split, key, desc: (lambda d: train_model(
       model, cfg.train, split, spec.image_shape, key, mesh, augment=augment,
       checkpoint_dir=d, desc=desc, progress=cfg.progress)[0])
-  original, t_pretrain = _timed_phase(
-      os.path.join(ckpt_root, f"original-{fingerprint(*base)}"),
-      train(splits["train"], pretrain_key, "pretrain"))
+  if cfg.original_from:
+    from jaxunlearn import torch_io
+    if not os.path.isfile(cfg.original_from):
+      raise UserError(f"original_from={cfg.original_from!r} is not a file; give "
+                      "the path of a PyTorch .pt/.pth state_dict")
+    original = torch_io.load_variables(cfg.original_from, model,
+                                       image_shape=spec.image_shape)
+    t_pretrain = None
+    base = base + (fingerprint_file(cfg.original_from),)
+  else:
+    original, t_pretrain = _timed_phase(
+        os.path.join(ckpt_root, f"original-{fingerprint(*base)}"),
+        train(splits["train"], pretrain_key, "pretrain"))
   retrained, t_retrain = None, None
   if cfg.with_retrained:
     retrained, t_retrain = _timed_phase(
@@ -139,6 +158,15 @@ def run(cfg: ml_collections.ConfigDict, workdir: str,
                        checkpoint_dir=directory, progress=cfg.progress)
     return method.unlearn(task, method_cfg, unlearn_key)
   unlearned, t_unlearn = _timed_phase(unlearn_dir, unlearn)
+  if cfg.export_torch:
+    from jaxunlearn import torch_io
+    path = os.path.join(workdir, "unlearned.pth")
+    torch_io.save_torch_file(  # with the imported file's key names, if any
+        path + ".tmp", model, unlearned, image_shape=spec.image_shape,
+        template=(torch_io.load_torch_file(cfg.original_from)
+                  if cfg.original_from else None))
+    os.replace(path + ".tmp", path)
+    log(f"wrote {path}")
 
   start = time.perf_counter()
   ctx = EvalContext(model=model, models={"original": original,

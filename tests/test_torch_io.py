@@ -6,7 +6,9 @@ a CUDA torch). BatchNorm running statistics and affine parameters are set to
 random values so inference mode exercises every imported tensor.
 """
 import collections
+import os
 
+import ml_collections
 import numpy as np
 import pytest
 
@@ -281,3 +283,43 @@ def test_wrong_architecture_is_a_one_line_error(imagenet_net, tmp_path):
   torch.save(imagenet_net, path)  # a pickled module, not a state_dict
   with pytest.raises(UserError, match="weights_only"):
     torch_io.load_torch_file(str(path))
+
+
+def test_run_imports_the_original_from_torch_and_exports_the_unlearned(data_dir,
+                                                                       tmp_path):
+  """config.original_from + export_torch: the main job starts from a PyTorch
+  CIFAR ResNet-18 file (no pretraining) and writes unlearned.pth, which loads
+  strictly into the PyTorch model and gives the report's test accuracy."""
+  from jaxunlearn import config as base_config
+  from jaxunlearn import run as run_lib
+  from jaxunlearn.data import load_dataset
+  def grey(net):  # digits are 8x8x1
+    net.conv1 = nn.Conv2d(1, 64, 3, 1, 1, bias=False)
+    return net
+  net = grey(torch_model(stem="cifar", naming="cifar"))
+  source = str(tmp_path / "original.pth")
+  torch.save(net.state_dict(), source)
+  cfg = base_config.get_config()
+  cfg.data_dir, cfg.progress, cfg.with_retrained = data_dir, False, False
+  cfg.model = ml_collections.ConfigDict(dict(name="resnet18", stem="cifar",
+                                             torch_bn=True))
+  cfg.original_from, cfg.export_torch = source, True
+  cfg.delete.epochs = 1
+  cfg.eval.evaluators = ("accuracy",)
+  workdir = str(tmp_path / "run")
+  report = run_lib.run(cfg, workdir, log=lambda *_: None)
+  assert report["runtime_s"]["pretrain"] is None
+
+  unlearned = grey(TorchResNet18(10, "cifar", "cifar"))
+  exported = torch.load(os.path.join(workdir, "unlearned.pth"), weights_only=True)
+  unlearned.load_state_dict(exported, strict=True)
+  assert list(exported) == list(net.state_dict())
+  assert not torch.equal(exported["conv1.weight"], net.state_dict()["conv1.weight"])
+  spec, splits = load_dataset("digits", data_dir)
+  test = splits["test"]
+  x = (test.images.astype(np.float32) / 255.0 - np.array(spec.mean, np.float32)) \
+      / np.array(spec.std, np.float32)
+  with torch.no_grad():
+    logits, _ = unlearned.eval()(torch.from_numpy(x).permute(0, 3, 1, 2))
+  accuracy = float(np.mean(logits.argmax(1).numpy() == test.labels))
+  assert accuracy == pytest.approx(report["models"]["unlearned"]["test_acc"], abs=1e-9)
