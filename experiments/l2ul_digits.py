@@ -28,7 +28,7 @@ from jaxunlearn import loop, parallel  # noqa: E402
 from jaxunlearn.data import load_dataset  # noqa: E402
 from jaxunlearn.data.splits import random_forget_split  # noqa: E402
 from jaxunlearn.methods import UnlearnTask, l2ul  # noqa: E402
-from jaxunlearn.metrics.predict import make_predict_fn, predict  # noqa: E402
+from jaxunlearn.metrics.predict import accuracy, make_predict_fn  # noqa: E402
 from jaxunlearn.models import get_model  # noqa: E402
 from jaxunlearn.train import train_model  # noqa: E402
 
@@ -104,9 +104,7 @@ def main(argv=None):
 
 def _accuracy_fn(model, mesh):
   predict_fn = make_predict_fn(model, mesh)
-  return lambda v, split: float(np.mean(
-      predict(predict_fn, v, split, 64 * mesh.devices.size, mesh).argmax(-1)
-      == split.labels))
+  return lambda v, split: accuracy(predict_fn, v, split, 64 * mesh.devices.size, mesh)
 
 
 if __name__ == "__main__":

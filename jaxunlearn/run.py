@@ -11,17 +11,15 @@ import hashlib
 import json
 import os
 import time
-from typing import Optional
 
 import jax
 import ml_collections
-import numpy as np
 
 from jaxunlearn import checkpoint as ckpt_lib
 from jaxunlearn import loop, parallel
-from jaxunlearn.data import DATASETS, load_dataset, resolve as resolve_dataset
-from jaxunlearn.data.splits import (ForgetSplit, ids_forget_split,
-                                    make_forget_split, save_forget_ids)
+from jaxunlearn.data import load_dataset, resolve as resolve_dataset
+from jaxunlearn.data.splits import (ids_forget_split, make_forget_split,
+                                    save_forget_ids)
 from jaxunlearn.errors import UserError
 from jaxunlearn.evaluate import EVALUATORS, EvalContext, evaluate
 from jaxunlearn.methods import METHODS, UnlearnTask
@@ -132,8 +130,10 @@ def run(cfg: ml_collections.ConfigDict, workdir: str,
     if not os.path.isfile(cfg.original_from):
       raise UserError(f"original_from={cfg.original_from!r} is not a file; give "
                       "the path of a PyTorch .pt/.pth state_dict")
-    original = torch_io.load_variables(cfg.original_from, model,
-                                       image_shape=spec.image_shape)
+    torch_source = torch_io.load_torch_file(cfg.original_from)
+    original = torch_io.import_state_dict(model, torch_source,
+                                          image_shape=spec.image_shape,
+                                          where=cfg.original_from)
     t_pretrain = None
     base = base + (fingerprint_file(cfg.original_from),)
   else:
@@ -163,8 +163,7 @@ def run(cfg: ml_collections.ConfigDict, workdir: str,
     path = os.path.join(workdir, "unlearned.pth")
     torch_io.save_torch_file(  # with the imported file's key names, if any
         path + ".tmp", model, unlearned, image_shape=spec.image_shape,
-        template=(torch_io.load_torch_file(cfg.original_from)
-                  if cfg.original_from else None))
+        template=torch_source if cfg.original_from else None)
     os.replace(path + ".tmp", path)
     log(f"wrote {path}")
 

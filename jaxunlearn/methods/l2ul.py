@@ -51,7 +51,7 @@ from jaxunlearn.data.pipeline import Split
 from jaxunlearn.errors import UserError
 from jaxunlearn.losses import cross_entropy, weighted_mean
 from jaxunlearn.methods import Method, register
-from jaxunlearn.metrics.predict import make_predict_fn, predict
+from jaxunlearn.metrics.predict import accuracy as predict_accuracy, make_predict_fn
 from jaxunlearn.state import apply_eval, apply_train, sgd
 from jaxunlearn.train import for_axis
 
@@ -311,9 +311,8 @@ def continual(task, cfg, key, requests):
   test = Split(*(np.concatenate([a, b]) for a, b in zip(data.test_forget,
                                                          data.test_retain)))
   predict_fn = make_predict_fn(task.model, task.mesh)
-  batch = 32 * task.mesh.devices.size
-  accuracy = lambda v, split: float(np.mean(
-      predict(predict_fn, v, split, batch, task.mesh).argmax(-1) == split.labels))
+  accuracy = lambda v, split: predict_accuracy(
+      predict_fn, v, split, 32 * task.mesh.devices.size, task.mesh)
   variables, seen, report = task.variables, np.zeros(len(train.ids), bool), []
   for number, ids in enumerate(requests):
     mine = np.isin(train.ids, np.asarray(ids))

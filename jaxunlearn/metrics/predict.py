@@ -38,3 +38,10 @@ def predict(predict_fn: Callable, variables: dict, split: Split, batch_size: int
     return (empty, empty) if with_features else empty
   logits = np.concatenate(logits)
   return (logits, np.concatenate(features)) if with_features else logits
+
+
+def accuracy(predict_fn: Callable, variables: dict, split: Split, batch_size: int,
+             mesh: Mesh) -> float:
+  """Inference-mode accuracy of ``variables`` on ``split``."""
+  logits = predict(predict_fn, variables, split, batch_size, mesh)
+  return float(np.mean(logits.argmax(-1) == split.labels))

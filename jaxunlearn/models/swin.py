@@ -25,7 +25,7 @@ import numpy as np
 
 from jaxunlearn.models import MODELS
 from jaxunlearn.models.layers import normalize
-from jaxunlearn.models.vit import Mlp, attention_weights
+from jaxunlearn.models.vit import Mlp, fused_qkv_attention
 
 _init = nn.initializers.truncated_normal(0.02)
 
@@ -81,10 +81,7 @@ class WindowAttention(nn.Module):
       bias = bias + jnp.tile(jnp.asarray(mask)[:, None],
                              (windows // mask.shape[0], 1, 1, 1))
     qkv = nn.Dense(3 * dim, kernel_init=_init, name="qkv")(x)
-    qkv = qkv.reshape(windows, tokens, 3, self.num_heads, dim // self.num_heads)
-    q, k, v = jnp.transpose(qkv, (2, 0, 3, 1, 4))
-    out = jnp.einsum("bhnm,bhmd->bhnd", attention_weights(q, k, bias), v)
-    out = jnp.transpose(out, (0, 2, 1, 3)).reshape(windows, tokens, dim)
+    out = fused_qkv_attention(qkv, self.num_heads, bias)
     return nn.Dense(dim, kernel_init=_init, name="proj")(out)
 
 

@@ -50,13 +50,19 @@ class SelfAttention(nn.Module):
 
   @nn.compact
   def __call__(self, x, bias=None):
-    batch, tokens, dim = x.shape
-    qkv = nn.Dense(3 * dim, kernel_init=_init, name="qkv")(x)
-    qkv = qkv.reshape(batch, tokens, 3, self.num_heads, dim // self.num_heads)
-    q, k, v = jnp.transpose(qkv, (2, 0, 3, 1, 4))
-    out = jnp.einsum("bhnm,bhmd->bhnd", attention_weights(q, k, bias), v)
-    out = jnp.transpose(out, (0, 2, 1, 3)).reshape(batch, tokens, dim)
-    return nn.Dense(dim, kernel_init=_init, name="proj")(out)
+    qkv = nn.Dense(3 * x.shape[-1], kernel_init=_init, name="qkv")(x)
+    out = fused_qkv_attention(qkv, self.num_heads, bias)
+    return nn.Dense(x.shape[-1], kernel_init=_init, name="proj")(out)
+
+
+def fused_qkv_attention(qkv, num_heads: int, bias=None):
+  """[B, N, 3D] fused q/k/v projections -> [B, N, D] multi-head attention
+  output before the output projection (shared with Swin's windows)."""
+  batch, tokens, dim = qkv.shape[0], qkv.shape[1], qkv.shape[2] // 3
+  qkv = qkv.reshape(batch, tokens, 3, num_heads, dim // num_heads)
+  q, k, v = jnp.transpose(qkv, (2, 0, 3, 1, 4))
+  out = jnp.einsum("bhnm,bhmd->bhnd", attention_weights(q, k, bias), v)
+  return jnp.transpose(out, (0, 2, 1, 3)).reshape(batch, tokens, dim)
 
 
 class EncoderBlock(nn.Module):
