@@ -15,6 +15,10 @@ def get_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0
   c.method = "delete"
+  # classification (class / random subset / ids / backdoor forgetting),
+  # segmentation (jaxunlearn/tasks/segmentation.py) or face
+  # (jaxunlearn/tasks/faces.py).
+  c.task = "classification"
 
   c.dataset = "digits"
   c.data_dir = ""      # default: $JAXUNLEARN_DATA_DIR or ~/tensorflow_datasets

@@ -8,6 +8,7 @@ the trained models and a killed run resumes.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import os
 import time
@@ -28,6 +29,12 @@ from jaxunlearn.tasks import backdoor
 from jaxunlearn.train import train_model
 
 MODEL_ROLES = ("original", "unlearned", "retrained")
+# config.task -> the module whose ``run(cfg, workdir, log)`` does the job.
+# "classification" (class / subset / instance / backdoor forgetting) is here.
+TASKS = {
+    "segmentation": "jaxunlearn.tasks.segmentation",
+    "face": "jaxunlearn.tasks.faces",
+}
 METRIC_KEYS = ("forget_acc", "retain_acc", "test_acc", "test_forget_acc",
                "test_retain_acc", "mia_efficacy")
 
@@ -78,6 +85,12 @@ def _model_kwargs(cfg) -> dict:
 def run(cfg: ml_collections.ConfigDict, workdir: str,
         log=print) -> dict:
   """The full job; returns the report (also written to workdir/report.json)."""
+  task = cfg.get("task", "classification")
+  if task != "classification":
+    if task not in TASKS:
+      raise UserError(f"unknown task {task!r}; use classification, "
+                      + ", ".join(TASKS))
+    return importlib.import_module(TASKS[task]).run(cfg, workdir, log=log)
   if cfg.get("distributed", False):  # must precede any other JAX call
     parallel.initialize_distributed()
   validate(cfg)
@@ -196,7 +209,11 @@ def run(cfg: ml_collections.ConfigDict, workdir: str,
 def format_report(report: dict) -> str:
   """A plain-text table: rows = metrics, columns = original/unlearned/retrained."""
   roles = [r for r in MODEL_ROLES if report["models"].get(r) is not None]
-  keys = list(METRIC_KEYS) + ["avg_gap"]
+  present = {k for r in roles for k, v in report["models"][r].items()
+             if isinstance(v, (int, float)) and not isinstance(v, bool)}
+  keys = [k for k in METRIC_KEYS if k in present]
+  keys += sorted(present - set(keys) - {"avg_gap"})
+  keys += ["avg_gap"] if "avg_gap" in present else []
   fmt = lambda v: "   -  " if v is None else f"{v:6.4f}"
   lines = [f"method={report['method']} dataset={report['dataset']} "
            f"seed={report['seed']} |D_f|={report['forget']['size']}",
