@@ -55,8 +55,9 @@ def get_config() -> ml_collections.ConfigDict:
       evaluators=("accuracy", "mia_efficacy"),
       gap_metrics=("forget_acc", "retain_acc", "test_acc", "mia_efficacy"),
   ))
-  from jaxunlearn.metrics import rcd  # the relearning-delay protocol
-  c.eval.rcd = rcd.default_config()
+  from jaxunlearn.metrics import audit, rcd
+  c.eval.rcd = rcd.default_config()      # the relearning-delay protocol
+  c.eval.audit = audit.default_config()  # U-LiRA (evaluator "audit", off)
 
   c.num_devices = 0    # 0 = every device
   c.distributed = False  # multi-host: call jax.distributed.initialize() first

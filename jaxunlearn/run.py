@@ -18,6 +18,7 @@ import ml_collections
 
 from jaxunlearn import checkpoint as ckpt_lib
 from jaxunlearn import loop, parallel
+from jaxunlearn.aggregate import flatten
 from jaxunlearn.data import load_dataset, resolve as resolve_dataset
 from jaxunlearn.data.splits import (ids_forget_split, make_forget_split,
                                     save_forget_ids)
@@ -164,13 +165,14 @@ def run(cfg: ml_collections.ConfigDict, workdir: str,
   unlearn_dir = os.path.join(ckpt_root, f"unlearn-{cfg.method}-" + fingerprint(
       *base, forget_hash, _cfg(method_cfg)))
 
-  def unlearn(directory):
-    task = UnlearnTask(model=model, variables=original, data=data,
+  def unlearn_from(variables, forget_data, key, directory):
+    task = UnlearnTask(model=model, variables=variables, data=forget_data,
                        num_classes=spec.num_classes, image_shape=spec.image_shape,
                        mesh=mesh, augment=augment, train_config=cfg.train,
                        checkpoint_dir=directory, progress=cfg.progress)
-    return method.unlearn(task, method_cfg, unlearn_key)
-  unlearned, t_unlearn = _timed_phase(unlearn_dir, unlearn)
+    return method.unlearn(task, method_cfg, key)
+  unlearned, t_unlearn = _timed_phase(
+      unlearn_dir, lambda d: unlearn_from(original, data, unlearn_key, d))
   if cfg.export_torch:
     from jaxunlearn import torch_io
     path = os.path.join(workdir, "unlearned.pth")
@@ -179,6 +181,16 @@ def run(cfg: ml_collections.ConfigDict, workdir: str,
         template=torch_source if cfg.original_from else None)
     os.replace(path + ".tmp", path)
     log(f"wrote {path}")
+
+  def train_from_scratch(split, key, directory, epochs=None):
+    recipe = cfg.train if not epochs else ml_collections.ConfigDict(
+        dict(_cfg(cfg.train), epochs=int(epochs)))
+    return train_model(model, recipe, split, spec.image_shape, key, mesh,
+                       augment=augment, checkpoint_dir=directory, desc="shadow",
+                       progress=cfg.progress)[0]
+
+  audit_dir = os.path.join(ckpt_root, "audit-" + fingerprint(
+      *base, forget_hash, _cfg(method_cfg), _cfg(cfg.eval.get("audit", {}))))
 
   start = time.perf_counter()
   ctx = EvalContext(model=model, models={"original": original,
@@ -189,6 +201,10 @@ def run(cfg: ml_collections.ConfigDict, workdir: str,
                     config=cfg.eval, workdir=workdir,
                     extras=dict(extras, train_config=cfg.train, augment=augment,
                                 image_shape=spec.image_shape,
+                                # for the shadow models of the audit
+                                train_fn=train_from_scratch,
+                                unlearn_fn=unlearn_from,
+                                audit_dir=audit_dir,
                                 phase_seconds={"pretrain": t_pretrain,
                                                "retrain": t_retrain,
                                                "unlearn": t_unlearn}))
@@ -201,6 +217,9 @@ def run(cfg: ml_collections.ConfigDict, workdir: str,
       "models": results,
       "runtime_s": {"pretrain": t_pretrain, "retrain": t_retrain,
                     "unlearn": t_unlearn, "evaluate": t_evaluate},
+      # RTE as the evaluation issue defines it: how many times faster than
+      # retraining the unlearning was (per-model seconds: evaluator "rte").
+      "rte": (t_retrain / t_unlearn if t_retrain and t_unlearn else None),
   }
   ckpt_lib.write_json(os.path.join(workdir, "report.json"), report)
   return report
@@ -209,19 +228,22 @@ def run(cfg: ml_collections.ConfigDict, workdir: str,
 def format_report(report: dict) -> str:
   """A plain-text table: rows = metrics, columns = original/unlearned/retrained."""
   roles = [r for r in MODEL_ROLES if report["models"].get(r) is not None]
-  present = {k for r in roles for k, v in report["models"][r].items()
-             if isinstance(v, (int, float)) and not isinstance(v, bool)}
+  flat = {r: flatten(report["models"][r]) for r in roles}  # audit.auc etc.
+  present = {k for r in roles for k in flat[r]}
   keys = [k for k in METRIC_KEYS if k in present]
   keys += sorted(present - set(keys) - {"avg_gap"})
   keys += ["avg_gap"] if "avg_gap" in present else []
   fmt = lambda v: "   -  " if v is None else f"{v:6.4f}"
+  width = max([18] + [len(k) + 1 for k in keys])
   lines = [f"method={report['method']} dataset={report['dataset']} "
            f"seed={report['seed']} |D_f|={report['forget']['size']}",
-           f"{'metric':<18}" + "".join(f"{r:>12}" for r in roles)]
+           f"{'metric':<{width}}" + "".join(f"{r:>12}" for r in roles)]
   for k in keys:
-    lines.append(f"{k:<18}" + "".join(
-        f"{fmt(report['models'][r].get(k)):>12}" for r in roles))
+    lines.append(f"{k:<{width}}" + "".join(f"{fmt(flat[r].get(k)):>12}"
+                                           for r in roles))
   times = ", ".join(f"{k} {v:.1f}s" for k, v in report["runtime_s"].items()
                     if v is not None)
+  if report.get("rte"):
+    times += f"; rte (retrain / unlearn) {report['rte']:.1f}x"
   lines.append(f"runtime: {times}")
   return "\n".join(lines)

@@ -141,7 +141,7 @@ def test_evaluators_through_eval_context_are_seeded(tiny):
   again = evaluate(_ctx(tiny, seed=0), NAMES)
   assert set(first["unlearned"]) == {
       "forget_top4_acc", "retain_top4_acc", "test_top4_acc", "entropy_mia",
-      "zrf", "js_to_retrained", "activation_distance", "rte", "rte_ratio",
+      "zrf", "js_to_retrained", "activation_distance", "phase_seconds", "phase_vs_retrain",
       "avg_gap"} | {f"mia_efficacy_{f}" for f in suite.MIA_FEATURES}
   for metrics in (*first.values(), *again.values()):
     metrics.pop("avg_gap")  # nan: no accuracy/MIA evaluator here
@@ -156,8 +156,8 @@ def test_evaluators_through_eval_context_are_seeded(tiny):
   assert un["js_to_retrained"] > 0 and un["activation_distance"] > 0
   assert first["retrained"]["js_to_retrained"] == 0.0
   assert first["retrained"]["activation_distance"] == 0.0
-  assert (un["rte"], un["rte_ratio"]) == (1.0, 0.25)
-  assert first["original"]["rte"] == 3.0
+  assert (un["phase_seconds"], un["phase_vs_retrain"]) == (1.0, 0.25)
+  assert first["original"]["phase_seconds"] == 3.0
 
 
 def test_topk_evaluator_reads_k_from_config(tiny):

@@ -276,8 +276,10 @@ def rte(phase_seconds: dict, role: str) -> tuple[Optional[float], Optional[float
 
 @EVALUATORS.register("rte")
 def rte_evaluator(ctx, role: str):
-  """rte (wall seconds of the role's phase: pretrain / retrain / unlearn,
-  from ``ctx.extras['phase_seconds']``) and rte_ratio (÷ retrain seconds)."""
+  """phase_seconds (wall seconds of the phase that made the model: pretrain /
+  retrain / unlearn, from ``ctx.extras['phase_seconds']``) and
+  phase_vs_retrain (÷ retrain seconds). The run's ``rte`` (retrain seconds /
+  unlearn seconds) is at the top level of report.json."""
   seconds, ratio = rte(ctx.extras.get("phase_seconds", {}), role)
-  yield "rte", seconds
-  yield "rte_ratio", ratio
+  yield "phase_seconds", seconds
+  yield "phase_vs_retrain", ratio

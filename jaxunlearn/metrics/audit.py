@@ -1,0 +1,210 @@
+"""Per-example membership audit: U-LiRA (and offline LiRA) with shadow models.
+
+Carlini et al., "Membership Inference Attacks From First Principles" (LiRA,
+S&P 2022); Hayes et al., "Inexact Unlearning Needs More Careful Evaluations
+to Avoid a False Sense of Privacy" (U-LiRA, 2024).
+
+The question: given the unlearned model, can an attacker tell a forgotten
+training example (in D_f) from an example the model never saw? The audited
+pool ``P`` is D_f (label 1) plus unseen examples (label 0): the test images
+of the forgotten classes for class forgetting, else the rest of the test set.
+
+Shadow models (``num_shadows``, even): each example of ``P`` lands in exactly
+half of them (Carlini's balanced assignment, seeded). Shadow ``k`` is trained
+with the run's recipe on ``D_r`` plus its half ``H_k`` of ``P``; for
+``kind="ulira"`` it is then unlearned with the run's own method and config,
+``H_k`` being its forget set. So every example gets ``K/2`` statistics "in,
+then unlearned" and ``K/2`` statistics "never seen" (``kind="lira_offline"``
+skips the unlearning and uses only the "never seen" ones: cheaper, weaker).
+
+The statistic is the logit-scaled confidence ``phi = log p_y - log(1 - p_y)``
+(computed from logits as ``z_y - logsumexp_{j != y} z_j``). The U-LiRA score
+is the Gaussian log-likelihood ratio ``log N(phi; mu_in, s_in) - log N(phi;
+mu_out, s_out)`` with per-example means and, by default, one variance per
+side pooled over all examples (``fixed_variance``: recommended by Carlini et
+al. when there are few shadows); offline LiRA scores ``(phi - mu_out) /
+s_out``. Reported under ``audit`` per model: ``auc`` (0.5 = the forgotten
+examples look exactly like unseen ones) and ``tpr_at_1fpr``.
+
+Expensive: ``num_shadows`` trainings (and unlearnings). Off by default; the
+evaluator ``audit`` turns it on and ``configs/audit_digits.py`` runs it on
+the embedded data in minutes. Shadow models are checkpointed in the run's
+checkpoint directory, so a killed audit resumes and a second run reuses them.
+"""
+from __future__ import annotations
+
+import os
+import jax
+import ml_collections
+import numpy as np
+
+from jaxunlearn.data.pipeline import Split
+from jaxunlearn.errors import UserError
+from jaxunlearn.evaluate import EVALUATORS
+from jaxunlearn.metrics.predict import make_predict_fn, predict
+
+
+def default_config() -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict(dict(
+      kind="ulira",          # ulira | lira_offline
+      num_shadows=8,         # even; each example is "in" for half of them
+      fixed_variance=True,   # one variance per side (few shadows)
+      epochs=0,              # shadow training epochs; 0 = the run's recipe
+  ))
+
+
+def logit_confidence(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+  """phi = log(p_y / (1 - p_y)) = z_y - logsumexp_{j != y} z_j (stable)."""
+  z = np.asarray(logits, np.float64)
+  rows = np.arange(len(labels))
+  zy = z[rows, labels]
+  others = z.copy()
+  others[rows, labels] = -np.inf
+  top = others.max(axis=1, keepdims=True)
+  return zy - (top[:, 0] + np.log(np.exp(others - top).sum(axis=1)))
+
+
+def balanced_assignment(key: jax.Array, num_shadows: int, num_examples: int
+                        ) -> np.ndarray:
+  """[K, N] bool: example n is in shadow k's training half; every column has
+  exactly K/2 True, drawn uniformly."""
+  if num_shadows < 2 or num_shadows % 2:
+    raise UserError(f"eval.audit.num_shadows={num_shadows}: use an even number "
+                    ">= 2 (each example is in half of the shadow models)")
+  ranks = np.argsort(np.asarray(jax.random.uniform(
+      key, (num_shadows, num_examples))), axis=0)
+  return ranks < num_shadows // 2
+
+
+def _gaussian_logpdf(x, mean, std):
+  return -0.5 * ((x - mean) / std) ** 2 - np.log(std)
+
+
+def lira_scores(target_phi: np.ndarray, shadow_phi: np.ndarray,
+                shadow_in: np.ndarray, kind: str = "ulira",
+                fixed_variance: bool = True) -> np.ndarray:
+  """Per-example membership scores (higher = "was trained on").
+
+  ``shadow_phi`` [K, N] statistics of the shadow models, ``shadow_in`` [K, N]
+  which shadows had the example in their training half.
+  """
+  def side(mask):
+    count = mask.sum(0)
+    mean = (shadow_phi * mask).sum(0) / np.maximum(count, 1)
+    resid = (shadow_phi - mean) * mask
+    if fixed_variance:
+      std = np.sqrt((resid ** 2).sum() / max(mask.sum() - 1, 1))
+      std = np.full_like(mean, std)
+    else:
+      std = np.sqrt((resid ** 2).sum(0) / np.maximum(count - 1, 1))
+    return mean, np.maximum(std, 1e-6)
+
+  out_mean, out_std = side(~shadow_in)
+  if kind == "lira_offline":
+    return (target_phi - out_mean) / out_std
+  if kind != "ulira":
+    raise UserError(f"unknown eval.audit.kind {kind!r}; use ulira or lira_offline")
+  in_mean, in_std = side(shadow_in)
+  return (_gaussian_logpdf(target_phi, in_mean, in_std)
+          - _gaussian_logpdf(target_phi, out_mean, out_std))
+
+
+def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
+  """Area under the ROC curve (Mann-Whitney U, ties count one half)."""
+  pos, neg = scores[labels == 1], scores[labels == 0]
+  if len(pos) == 0 or len(neg) == 0:
+    return float("nan")
+  greater = (pos[:, None] > neg[None, :]).sum()
+  ties = (pos[:, None] == neg[None, :]).sum()
+  return float((greater + 0.5 * ties) / (len(pos) * len(neg)))
+
+
+def tpr_at_fpr(scores: np.ndarray, labels: np.ndarray, fpr: float = 0.01) -> float:
+  """Largest TPR over thresholds ``score > t`` whose FPR is <= ``fpr``."""
+  pos, neg = scores[labels == 1], scores[labels == 0]
+  if len(pos) == 0 or len(neg) == 0:
+    return float("nan")
+  best = 0.0
+  for t in np.concatenate([[np.inf], np.unique(scores)]):
+    if np.mean(neg > t) <= fpr:
+      best = max(best, float(np.mean(pos > t)))
+  return best
+
+
+def _concat(*splits: Split) -> Split:
+  return Split(*(np.concatenate([getattr(s, f) for s in splits])
+                 for f in ("images", "labels", "ids")))
+
+
+def audit_pool(ctx) -> tuple[str, Split, np.ndarray]:
+  """(name of the unseen split, the pool P = D_f + unseen, member labels)."""
+  unseen = "test_forget" if ctx.class_forgetting else "test_retain"
+  forget, other = ctx.split("forget"), ctx.split(unseen)
+  if len(other) == 0:
+    raise UserError("the audit needs unseen examples of the forgotten data "
+                    f"({unseen} is empty)")
+  labels = np.concatenate([np.ones(len(forget), int), np.zeros(len(other), int)])
+  return unseen, _concat(forget, other), labels
+
+
+def shadow_statistics(ctx, cfg: ml_collections.ConfigDict) -> dict:
+  """Trains (and unlearns) the shadow models once per run; [K, N] phi."""
+  if "audit" in ctx._cache:
+    return ctx._cache["audit"]
+  train_fn = ctx.extras.get("train_fn")
+  unlearn_fn = ctx.extras.get("unlearn_fn")
+  if train_fn is None or unlearn_fn is None:
+    raise UserError("the audit evaluator needs the run's train and unlearn "
+                    "functions (run it through jaxunlearn.run)")
+  unseen, pool, labels = audit_pool(ctx)
+  key = jax.random.fold_in(jax.random.key(ctx.seed), 0xA0D17)
+  shadow_in = balanced_assignment(key, cfg.num_shadows, len(pool))
+  predict_fn = make_predict_fn(ctx.model, ctx.mesh)
+  root = ctx.extras.get("audit_dir")
+  phis = []
+  for k in range(cfg.num_shadows):
+    half = pool.take(np.flatnonzero(shadow_in[k]))
+    k_train, k_unlearn = jax.random.split(jax.random.fold_in(key, k))
+    directory = (lambda name: os.path.join(root, f"shadow{k}-{name}")
+                 if root else None)
+    variables = train_fn(_concat(ctx.data.retain, half), k_train,
+                         directory("train"), cfg.epochs or None)
+    if cfg.kind == "ulira":
+      data = ctx.data._replace(forget=half)
+      variables = unlearn_fn(variables, data, k_unlearn, directory("unlearn"))
+    logits = predict(predict_fn, variables, pool, ctx.batch_size, ctx.mesh)
+    phis.append(logit_confidence(logits, pool.labels))
+  stats = dict(unseen=unseen, labels=labels, shadow_in=shadow_in,
+               shadow_phi=np.stack(phis))
+  ctx._cache["audit"] = stats
+  return stats
+
+
+def _audit_config(ctx) -> ml_collections.ConfigDict:
+  cfg = default_config()
+  given = getattr(ctx.config, "audit", None) if ctx.config is not None else None
+  if given is not None:
+    cfg.update(given)
+  return cfg
+
+
+@EVALUATORS.register("audit")
+def audit_evaluator(ctx, role: str):
+  """audit = {auc, tpr_at_1fpr, setup} (setup: kind, shadows, pool sizes)."""
+  cfg = _audit_config(ctx)
+  if cfg.kind not in ("ulira", "lira_offline"):
+    raise UserError(f"unknown eval.audit.kind {cfg.kind!r}; use ulira or "
+                    "lira_offline")
+  stats = shadow_statistics(ctx, cfg)
+  outs = [ctx.outputs(role, s) for s in ("forget", stats["unseen"])]
+  target = np.concatenate([logit_confidence(o.logits, o.labels) for o in outs])
+  scores = lira_scores(target, stats["shadow_phi"], stats["shadow_in"], cfg.kind,
+                       cfg.fixed_variance)
+  labels = stats["labels"]
+  yield "audit", dict(auc=roc_auc(scores, labels),
+                      tpr_at_1fpr=tpr_at_fpr(scores, labels, 0.01),
+                      setup=(f"{cfg.kind}, {cfg.num_shadows} shadows, "
+                             f"{int(labels.sum())} forgotten vs "
+                             f"{int(len(labels) - labels.sum())} unseen "
+                             f"({stats['unseen']})"))
+

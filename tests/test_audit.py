@@ -1,0 +1,101 @@
+"""The per-example U-LiRA audit: its statistic, assignment, scores and ROC
+numbers against independent computations, and one small run end to end."""
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from jaxunlearn import config as base_config
+from jaxunlearn import run as run_lib
+from jaxunlearn.errors import UserError
+from jaxunlearn.metrics import audit
+
+
+def test_logit_confidence_is_log_odds_of_the_label():
+  rng = np.random.default_rng(0)
+  logits = rng.normal(size=(50, 7)) * 4
+  labels = rng.integers(0, 7, 50)
+  p = np.exp(logits - logits.max(1, keepdims=True))
+  p /= p.sum(1, keepdims=True)
+  py = p[np.arange(50), labels]
+  np.testing.assert_allclose(audit.logit_confidence(logits, labels),
+                             np.log(py) - np.log1p(-py), rtol=1e-9, atol=1e-9)
+  # stays finite where p_y rounds to 1 in float64
+  big = np.array([[800.0, 0.0, 0.0]])
+  assert np.isclose(audit.logit_confidence(big, np.array([0])), 800 - np.log(2))
+
+
+def test_balanced_assignment_puts_each_example_in_half_the_shadows():
+  keep = audit.balanced_assignment(jax.random.key(3), 6, 40)
+  assert keep.shape == (6, 40) and (keep.sum(0) == 3).all()
+  assert 0 < keep[0].sum() < 40  # not the same half for every example
+  again = audit.balanced_assignment(jax.random.key(3), 6, 40)
+  np.testing.assert_array_equal(keep, again)
+  with pytest.raises(UserError, match="even"):
+    audit.balanced_assignment(jax.random.key(3), 3, 40)
+
+
+def test_roc_auc_and_tpr_against_brute_force():
+  rng = np.random.default_rng(1)
+  scores = np.round(rng.normal(size=300), 1)  # with ties
+  labels = rng.integers(0, 2, 300)
+  pos, neg = scores[labels == 1], scores[labels == 0]
+  brute = np.mean([(p > n) + 0.5 * (p == n) for p in pos for n in neg])
+  assert np.isclose(audit.roc_auc(scores, labels), brute)
+  assert audit.roc_auc(np.array([3.0, 2, 1, 0]), np.array([1, 1, 0, 0])) == 1.0
+  assert audit.roc_auc(np.array([0.0, 1, 2, 3]), np.array([1, 1, 0, 0])) == 0.0
+  # 100 negatives: 1% FPR allows one negative above the threshold
+  neg = np.arange(100.0)
+  pos = np.array([98.5, 97.5, 50.0, 200.0])
+  s = np.concatenate([pos, neg])
+  y = np.concatenate([np.ones(4, int), np.zeros(100, int)])
+  assert audit.tpr_at_fpr(s, y, 0.01) == 0.5   # threshold 98: 98.5 and 200
+  assert audit.tpr_at_fpr(s, y, 0.0) == 0.25   # only 200 beats every negative
+
+
+@pytest.mark.parametrize("kind", ["ulira", "lira_offline"])
+def test_lira_scores_separate_members_only_when_they_differ(kind):
+  rng = np.random.default_rng(2)
+  k, n = 16, 400
+  shadow_in = audit.balanced_assignment(jax.random.key(0), k, n)
+  base = rng.normal(0, 2, n)  # per-example difficulty
+  shadow_phi = base + rng.normal(0, 1, (k, n)) + 2.5 * shadow_in
+  members = np.arange(n) < n // 2
+  leaky = base + rng.normal(0, 1, n) + 2.5 * members     # members look "in"
+  clean = base + rng.normal(0, 1, n)                      # everyone looks "out"
+  auc = lambda t: audit.roc_auc(audit.lira_scores(t, shadow_phi, shadow_in, kind),
+                                members.astype(int))
+  assert auc(leaky) > 0.9
+  assert abs(auc(clean) - 0.5) < 0.08
+  # per-example means matter: without them (one global mean) the leak hides
+  # behind the spread of example difficulty
+  global_auc = audit.roc_auc(leaky, members.astype(int))
+  assert auc(leaky) > global_auc + 0.1
+
+
+def test_audit_runs_in_the_main_job_and_reuses_its_shadows(data_dir, tmp_path):
+  c = base_config.get_config()
+  c.data_dir = data_dir
+  c.progress = False
+  c.train.epochs = 3
+  c.delete.epochs = 2
+  c.eval.evaluators = ("accuracy", "audit")
+  c.eval.audit.num_shadows = 2
+  workdir = str(tmp_path)
+  rep = run_lib.run(c, workdir, log=lambda *_: None)
+  for role in ("original", "unlearned", "retrained"):
+    a = rep["models"][role]["audit"]
+    assert 0.0 <= a["auc"] <= 1.0 and 0.0 <= a["tpr_at_1fpr"] <= 1.0
+    assert a["setup"] == ("ulira, 2 shadows, 135 forgotten vs 48 unseen "
+                          "(test_forget)")
+  [audit_dir] = [d for d in os.listdir(os.path.join(workdir, "checkpoints"))
+                 if d.startswith("audit-")]
+  assert {"shadow0-train", "shadow1-unlearn"} <= set(
+      os.listdir(os.path.join(workdir, "checkpoints", audit_dir)))
+  again = run_lib.run(c, workdir, log=lambda *_: None)  # shadows restored
+  for role in ("original", "unlearned", "retrained"):
+    assert again["models"][role]["audit"] == rep["models"][role]["audit"]
+  with open(os.path.join(workdir, "report.json")) as f:
+    assert json.load(f)["rte"] == rep["rte"] > 0
