@@ -1,7 +1,11 @@
 """The ``jaxunlearn`` command.
 
   jaxunlearn run [--config FILE.py[:ARG]] [--workdir DIR] [--config.FIELD=VALUE ...]
+  jaxunlearn seeds --seeds N|S1,S2,.. [--config ...] [--workdir DIR] [--config.FIELD=VALUE ...]
   jaxunlearn methods | datasets | models
+
+``seeds`` runs the config once per seed (DIR/seed-<s>) and writes
+DIR/summary.md and DIR/summary.json (mean ± std of every metric).
 
 With no ``--config`` the embedded default runs (digits, small CNN, forget
 class 3, DELETE). Mistakes the user can fix print one line and exit 2.
@@ -24,12 +28,12 @@ def _print_names(kind: str) -> None:
   print("\n".join(registry.names()))
 
 
-def _run(argv: list[str]) -> None:
+def _load_config(argv: list[str]):
+  """(config, workdir) from ``--config``/``--workdir``/``--config.X=V`` flags."""
   from absl import flags
   from ml_collections import config_flags
 
   import jaxunlearn.config as base_config
-  from jaxunlearn import run as run_lib
 
   flag_values = flags.FlagValues()
   flags.DEFINE_string("workdir", os.path.join("runs", "default"),
@@ -57,9 +61,37 @@ def _run(argv: list[str]) -> None:
       cause = cause.__cause__ or cause.__context__
     text = " ".join(str(cause).split()) or repr(cause)
     raise _UsageError(text) from None
-  report = run_lib.run(cfg, flag_values.workdir)
+  return cfg, flag_values.workdir
+
+
+def _run(argv: list[str]) -> None:
+  from jaxunlearn import run as run_lib
+  cfg, workdir = _load_config(argv)
+  report = run_lib.run(cfg, workdir)
   print(run_lib.format_report(report))
-  print(f"report: {os.path.join(flag_values.workdir, 'report.json')}")
+  print(f"report: {os.path.join(workdir, 'report.json')}")
+
+
+def _seeds(argv: list[str]) -> None:
+  from jaxunlearn import aggregate
+  seeds_text, rest = None, []
+  args = iter(argv)
+  for arg in args:
+    if arg == "--seeds":
+      seeds_text = next(args, None)
+    elif arg.startswith("--seeds="):
+      seeds_text = arg.split("=", 1)[1]
+    else:
+      rest.append(arg)
+  if not seeds_text:
+    raise _UsageError("seeds needs --seeds N (a count) or --seeds 0,4,7 (a list)")
+  cfg, workdir = _load_config(rest)
+  seeds = aggregate.parse_seeds(seeds_text, int(cfg.seed))
+  summary = aggregate.run_seeds(cfg, workdir, seeds)
+  with open(os.path.join(workdir, "summary.md")) as f:
+    print(f.read())
+  print(f"summary: {os.path.join(workdir, 'summary.json')} "
+        f"({len(summary['seeds'])} seeds)")
 
 
 class _UsageError(Exception):
@@ -78,9 +110,11 @@ def main(argv: list[str] | None = None) -> int:
       _print_names(command)
     elif command == "run":
       _run(rest)
+    elif command == "seeds":
+      _seeds(rest)
     else:
-      raise UserError(f"unknown command {command!r}; use run, methods, datasets "
-                      "or models")
+      raise UserError(f"unknown command {command!r}; use run, seeds, methods, "
+                      "datasets or models")
   except (UserError, _UsageError) as error:
     print(f"jaxunlearn: error: {error}", file=sys.stderr)
     return 2

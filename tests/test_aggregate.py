@@ -1,0 +1,70 @@
+"""Multi-seed aggregation: seeds parsing, mean ± std against NumPy, the files
+``jaxunlearn seeds`` writes, and its usage errors."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from jaxunlearn import aggregate, cli
+from jaxunlearn import config as base_config
+from jaxunlearn.errors import UserError
+
+
+def test_parse_seeds():
+  assert aggregate.parse_seeds("3", 5) == [5, 6, 7]
+  assert aggregate.parse_seeds("0,4,7", 5) == [0, 4, 7]
+  for bad in ("x", "0", "1,1", ""):
+    with pytest.raises(UserError, match="--seeds"):
+      aggregate.parse_seeds(bad, 0)
+
+
+def fake_report(seed):
+  rng = np.random.default_rng(seed)
+  return {"seed": seed, "method": "delete", "dataset": "digits",
+          "rte": 2.0 + seed,
+          "models": {"original": {"forget_acc": float(rng.uniform()),
+                                  "audit": {"auc": float(rng.uniform()),
+                                            "setup": "ulira, 8 shadows"},
+                                  "test_forget_acc": None},
+                     "unlearned": {"forget_acc": float(rng.uniform()),
+                                   "nomus": float("nan") if seed == 1 else 0.5},
+                     "retrained": None}}
+
+
+def test_summary_matches_numpy_and_skips_missing_values(tmp_path):
+  cfg = base_config.get_config()
+  calls = []
+
+  def run_fn(c, workdir, log):
+    calls.append((c.seed, workdir))
+    return fake_report(c.seed)
+  summary = aggregate.run_seeds(cfg, str(tmp_path), [0, 1, 2], run_fn=run_fn,
+                                log=lambda *_: None)
+  assert calls == [(s, os.path.join(str(tmp_path), f"seed-{s}")) for s in (0, 1, 2)]
+  assert cfg.seed == 0  # the caller's config is not changed
+  reports = [fake_report(s) for s in (0, 1, 2)]
+  for role, key, get in (("original", "forget_acc", lambda r: r["forget_acc"]),
+                         ("original", "audit.auc", lambda r: r["audit"]["auc"]),
+                         ("unlearned", "forget_acc", lambda r: r["forget_acc"])):
+    values = np.array([get(r["models"][role]) for r in reports])
+    entry = summary["models"][role][key]
+    assert np.isclose(entry["mean"], values.mean())
+    assert np.isclose(entry["std"], values.std()) and entry["n"] == 3
+  assert summary["models"]["unlearned"]["nomus"] == dict(mean=0.5, std=0.0, n=2)
+  assert "test_forget_acc" not in summary["models"]["original"]
+  assert "audit.setup" not in summary["models"]["original"]
+  assert "retrained" not in summary["models"]
+  assert np.isclose(summary["rte"]["mean"], 3.0)
+  with open(tmp_path / "summary.json") as f:
+    assert json.load(f)["seeds"] == [0, 1, 2]
+  text = (tmp_path / "summary.md").read_text()
+  m = summary["models"]["original"]["audit.auc"]
+  assert f"| audit.auc | {m['mean']:.4f} ± {m['std']:.4f} |" in text
+
+
+def test_seeds_command_usage_errors(capsys):
+  assert cli.main(["seeds"]) == 2
+  assert "--seeds N" in capsys.readouterr().err
+  assert cli.main(["seeds", "--seeds", "a,b"]) == 2
+  assert "give a count" in capsys.readouterr().err
