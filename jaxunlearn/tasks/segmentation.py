@@ -1,0 +1,415 @@
+"""Class forgetting in semantic segmentation (DELETE per pixel; fine-tune baseline).
+
+DELETE (Zhou et al., CVPR 2025) applied per pixel: the frozen original model
+(teacher, inference mode) gives logits at every pixel; the pixel's own label
+is set to -1e10, ``q = softmax(mask_y(f_θ0(x)))``, and the student (training
+mode) minimises ``KL(q || softmax(f_θ(x)))`` averaged over valid pixels.
+
+Which pixels are valid (``segmentation.pixels``):
+
+- ``"forget_classes"``: only pixels labelled with a forgotten class. The rest
+  of a forget image (background, other objects) gets no push at all.
+- ``"all"``: every non-ignore pixel of a forget image (the literal reading of
+  "the same loss per pixel"): background pixels are pushed away from
+  background too.
+
+Forget set for class forgetting: the training images that contain a
+forgotten class; retain = the other training images; the test set is split
+the same way. Metrics from one confusion matrix per (model, split):
+
+- ``forget_iou``: IoU of the forgotten class(es) (mean) on D_t,f;
+- ``retain_miou``: mIoU over the remaining classes (background included) on
+  D_t,r (images without a forgotten class);
+- ``test_miou_remaining``: the same classes on the whole test set (counts
+  forgotten pixels predicted as a remaining class as false positives);
+- ``pixel_acc`` (whole test set), ``class_iou`` (per class, whole test set),
+  ``forget_set_iou`` (forgotten classes on D_f: did the training images
+  themselves stop being segmented?).
+
+No augmentation here: the library's augmenter moves images, not masks.
+"""
+from __future__ import annotations
+
+import os
+import time
+from typing import Optional, Sequence
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from jaxunlearn import checkpoint as ckpt_lib
+from jaxunlearn import loop, parallel
+from jaxunlearn.data import pipeline
+from jaxunlearn.data.pipeline import Split
+from jaxunlearn.data.splits import ForgetSplit
+from jaxunlearn.errors import UserError
+from jaxunlearn.losses import kl_divergence, weighted_mean
+from jaxunlearn.methods.delete import forget_class_mask_for, masked_teacher_targets
+from jaxunlearn.models import get_model
+from jaxunlearn.state import TrainState, apply_eval, apply_train, gradient_update, sgd
+from jaxunlearn.train import for_axis, init_variables, make_optimizer
+
+IGNORE_LABEL = 255
+PIXEL_MODES = ("forget_classes", "all")
+METHODS = ("delete", "finetune")
+
+
+def default_config() -> ml_collections.ConfigDict:
+  """``config.segmentation``: data size, which pixels DELETE pushes, eval."""
+  return ml_collections.ConfigDict(dict(
+      num_train=2000, num_test=500, image_size=32,  # shapes; VOC: image_size
+      # Measured on shapes (configs/segmentation_shapes.py, seed 0): see the
+      # PIXEL_MODE note below.
+      pixels="forget_classes",
+      eval_batch_size=256,
+  ))
+
+
+# ----------------------------------------------------------------- losses
+
+def pixel_valid(labels: jnp.ndarray, batch_mask: jnp.ndarray,
+                forget_classes: Optional[Sequence[int]] = None) -> jnp.ndarray:
+  """Float [B,H,W]: 1 where the pixel counts (real example, not 255, and —
+  when ``forget_classes`` is given — labelled with a forgotten class)."""
+  valid = (labels != IGNORE_LABEL) & (batch_mask[:, None, None] > 0)
+  if forget_classes is not None:
+    in_forget = jnp.zeros(labels.shape, bool)
+    for c in forget_classes:
+      in_forget = in_forget | (labels == c)
+    valid = valid & in_forget
+  return valid.astype(jnp.float32)
+
+
+def pixel_delete_loss(student_logits: jnp.ndarray, teacher_logits: jnp.ndarray,
+                      labels: jnp.ndarray, valid: jnp.ndarray,
+                      forget_class_mask: Optional[jnp.ndarray] = None,
+                      axis_name: Optional[str] = None) -> jnp.ndarray:
+  """mean over valid pixels of KL(q || softmax(student)), q = softmax of the
+  teacher logits with the pixel's label (and ``forget_class_mask``) at -1e10.
+
+  Logits [B,H,W,C], labels [B,H,W] (255 = ignore), valid [B,H,W] in {0,1}.
+  """
+  safe_labels = jnp.where(labels == IGNORE_LABEL, 0, labels)
+  q = masked_teacher_targets(teacher_logits, safe_labels, forget_class_mask)
+  per_pixel = kl_divergence(q, student_logits)
+  return weighted_mean(per_pixel, valid, axis_name)
+
+
+def pixel_cross_entropy(logits: jnp.ndarray, labels: jnp.ndarray) -> jnp.ndarray:
+  """Per-pixel CE [B,H,W]; ignore pixels get 0 (weight them out)."""
+  log_probs = jax.nn.log_softmax(logits.astype(jnp.float32))
+  safe_labels = jnp.where(labels == IGNORE_LABEL, 0, labels).astype(jnp.int32)
+  return -jnp.take_along_axis(log_probs, safe_labels[..., None], axis=-1)[..., 0]
+
+
+# ------------------------------------------------------------------ steps
+
+def make_ce_step(model, tx):
+  """``step(state, batch, key, axis_name=None)``: SGD on mean pixel CE."""
+  def step(state: TrainState, batch: dict, key: jax.Array, axis_name=None):
+    del key
+    net = for_axis(model, axis_name)
+    valid = pixel_valid(batch["label"], batch["mask"])
+
+    def loss_fn(params):
+      logits, _, batch_stats = apply_train(net, params, state.batch_stats,
+                                           batch["image"], batch["mask"])
+      loss = weighted_mean(pixel_cross_entropy(logits, batch["label"]), valid,
+                           axis_name)
+      return loss, (batch_stats, {})
+    return gradient_update(state, tx, loss_fn, axis_name)
+  return step
+
+
+@flax.struct.dataclass
+class DeleteState:
+  train: TrainState
+  teacher: dict  # frozen original variables
+
+
+def make_delete_step(model, tx, *, forget_classes: Sequence[int],
+                     pixels: str = "forget_classes", freeze_bn: bool = False,
+                     forget_class_mask: Optional[jnp.ndarray] = None):
+  """``step(state, batch, key, axis_name=None)``: one DELETE step per pixel.
+
+  Teacher: the frozen original in inference mode. Student: training mode
+  (BatchNorm batch statistics over the forget batch) unless ``freeze_bn``.
+  """
+  if pixels not in PIXEL_MODES:
+    raise UserError(f"unknown segmentation.pixels {pixels!r}; use "
+                    + " or ".join(PIXEL_MODES))
+  selected = tuple(forget_classes) if pixels == "forget_classes" else None
+
+  def step(state: DeleteState, batch: dict, key: jax.Array, axis_name=None):
+    del key
+    net = for_axis(model, axis_name)
+    teacher_logits, _ = apply_eval(net, state.teacher, batch["image"])
+    teacher_logits = jax.lax.stop_gradient(teacher_logits)
+    valid = pixel_valid(batch["label"], batch["mask"], selected)
+
+    def loss_fn(params):
+      if freeze_bn:
+        batch_stats = state.train.batch_stats
+        logits, _ = apply_eval(net, {"params": params, "batch_stats": batch_stats},
+                               batch["image"])
+      else:
+        logits, _, batch_stats = apply_train(net, params, state.train.batch_stats,
+                                             batch["image"], batch["mask"])
+      loss = pixel_delete_loss(logits, teacher_logits, batch["label"], valid,
+                               forget_class_mask, axis_name)
+      return loss, (batch_stats, {})
+
+    train, metrics = gradient_update(state.train, tx, loss_fn, axis_name)
+    return state.replace(train=train), metrics
+  return step
+
+
+# --------------------------------------------------------------- metrics
+
+def confusion_fn(model, num_classes: int, mesh):
+  """jitted ``(variables, images, labels, mask) -> [C,C]`` confusion counts
+  (rows = true class, columns = prediction; 255 and padding left out)."""
+  def fn(variables, images, labels, mask):
+    logits, _ = apply_eval(model, variables, images)
+    pred = jnp.argmax(logits, -1)
+    valid = (labels != IGNORE_LABEL) & (mask[:, None, None] > 0)
+    index = jnp.where(valid, labels.astype(jnp.int32) * num_classes + pred, 0)
+    counts = jnp.bincount(index.reshape(-1), weights=valid.reshape(-1).astype(
+        jnp.float32), length=num_classes * num_classes)
+    return counts.reshape(num_classes, num_classes)
+  rep, data = parallel.replicated(mesh), parallel.batch_sharded(mesh)
+  return jax.jit(fn, in_shardings=(rep, data, data, data), out_shardings=rep)
+
+
+def confusion_matrix(fn, variables, split: Split, batch_size: int, mesh,
+                     num_classes: int) -> np.ndarray:
+  """Sums the per-batch confusion counts over ``split`` (one host sync)."""
+  total = jnp.zeros((num_classes, num_classes), jnp.float32)
+  if len(split) == 0:
+    return np.zeros((num_classes, num_classes), np.int64)
+  for batch in pipeline.iterate(split, batch_size, np.arange(len(split))):
+    batch = parallel.shard_batch(batch, mesh)
+    total = total + fn(variables, batch["image"], batch["label"], batch["mask"])
+  return np.rint(np.asarray(jax.device_get(total))).astype(np.int64)
+
+
+def class_iou(confusion: np.ndarray) -> np.ndarray:
+  """Per-class IoU = TP / (TP + FP + FN); NaN where the class is absent from
+  both the labels and the predictions."""
+  tp = np.diag(confusion).astype(np.float64)
+  union = confusion.sum(0) + confusion.sum(1) - tp
+  with np.errstate(invalid="ignore", divide="ignore"):
+    return np.where(union > 0, tp / np.maximum(union, 1), np.nan)
+
+
+def mean_iou(confusion: np.ndarray, classes: Sequence[int]) -> Optional[float]:
+  """Mean IoU over ``classes``, skipping classes absent from the split."""
+  values = class_iou(confusion)[list(classes)]
+  values = values[~np.isnan(values)]
+  return float(values.mean()) if values.size else None
+
+
+def pixel_accuracy(confusion: np.ndarray) -> float:
+  return float(np.trace(confusion) / max(confusion.sum(), 1))
+
+
+def segmentation_metrics(conf_test, conf_test_forget, conf_test_retain,
+                         conf_forget, forget_classes: Sequence[int],
+                         num_classes: int) -> dict:
+  remaining = [c for c in range(num_classes) if c not in set(forget_classes)]
+  ious = class_iou(conf_test)
+  return {
+      "forget_iou": mean_iou(conf_test_forget, forget_classes),
+      "retain_miou": mean_iou(conf_test_retain, remaining),
+      "test_miou_remaining": mean_iou(conf_test, remaining),
+      "pixel_acc": pixel_accuracy(conf_test),
+      "retain_pixel_acc": pixel_accuracy(conf_test_retain),
+      "forget_set_iou": mean_iou(conf_forget, forget_classes),
+      "class_iou": [None if np.isnan(v) else float(v) for v in ious],
+  }
+
+
+# ------------------------------------------------------------------ data
+
+def class_forget_split(train: Split, test: Split,
+                       classes: Sequence[int]) -> ForgetSplit:
+  """D_f = training images containing a forgotten class; D_r = the rest;
+  the test set split the same way."""
+  def contains(split):
+    return np.isin(split.labels.reshape(len(split), -1), list(classes)).any(1)
+  f_train, f_test = contains(train), contains(test)
+  take = lambda s, m: s.take(np.flatnonzero(m))
+  return ForgetSplit(take(train, f_train), take(train, ~f_train),
+                     take(test, f_test), take(test, ~f_test), tuple(classes))
+
+
+def load_data(cfg) -> tuple[dict, dict]:
+  """(info: name/num_classes/image_shape/mean/std, {"train", "test"})."""
+  seg = cfg.segmentation
+  name = cfg.dataset.split(":")[0]
+  if name == "shapes":
+    from jaxunlearn.data import shapes
+    splits = shapes.load(cfg.seed, seg.num_train, seg.num_test, seg.image_size)
+    size = seg.image_size
+    return dict(name="shapes", num_classes=shapes.NUM_CLASSES,
+                image_shape=(size, size, 3), mean=shapes.MEAN,
+                std=shapes.STD), splits
+  if name in ("voc2012", "voc"):
+    from jaxunlearn.data import voc
+    splits = voc.load(cfg.data_dir or None, cfg.manual_dir or None,
+                      seg.image_size)
+    size = seg.image_size
+    return dict(name="voc2012", num_classes=voc.NUM_CLASSES,
+                image_shape=(size, size, 3), mean=voc.MEAN, std=voc.STD), splits
+  raise UserError(f"segmentation dataset {cfg.dataset!r} is unknown; use shapes "
+                  "or voc2012")
+
+
+# ------------------------------------------------------------------- job
+
+def train_segmenter(model, train_cfg, split: Split, image_shape, key, mesh, *,
+                    checkpoint_dir: Optional[str], desc: str,
+                    progress: bool) -> dict:
+  """Pixel-CE training from scratch (the original / the retrained model)."""
+  init_key, data_key = jax.random.split(key)
+  steps = train_cfg.epochs * pipeline.num_batches(len(split), train_cfg.batch_size)
+  tx = make_optimizer(train_cfg, steps)
+  state = TrainState.create(init_variables(model, image_shape, init_key), tx)
+  step = parallel.jit_step(make_ce_step(model, tx), mesh)
+  state = loop.run_epochs(step, state, split, batch_size=train_cfg.batch_size,
+                          epochs=train_cfg.epochs, key=data_key, mesh=mesh,
+                          checkpoint_dir=checkpoint_dir,
+                          checkpoint_every=train_cfg.get("checkpoint_every", 5),
+                          desc=desc, progress=progress)
+  return jax.device_get(state.variables)
+
+
+def unlearn(method: str, model, variables: dict, data: ForgetSplit, cfg, key,
+            mesh, num_classes: int, *, checkpoint_dir: Optional[str], progress: bool) -> dict:
+  """DELETE per pixel on D_f, or fine-tuning (pixel CE) on D_r."""
+  if method == "delete":
+    mcfg = cfg.delete
+    tx = sgd(mcfg.lr, mcfg.momentum, mcfg.weight_decay)
+    state = DeleteState(train=TrainState.create(variables, tx), teacher=variables)
+    class_mask = forget_class_mask_for(mcfg.mask, data.forget_classes,
+                                       num_classes)
+    step = make_delete_step(model, tx, forget_classes=data.forget_classes,
+                            pixels=cfg.segmentation.pixels,
+                            freeze_bn=mcfg.freeze_bn, forget_class_mask=class_mask)
+    split = data.forget
+  elif method == "finetune":
+    mcfg = cfg.finetune
+    tx = sgd(mcfg.lr, mcfg.momentum, mcfg.weight_decay)
+    state = TrainState.create(variables, tx)
+    step = make_ce_step(model, tx)
+    split = data.retain
+  else:
+    raise UserError(f"segmentation supports method delete or finetune, not "
+                    f"{method!r}")
+  state = loop.run_epochs(parallel.jit_step(step, mesh), state, split,
+                          batch_size=mcfg.batch_size, epochs=mcfg.epochs, key=key,
+                          mesh=mesh, checkpoint_dir=checkpoint_dir, desc=method,
+                          progress=progress)
+  final = state.train if method == "delete" else state
+  return jax.device_get(final.variables)
+
+
+def evaluate_model(model, variables, data: ForgetSplit, test: Split, cfg, mesh,
+                   num_classes: int) -> dict:
+  fn = confusion_fn(model, num_classes, mesh)
+  batch = cfg.segmentation.eval_batch_size
+  conf = lambda split: confusion_matrix(fn, variables, split, batch, mesh,
+                                        num_classes)
+  return segmentation_metrics(conf(test), conf(data.test_forget),
+                              conf(data.test_retain), conf(data.forget),
+                              data.forget_classes, num_classes)
+
+
+def _seg_config(cfg) -> ml_collections.ConfigDict:
+  seg = default_config()
+  if cfg.get("segmentation") is not None:
+    seg.update(cfg.segmentation.to_dict())
+  return seg
+
+
+def run(cfg: ml_collections.ConfigDict, workdir: str, log=print) -> dict:
+  """data -> original -> (retrained) -> unlearned -> metrics -> report.json."""
+  from jaxunlearn.run import _cfg, _timed_phase, fingerprint
+  if cfg.method not in METHODS:
+    raise UserError(f"segmentation supports method delete or finetune, not "
+                    f"{cfg.method!r}")
+  cfg = ml_collections.ConfigDict(cfg.to_dict())  # local copy, unlocked
+  cfg.segmentation = _seg_config(cfg)
+  if cfg.segmentation.pixels not in PIXEL_MODES:
+    raise UserError(f"unknown segmentation.pixels {cfg.segmentation.pixels!r}; "
+                    "use " + " or ".join(PIXEL_MODES))
+  if cfg.get("distributed", False):
+    parallel.initialize_distributed()
+  os.makedirs(workdir, exist_ok=True)
+  mesh = parallel.make_mesh(cfg.num_devices or None)
+  info, splits = load_data(cfg)
+  num_classes = info["num_classes"]
+  forget_classes = tuple(int(c) for c in cfg.forget.classes)
+  bad = [c for c in forget_classes if not 0 < c < num_classes]
+  if not forget_classes or bad:
+    raise UserError(f"forget.classes={forget_classes} must be object classes "
+                    f"1..{num_classes - 1} (0 is background)")
+  data = class_forget_split(splits["train"], splits["test"], forget_classes)
+  log(f"dataset {info['name']}: |D_f|={len(data.forget)} |D_r|={len(data.retain)} "
+      f"|D_t,f|={len(data.test_forget)} |D_t,r|={len(data.test_retain)}; "
+      f"{mesh.devices.size} device(s)")
+  model = get_model(cfg.model.name, num_classes=num_classes, mean=info["mean"],
+                    std=info["std"], **{k: v for k, v in _cfg(cfg.model).items()
+                                        if k != "name"})
+  root = jax.random.key(cfg.seed)
+  pretrain_key, retrain_key, unlearn_key = jax.random.split(root, 3)
+  ckpt_root = os.path.join(workdir, "checkpoints")
+  base = ("segmentation", info["name"], _cfg(cfg.model), _cfg(cfg.train), cfg.seed,
+          {k: cfg.segmentation[k] for k in ("num_train", "num_test", "image_size")})
+  forget_hash = fingerprint(forget_classes)
+
+  def trainer(split, key, desc):
+    return lambda d: train_segmenter(model, cfg.train, split, info["image_shape"],
+                                     key, mesh, checkpoint_dir=d, desc=desc,
+                                     progress=cfg.progress)
+  original, t_pretrain = _timed_phase(
+      os.path.join(ckpt_root, f"seg-original-{fingerprint(*base)}"),
+      trainer(splits["train"], pretrain_key, "pretrain"))
+  retrained, t_retrain = None, None
+  if cfg.with_retrained:
+    retrained, t_retrain = _timed_phase(
+        os.path.join(ckpt_root, f"seg-retrained-{fingerprint(*base, forget_hash)}"),
+        trainer(data.retain, retrain_key, "retrain"))
+  method_cfg = _cfg(cfg[cfg.method])
+  pixels = cfg.segmentation.pixels if cfg.method == "delete" else None
+  unlearned, t_unlearn = _timed_phase(
+      os.path.join(ckpt_root, f"seg-unlearn-{cfg.method}-" + fingerprint(
+          *base, forget_hash, method_cfg, pixels)),
+      lambda d: unlearn(cfg.method, model, original, data, cfg, unlearn_key,
+                        mesh, num_classes, checkpoint_dir=d, progress=cfg.progress))
+
+  start = time.perf_counter()
+  models, seconds = {}, {"original": t_pretrain, "unlearned": t_unlearn,
+                         "retrained": t_retrain}
+  for role, variables in (("original", original), ("unlearned", unlearned),
+                          ("retrained", retrained)):
+    if variables is not None:
+      models[role] = dict(evaluate_model(model, variables, data, splits["test"],
+                                         cfg, mesh, num_classes),
+                          runtime_s=seconds[role])
+  t_evaluate = time.perf_counter() - start
+  report = {
+      "task": "segmentation", "method": cfg.method, "dataset": info["name"],
+      "seed": int(cfg.seed), "pixels": pixels,
+      "forget": dict(kind="class", classes=list(forget_classes),
+                     size=len(data.forget)),
+      "models": models,
+      "runtime_s": {"pretrain": t_pretrain, "retrain": t_retrain,
+                    "unlearn": t_unlearn, "evaluate": t_evaluate},
+      "rte": (t_retrain / t_unlearn if t_retrain and t_unlearn else None),
+  }
+  ckpt_lib.write_json(os.path.join(workdir, "report.json"), report)
+  return report
