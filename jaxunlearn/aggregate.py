@@ -8,10 +8,21 @@ checkpoints like a single run), and writes ``DIR/summary.json`` and
 reports (nested ones flattened, e.g. ``audit.auc``), the mean, the standard
 deviation (population, ddof 0, as the experiment tables) and the number of
 seeds that reported it.
+
+``jaxunlearn sweep --grid ieu.alpha=0.5,1,2 --grid ieu.epochs=3,6 [--seeds 1]
+[--config FILE] [--workdir DIR]`` runs every point of the grid (the product
+of the ``--grid FIELD=V1,V2,..`` lists; any config field) for each seed and
+writes one row per point to ``DIR/sweep.{md,csv,json}``: the point's values
+and the mean ± std over seeds of every numeric metric of the unlearned model,
+with the original and retrained models as reference rows. All points of a
+seed share ``DIR/seed-<s>``, so the original and retrained models are
+trained once and each point's unlearning is checkpointed separately.
 """
 from __future__ import annotations
 
 import copy
+import csv
+import itertools
 import os
 from typing import Callable, Optional, Sequence
 
@@ -111,3 +122,120 @@ def run_seeds(cfg, workdir: str, seeds: Sequence[int],
   os.replace(tmp, os.path.join(workdir, "summary.md"))
   return summary
 
+
+
+def parse_grid(items: Sequence[str], cfg) -> dict[str, list]:
+  """``["ieu.alpha=0.5,1", "ieu.epochs=3,6"]`` -> {field: [values]}, each
+  value converted to the type of the config field it replaces."""
+  grid = {}
+  for item in items:
+    field, sep, values = item.partition("=")
+    if not sep or not values:
+      raise UserError(f"--grid {item!r}: write FIELD=V1,V2 (e.g. ieu.alpha=0.5,1)")
+    current = _get_field(cfg, field)
+    grid[field] = [_convert(v.strip(), current, field) for v in values.split(",")]
+  if not grid:
+    raise UserError("sweep needs at least one --grid FIELD=V1,V2")
+  return grid
+
+
+def _get_field(cfg, field: str):
+  node = cfg
+  for part in field.split("."):
+    try:
+      node = node[part]
+    except (KeyError, AttributeError, TypeError):
+      raise UserError(f"--grid {field}: no such config field; see "
+                      "jaxunlearn/config.py and the method's default_config()") from None
+  return node
+
+
+def _convert(text: str, current, field: str):
+  """``text`` as the type of the field's current value (bool, int, float, str)."""
+  kind = type(current)
+  try:
+    if kind is bool:
+      if text.lower() not in ("true", "false"):
+        raise ValueError
+      return text.lower() == "true"
+    if kind is int:
+      number = float(text)
+      if not number.is_integer():
+        raise ValueError
+      return int(number)
+    if kind in (float, str):
+      return kind(text)
+  except ValueError:
+    raise UserError(f"--grid {field}: {text!r} is not a {kind.__name__}") from None
+  raise UserError(f"--grid {field}: only number, bool and string fields can be "
+                  "swept")
+
+
+def _set_field(cfg, field: str, value) -> None:
+  *parents, leaf = field.split(".")
+  node = cfg
+  for part in parents:
+    node = node[part]
+  node[leaf] = value
+
+
+def run_sweep(cfg, workdir: str, grid: dict[str, list], seeds: Sequence[int],
+              run_fn: Optional[Callable] = None, log=print) -> list[dict]:
+  """One row per grid point (mean ± std over seeds); writes DIR/sweep.*."""
+  if run_fn is None:
+    from jaxunlearn.run import run as run_fn
+  fields = list(grid)
+  points = list(itertools.product(*(grid[f] for f in fields)))
+  rows, references = [], {}
+  for values in points:
+    reports = []
+    for seed in seeds:
+      c = copy.deepcopy(cfg)
+      c.seed = int(seed)
+      for field, value in zip(fields, values):
+        _set_field(c, field, value)
+      log(f"sweep {dict(zip(fields, values))} seed {seed}")
+      reports.append(run_fn(c, os.path.join(workdir, f"seed-{seed}"), log=log))
+    summary = summarize(reports)
+    for role in ("original", "retrained"):
+      references.setdefault(role, summary["models"].get(role))
+    rows.append(dict(point=dict(zip(fields, values)),
+                     metrics=summary["models"].get("unlearned", {}),
+                     rte=summary["rte"]))
+  result = dict(fields=fields, seeds=list(seeds), rows=rows, references=references,
+                method=cfg.method, dataset=cfg.dataset)
+  os.makedirs(workdir, exist_ok=True)
+  write_json(os.path.join(workdir, "sweep.json"), result)
+  _write_sweep_tables(result, workdir)
+  return rows
+
+
+def _write_sweep_tables(result: dict, workdir: str) -> None:
+  fields, rows = result["fields"], result["rows"]
+  keys = list(dict.fromkeys(k for r in rows for k in r["metrics"]))
+  cell = lambda s: "-" if not s or s["mean"] is None else (
+      f"{s['mean']:.4f} ± {s['std']:.4f}")
+  lines = [f"# sweep: {result['method']} on {result['dataset']}", "",
+           f"seeds {', '.join(map(str, result['seeds']))}; unlearned model per "
+           "point (mean ± std); original and retrained for reference.", "",
+           "| " + " | ".join(fields + keys) + " |",
+           "|" + "---|" * (len(fields) + len(keys))]
+  for role, ref in result["references"].items():
+    if ref:
+      lines.append("| " + " | ".join([f"({role})"] + [""] * (len(fields) - 1)
+                                     + [cell(ref.get(k)) for k in keys]) + " |")
+  for r in rows:
+    lines.append("| " + " | ".join([str(r["point"][f]) for f in fields]
+                                   + [cell(r["metrics"].get(k)) for k in keys]) + " |")
+  tmp = os.path.join(workdir, "sweep.md.tmp")
+  with open(tmp, "w") as f:
+    f.write("\n".join(lines) + "\n")
+  os.replace(tmp, os.path.join(workdir, "sweep.md"))
+  tmp = os.path.join(workdir, "sweep.csv.tmp")
+  with open(tmp, "w", newline="") as f:
+    writer = csv.writer(f)
+    writer.writerow(fields + [f"{k}_{s}" for k in keys for s in ("mean", "std")])
+    for r in rows:
+      writer.writerow([r["point"][f] for f in fields] + [
+          (r["metrics"].get(k) or {}).get(s) for k in keys for s in ("mean", "std")])
+  os.replace(tmp, os.path.join(workdir, "sweep.csv"))

@@ -2,9 +2,11 @@
 
   jaxunlearn run [--config FILE.py[:ARG]] [--workdir DIR] [--config.FIELD=VALUE ...]
   jaxunlearn seeds --seeds N|S1,S2,.. [--config ...] [--workdir DIR] [--config.FIELD=VALUE ...]
+  jaxunlearn sweep --grid FIELD=V1,V2 [--grid ...] [--seeds N|S1,..] [--config ...] [--workdir DIR]
   jaxunlearn methods | datasets | models
 
-``seeds`` runs the config once per seed (DIR/seed-<s>) and writes
+``sweep`` runs every point of the grid (per seed) and writes one row per point
+to DIR/sweep.md, .csv and .json. ``seeds`` runs the config once per seed (DIR/seed-<s>) and writes
 DIR/summary.md and DIR/summary.json (mean ± std of every metric).
 
 With no ``--config`` the embedded default runs (digits, small CNN, forget
@@ -72,26 +74,46 @@ def _run(argv: list[str]) -> None:
   print(f"report: {os.path.join(workdir, 'report.json')}")
 
 
-def _seeds(argv: list[str]) -> None:
-  from jaxunlearn import aggregate
-  seeds_text, rest = None, []
+def _split_flags(argv: list[str], names: tuple[str, ...]):
+  """Pulls ``--name V`` / ``--name=V`` (repeatable) out of argv."""
+  found, rest = {n: [] for n in names}, []
   args = iter(argv)
   for arg in args:
-    if arg == "--seeds":
-      seeds_text = next(args, None)
-    elif arg.startswith("--seeds="):
-      seeds_text = arg.split("=", 1)[1]
+    name = arg[2:].split("=", 1)[0] if arg.startswith("--") else None
+    if name in found:
+      value = arg.split("=", 1)[1] if "=" in arg else next(args, None)
+      if value is None:
+        raise _UsageError(f"--{name} needs a value")
+      found[name].append(value)
     else:
       rest.append(arg)
-  if not seeds_text:
+  return found, rest
+
+
+def _seeds(argv: list[str]) -> None:
+  from jaxunlearn import aggregate
+  found, rest = _split_flags(argv, ("seeds",))
+  if not found["seeds"]:
     raise _UsageError("seeds needs --seeds N (a count) or --seeds 0,4,7 (a list)")
   cfg, workdir = _load_config(rest)
-  seeds = aggregate.parse_seeds(seeds_text, int(cfg.seed))
+  seeds = aggregate.parse_seeds(found["seeds"][-1], int(cfg.seed))
   summary = aggregate.run_seeds(cfg, workdir, seeds)
   with open(os.path.join(workdir, "summary.md")) as f:
     print(f.read())
   print(f"summary: {os.path.join(workdir, 'summary.json')} "
         f"({len(summary['seeds'])} seeds)")
+
+
+def _sweep(argv: list[str]) -> None:
+  from jaxunlearn import aggregate
+  found, rest = _split_flags(argv, ("seeds", "grid"))
+  cfg, workdir = _load_config(rest)
+  grid = aggregate.parse_grid(found["grid"], cfg)
+  seeds = aggregate.parse_seeds((found["seeds"] or ["1"])[-1], int(cfg.seed))
+  aggregate.run_sweep(cfg, workdir, grid, seeds)
+  with open(os.path.join(workdir, "sweep.md")) as f:
+    print(f.read())
+  print(f"sweep: {os.path.join(workdir, 'sweep.json')}")
 
 
 class _UsageError(Exception):
@@ -112,9 +134,11 @@ def main(argv: list[str] | None = None) -> int:
       _run(rest)
     elif command == "seeds":
       _seeds(rest)
+    elif command == "sweep":
+      _sweep(rest)
     else:
-      raise UserError(f"unknown command {command!r}; use run, seeds, methods, "
-                      "datasets or models")
+      raise UserError(f"unknown command {command!r}; use run, seeds, sweep, "
+                      "methods, datasets or models")
   except (UserError, _UsageError) as error:
     print(f"jaxunlearn: error: {error}", file=sys.stderr)
     return 2

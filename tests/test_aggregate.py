@@ -68,3 +68,47 @@ def test_seeds_command_usage_errors(capsys):
   assert "--seeds N" in capsys.readouterr().err
   assert cli.main(["seeds", "--seeds", "a,b"]) == 2
   assert "give a count" in capsys.readouterr().err
+
+
+def test_grid_parsing_converts_to_the_field_types():
+  cfg = base_config.get_config()
+  grid = aggregate.parse_grid(["ieu.alpha=0.5,1", "ieu.epochs=3,6.0",
+                               "delete.freeze_bn=true,False", "delete.mask=label"], cfg)
+  assert grid == {"ieu.alpha": [0.5, 1.0], "ieu.epochs": [3, 6],
+                  "delete.freeze_bn": [True, False], "delete.mask": ["label"]}
+  assert type(grid["ieu.alpha"][1]) is float and type(grid["ieu.epochs"][1]) is int
+  for bad, match in (("ieu.nope=1", "no such config field"),
+                     ("ieu.epochs=2.5", "not a int"), ("ieu.alpha", "FIELD=V1,V2"),
+                     ("delete.freeze_bn=yes", "not a bool")):
+    with pytest.raises(UserError, match=match):
+      aggregate.parse_grid([bad], cfg)
+
+
+def test_sweep_runs_every_point_and_seed_and_writes_one_row_per_point(tmp_path):
+  cfg = base_config.get_config()
+  cfg.method = "ieu"
+  seen = []
+
+  def run_fn(c, workdir, log):
+    seen.append((c.ieu.alpha, c.ieu.epochs, c.seed, os.path.basename(workdir)))
+    score = c.ieu.alpha * 10 + c.ieu.epochs + 0.1 * c.seed
+    return {"seed": c.seed, "rte": 1.0,
+            "models": {"original": {"forget_acc": 1.0},
+                       "unlearned": {"forget_acc": score},
+                       "retrained": {"forget_acc": 0.5}}}
+  grid = aggregate.parse_grid(["ieu.alpha=0.5,1", "ieu.epochs=3,6"], cfg)
+  rows = aggregate.run_sweep(cfg, str(tmp_path), grid, [0, 1], run_fn=run_fn,
+                             log=lambda *_: None)
+  assert sorted(seen) == sorted((a, e, s, f"seed-{s}") for a in (0.5, 1.0)
+                                for e in (3, 6) for s in (0, 1))
+  assert [r["point"] for r in rows] == [
+      {"ieu.alpha": a, "ieu.epochs": e} for a in (0.5, 1.0) for e in (3, 6)]
+  for r in rows:
+    expected = r["point"]["ieu.alpha"] * 10 + r["point"]["ieu.epochs"] + 0.05
+    assert np.isclose(r["metrics"]["forget_acc"]["mean"], expected)
+    assert np.isclose(r["metrics"]["forget_acc"]["std"], 0.05)
+  text = (tmp_path / "sweep.md").read_text()
+  assert "| (retrained) |  | 0.5000 ± 0.0000 |" in text
+  assert "| 1.0 | 6 | 16.0500 ± 0.0500 |" in text
+  with open(tmp_path / "sweep.csv") as f:
+    assert f.readline().strip() == "ieu.alpha,ieu.epochs,forget_acc_mean,forget_acc_std"
