@@ -5,7 +5,13 @@ and the label 0; the poisoned model learns the backdoor; DELETE unlearns the
 poisoned samples. The report adds ``attack_success_rate`` per model.
 
 jaxunlearn run --config configs/backdoor_digits.py --workdir runs/backdoor
-jaxunlearn run --config configs/backdoor_digits.py --config.method=finetune
+jaxunlearn run --config configs/backdoor_digits.py --config.method=scrub
+
+Measured (experiments/backdoor_digits.py, 3 seeds; clean test accuracy /
+attack success): poisoned original 0.988 / 0.999; SCRUB 0.987 / 0.000 (meets
+the target: ASR < 0.1, clean within 0.03); DELETE 0.873 / 0.004 (removes the
+backdoor but, seeing only samples labelled 0, also unlearns clean class 0);
+DELETE with retain_weight=1 0.965 / 0.539.
 """
 import ml_collections
 
