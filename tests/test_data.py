@@ -186,6 +186,55 @@ def test_image_folder_with_test(tmp_path):
   _check(splits["test"], np.concatenate([te["cat"], te["dog"]]), [0, 1], 5)
 
 
+@pytest.mark.parametrize("zipped", [False, True])
+def test_celeba_identities(tmp_path, zipped):
+  # identity file lines in CelebA's format; "10" sorts before "7" as a string
+  idents = {"10": 6, "7": 5, "3": 2}
+  lines, made, k = [], {}, 0
+  for ident, n in idents.items():
+    made[ident] = []
+    for _ in range(n):
+      k += 1
+      name = f"{k:06d}.jpg"
+      lines.append(f"{name} {ident}\n")
+      made[ident].append((name, _images(1, 16, 16, 3)[0]))
+  (tmp_path / "identity_CelebA.txt").write_text("".join(lines))
+  if zipped:
+    with zipfile.ZipFile(tmp_path / "img_align_celeba.zip", "w") as zf:
+      for items in made.values():
+        for name, image in items:
+          zf.writestr(f"img_align_celeba/{name}", _png(image))
+  else:
+    (tmp_path / "img_align_celeba").mkdir()
+    for items in made.values():
+      for name, image in items:
+        Image.fromarray(image).save(tmp_path / "img_align_celeba" / name, "PNG")
+  spec, splits = load_dataset("celeba:min_images=5,image_size=16",
+                              str(tmp_path / "data"), str(tmp_path))
+  assert spec.num_classes == 2  # identity 3 has only 2 images
+  img = {i: np.stack([im for _, im in made[i]]) for i in ("10", "7")}
+  # labels: sorted identity strings ("10" -> 0, "7" -> 1); 5th image is test
+  train = np.concatenate([img["10"][[0, 1, 2, 3, 5]], img["7"][:4]])
+  _check(splits["train"], train, [0] * 5 + [1] * 4, 0)
+  _check(splits["test"], np.stack([img["10"][4], img["7"][4]]), [0, 1], 9)
+
+
+def test_utkface_race_labels(tmp_path):
+  folder = tmp_path / "UTKFace"
+  folder.mkdir()
+  images = _images(7, 64, 64, 3)
+  names = [f"{20 + i}_{i % 2}_{race}_2017011{i}.jpg.chip.jpg"
+           for i, race in enumerate([0, 0, 0, 0, 0, 3, 3])]
+  for name, image in zip(names, images):
+    Image.fromarray(image).save(folder / name, "PNG")
+  Image.fromarray(images[0]).save(folder / "39_1_20170116174525125.jpg.chip.jpg",
+                                  "PNG")  # a file without the race field
+  spec, splits = load_dataset("utkface", str(tmp_path / "data"), str(tmp_path))
+  assert spec.num_classes == 5 and spec.image_shape == (64, 64, 3)
+  _check(splits["train"], images[[0, 1, 2, 3, 5, 6]], [0, 0, 0, 0, 3, 3], 0)
+  _check(splits["test"], images[[4]], [0], 6)
+
+
 def test_offline_error_is_fast_and_names_the_file(tmp_path):
   for name, file in (("cifar10", "cifar-10-python.tar.gz"),
                      ("tiny_imagenet", "tiny-imagenet-200.zip"),

@@ -97,7 +97,7 @@ def read_stock_split(spec: DatasetSpec, data_dir: str, split: str) -> Split:
     raise UserError(
         f"{stock_tfds_dir(spec, data_dir)} holds {spec.name!r} prepared by stock "
         f"tfds (tfrecord), which needs TensorFlow: pip install tensorflow-cpu, or "
-        f"put {', '.join(spec.manual_files)} in {data_dir}/downloads/manual/"
+        f"put {', '.join(spec.manual_files).replace('|', ' or ')} in {data_dir}/downloads/manual/"
         f"{spec.name} to prepare it without TensorFlow") from None
   tfds = _quiet_tfds()
   data = tfds.as_numpy(tfds.load(spec.tfds_name, split=split, data_dir=data_dir,
@@ -122,8 +122,10 @@ def prepare(spec: DatasetSpec, data_dir: str,
   manual_dir = os.path.expanduser(
       manual_dir or os.path.join(data_dir, "downloads", "manual", spec.name))
   if not spec.embedded:
-    missing = [f for f in spec.manual_files
-               if not os.path.exists(os.path.join(manual_dir, f))]
+    # "a|b": either file will do (e.g. a folder or its zip)
+    missing = [f.replace("|", " (or ") + ")" * ("|" in f) for f in spec.manual_files
+               if not any(os.path.exists(os.path.join(manual_dir, a))
+                          for a in f.split("|"))]
     if missing:
       online = spec.urls and all(_reachable(u) for u in spec.urls)
       if not online:
@@ -275,7 +277,7 @@ DATASETS.add("vggface2", DatasetSpec(
 DATASETS.add("celeba", DatasetSpec(
     name="celeba", builder=_builder("CelebaIdentities"), num_classes=0,
     image_shape=(64, 64, 3), **_FACE,
-    manual_files=("identity_CelebA.txt", "img_align_celeba"),
+    manual_files=("identity_CelebA.txt", "img_align_celeba|img_align_celeba.zip"),
     options=(("min_images", 1), ("image_size", 0))))
 DATASETS.add("utkface", DatasetSpec(
     name="utkface", builder=_builder("Utkface"), num_classes=5,
