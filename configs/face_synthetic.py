@@ -24,9 +24,9 @@ def get_config(identities: str = "0,1,2,3"):
   config.face.m = 0.3
   config.forget.kind = "identity"
   config.forget.classes = tuple(int(k) for k in identities.split(","))
-  config.train.update(epochs=12, batch_size=64, lr=0.1, momentum=0.9,
+  config.train.update(epochs=16, batch_size=64, lr=0.1, momentum=0.9,
                       weight_decay=5e-4, schedule="cosine", augment=True)
   # DELETE on the s·cos θ identity logits of the forget images.
-  config.delete.update(lr=0.02, epochs=20, batch_size=64)
+  config.delete.update(lr=0.01, epochs=20, batch_size=64)
   config.finetune.update(lr=0.01, epochs=5, batch_size=64)
   return config

@@ -186,9 +186,16 @@ def test_roc_auc_matches_pair_counting():
   neg = rng.integers(0, 4, 40).astype(float)
   brute = np.mean((pos[:, None] > neg[None]) + 0.5 * (pos[:, None] == neg[None]))
   assert faces.roc_auc(pos, neg) == pytest.approx(brute)
-  emb = np.array([[1, 0], [1, 0.1], [0, 1], [0.1, 1]], float)
-  v = faces.verification(emb, np.array([0, 0, 1, 1]), max_images=10)
-  assert v["auc"] == 1.0 and v["intra_cosine"] > 0.99
+  emb = np.array([[1, 0], [1, 0.1], [0, 1], [0.1, 1], [1, 0.05]], float)
+  labels = np.array([0, 0, 1, 1, 2])
+  # Group {0}: genuine (0,1); impostors (0,2) (0,3) (0,4) (1,2) (1,3) (1,4).
+  same, diff = faces.pair_similarities(emb, labels, labels == 0)
+  assert len(same) == 1 and len(diff) == 6
+  v = faces.verification(emb, labels, labels == 0, max_images=10)
+  assert v["intra_cosine"] > 0.99
+  assert v["auc"] == pytest.approx(4 / 6)  # (0,4) and (1,4) beat the genuine pair
+  v = faces.verification(emb, labels, labels == 1, max_images=10)
+  assert v["auc"] == 1.0
 
 
 def test_margin_step_two_devices_equals_one_device():
@@ -216,5 +223,41 @@ def test_margin_step_two_devices_equals_one_device():
 
 def test_face_task_rejects_unsupported_method(tmp_path):
   cfg = ml_collections.ConfigDict(dict(method="l2ul"))
+  with pytest.raises(UserError, match="config.face"):
+    faces.run(cfg, str(tmp_path))
+  cfg.face = faces.default_config()
   with pytest.raises(UserError, match="delete or finetune"):
     faces.run(cfg, str(tmp_path))
+
+
+def test_face_run_end_to_end_tiny(tmp_path):
+  """The whole job on 4 tiny synthetic identities (retraining skipped to stay
+  fast: it is the same function as the original's training)."""
+  from jaxunlearn.config import get_config
+  cfg = get_config()
+  cfg.task, cfg.method, cfg.dataset = "face", "delete", "synthetic_faces"
+  cfg.data_dir = str(tmp_path / "data")
+  cfg.model = ml_collections.ConfigDict(dict(name="face_cnn", widths=(4,),
+                                             embedding_dim=8))
+  cfg.face = faces.default_config()
+  cfg.face.synthetic.update(num_identities=4, images_per_identity=6,
+                            test_per_identity=2, size=8)
+  cfg.forget.classes = (1,)
+  cfg.train.update(epochs=1, batch_size=8, augment=False)
+  cfg.delete.update(epochs=1, batch_size=8)
+  cfg.eval.batch_size = 8
+  cfg.num_devices, cfg.progress, cfg.with_retrained = 1, False, False
+  report = faces.run(cfg, str(tmp_path / "run"), log=lambda *_: None)
+  assert report["forget"]["size"] == 4 and report["dataset"] == "synthetic_faces"
+  assert report["models"]["retrained"] is None
+  for role in ("original", "unlearned"):
+    metrics = report["models"][role]
+    for key in ("forget_acc", "test_forget_acc", "test_retain_acc",
+                "forget_verification_auc", "retain_verification_auc",
+                "forget_label_cosine", "runtime_s"):
+      assert np.isfinite(metrics[key]), (role, key)
+  # Checkpointed (orbax) and timed, so a second run reuses both phases.
+  phases = sorted(p.name.split("-")[1] for p in
+                  (tmp_path / "run" / "checkpoints").glob("face-*.json"))
+  assert phases == ["original", "unlearn"]
+  assert (tmp_path / "run" / "report.json").exists()

@@ -16,10 +16,13 @@ Evaluation per model (original / unlearned / retrained): identity accuracy on
 the forgotten identities' training images (``forget_acc``) and held-out
 images (``test_forget_acc``), on the remaining identities (``retain_acc``,
 ``test_retain_acc``); and verification in embedding space on held-out images:
-the ROC-AUC of the cosine similarity of same- vs different-identity pairs
-among the forgotten identities (``forget_verification_auc``) and among the
-remaining ones (``retain_verification_auc``), plus the mean same-identity
-cosine (``forget_intra_cosine``, ``retain_intra_cosine``).
+the ROC-AUC of the cosine similarity of same-identity pairs of a forgotten
+identity vs pairs of a forgotten-identity image with another identity's
+(``forget_verification_auc``), the same for the remaining identities
+(``retain_verification_auc``), plus the mean same-identity
+cosine (``forget_intra_cosine``, ``retain_intra_cosine``) and the mean
+``cos θ_y`` of a held-out image to its own identity's class weight
+(``forget_label_cosine``, ``retain_label_cosine``).
 
 Config: ``config.face`` (``default_config()``): the margin, and either
 ``synthetic`` (``dataset="synthetic_faces"``: a generated folder-per-identity
@@ -158,6 +161,7 @@ def unlearn(method: str, method_cfg, model, variables: dict, data: ForgetSplit,
                           batch_size=method_cfg.batch_size,
                           epochs=method_cfg.epochs, key=key, mesh=mesh,
                           augment=augment, checkpoint_dir=checkpoint_dir,
+                          checkpoint_every=method_cfg.get("checkpoint_every", 5),
                           desc=method, progress=progress)
   return jax.device_get(unwrap(state))
 
@@ -182,17 +186,19 @@ def select_identities(train: Split, test: Split, num_identities: int = 0,
   """The first ``num_identities`` identities with at least the requested
   number of train/test images, the first images of each (by id), relabelled
   0..K-1 (0 = keep all). Returns (train, test, K)."""
-  identities = np.unique(train.labels)
-  enough = [k for k in identities
-            if np.sum(train.labels == k) >= train_per_identity
-            and np.sum(test.labels == k) >= test_per_identity]
+  size = int(max(train.labels.max(initial=-1), test.labels.max(initial=-1))) + 1
+  train_counts = np.bincount(train.labels, minlength=size)
+  test_counts = np.bincount(test.labels, minlength=size)
+  enough = np.flatnonzero((train_counts > 0) & (train_counts >= train_per_identity)
+                          & (test_counts >= test_per_identity))
   if num_identities and len(enough) < num_identities:
     raise UserError(
         f"only {len(enough)} identities have >= {train_per_identity} train and "
         f">= {test_per_identity} test images; lower face.num_identities "
         f"({num_identities}) or the per-identity counts")
   chosen = enough[:num_identities] if num_identities else enough
-  relabel = {int(k): i for i, k in enumerate(chosen)}
+  relabel = np.full(size, -1, np.int32)
+  relabel[chosen] = np.arange(len(chosen), dtype=np.int32)
 
   def take(split: Split, per_identity: int) -> Split:
     index = []
@@ -201,8 +207,7 @@ def select_identities(train: Split, test: Split, num_identities: int = 0,
       rows = rows[np.argsort(split.ids[rows], kind="stable")]
       index.extend(rows[:per_identity] if per_identity else rows)
     part = split.take(np.asarray(index, np.int64))
-    labels = np.asarray([relabel[int(k)] for k in part.labels], np.int32)
-    return Split(part.images, labels, part.ids)
+    return Split(part.images, relabel[part.labels], part.ids)
   return take(train, train_per_identity), take(test, test_per_identity), len(chosen)
 
 
@@ -258,33 +263,45 @@ def roc_auc(positive: np.ndarray, negative: np.ndarray) -> float:
   return float((ranks[:n_pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-def pair_similarities(embeddings: np.ndarray, labels: np.ndarray
-                      ) -> tuple[np.ndarray, np.ndarray]:
-  """Cosine similarities of (same-identity, different-identity) pairs i < j."""
+def pair_similarities(embeddings: np.ndarray, labels: np.ndarray,
+                      in_group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """Cosine similarities of the pairs i < j touching the group: (same-identity
+  pairs inside it, different-identity pairs with at least one image in it)."""
   unit = embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True),
                                  1e-12)
-  sims = unit @ unit.T
   i, j = np.triu_indices(len(labels), k=1)
+  touching = in_group[i] | in_group[j]
+  i, j = i[touching], j[touching]
+  sims = np.sum(unit[i] * unit[j], axis=1)
   same = labels[i] == labels[j]
-  return sims[i, j][same], sims[i, j][~same]
+  return sims[same], sims[~same]
 
 
-def verification(embeddings: np.ndarray, labels: np.ndarray, max_images: int,
-                 seed: int = 0) -> dict:
-  """{"auc", "intra_cosine"} over all pairs of (at most ``max_images``) images."""
-  if len(labels) > max_images:
-    keep = np.sort(np.random.default_rng(seed).choice(len(labels), max_images,
-                                                      replace=False))
-    embeddings, labels = embeddings[keep], labels[keep]
-  same, different = pair_similarities(embeddings, labels)
+def verification(embeddings: np.ndarray, labels: np.ndarray, in_group: np.ndarray,
+                 max_images: int, seed: int = 0) -> dict:
+  """{"auc", "intra_cosine"} of a group of identities on held-out images.
+
+  Genuine pairs: two images of the same group identity; impostor pairs: a
+  group image with an image of any other identity (so one identity alone is
+  enough). At most ``max_images // 2`` group and as many other images are
+  used (seeded subsample), every pair among them.
+  """
+  rng = np.random.default_rng(seed)
+  half = max(max_images // 2, 2)
+  pick = lambda rows: np.sort(rng.choice(rows, min(len(rows), half), replace=False))
+  keep = np.concatenate([pick(np.flatnonzero(in_group)),
+                         pick(np.flatnonzero(~in_group))])
+  same, different = pair_similarities(embeddings[keep], labels[keep], in_group[keep])
   return {"auc": roc_auc(same, different),
           "intra_cosine": float(same.mean()) if len(same) else float("nan")}
 
 
 def evaluate_model(predict_fn, variables: dict, data: ForgetSplit, mesh,
-                   batch_size: int, max_images: int, seed: int) -> dict:
-  """Identity accuracies and verification metrics of one model."""
-  out = {}
+                   batch_size: int, max_images: int, seed: int,
+                   scale: float) -> dict:
+  """Identity accuracies and verification metrics of one model; the logits
+  are ``scale · cos θ``."""
+  out, held_out = {}, {}
   for key, split in (("forget_acc", data.forget), ("retain_acc", data.retain),
                      ("test_forget_acc", data.test_forget),
                      ("test_retain_acc", data.test_retain)):
@@ -293,9 +310,17 @@ def evaluate_model(predict_fn, variables: dict, data: ForgetSplit, mesh,
     out[key] = float(np.mean(logits.argmax(-1) == split.labels))
     if key.startswith("test_"):
       group = key[len("test_"):-len("_acc")]
-      v = verification(embeddings, split.labels, max_images, seed)
-      out[f"{group}_verification_auc"] = v["auc"]
-      out[f"{group}_intra_cosine"] = v["intra_cosine"]
+      held_out[group] = (embeddings, split.labels)
+      # How close a held-out face stays to its identity's class weight.
+      label_cos = np.take_along_axis(logits, split.labels[:, None], 1) / scale
+      out[f"{group}_label_cosine"] = float(label_cos.mean())
+  embeddings = np.concatenate([held_out["forget"][0], held_out["retain"][0]])
+  labels = np.concatenate([held_out["forget"][1], held_out["retain"][1]])
+  is_forget = np.arange(len(labels)) < len(held_out["forget"][1])
+  for group, in_group in (("forget", is_forget), ("retain", ~is_forget)):
+    v = verification(embeddings, labels, in_group, max_images, seed)
+    out[f"{group}_verification_auc"] = v["auc"]
+    out[f"{group}_intra_cosine"] = v["intra_cosine"]
   return out
 
 
@@ -318,6 +343,10 @@ def run(cfg: ml_collections.ConfigDict, workdir: str, log=print) -> dict:
   """Trains original + retrained, unlearns, evaluates; writes report.json."""
   from jaxunlearn import checkpoint as ckpt_lib
   from jaxunlearn.run import _timed_phase, fingerprint
+  if cfg.get("face") is None:
+    raise UserError("config.task='face' needs a config.face section; start from "
+                    "configs/face_synthetic.py or set config.face = "
+                    "jaxunlearn.tasks.faces.default_config()")
   if cfg.method not in METHODS:
     raise UserError(f"face task: method {cfg.method!r} is not supported; use "
                     f"{' or '.join(METHODS)}")
@@ -337,7 +366,9 @@ def run(cfg: ml_collections.ConfigDict, workdir: str, log=print) -> dict:
   root = jax.random.key(cfg.seed)
   pretrain_key, retrain_key, unlearn_key = jax.random.split(root, 3)
   ckpt_root = os.path.join(workdir, "checkpoints")
-  base = ("face", data.name, cfg.face.to_dict(), cfg.model.to_dict(),
+  trained_by = {k: v for k, v in cfg.face.to_dict().items()
+                if k != "verification_max_images"}  # evaluation only
+  base = ("face", data.name, trained_by, cfg.model.to_dict(),
           cfg.train.to_dict(), cfg.seed)
   forget_hash = fingerprint(sorted(int(i) for i in split.forget.ids))
   train = lambda part, key, desc: (lambda d: train_margin_model(
@@ -370,7 +401,8 @@ def run(cfg: ml_collections.ConfigDict, workdir: str, log=print) -> dict:
       continue
     results[role] = dict(evaluate_model(
         predict_fn, variables, split, mesh, cfg.eval.batch_size,
-        cfg.face.verification_max_images, cfg.seed), runtime_s=seconds[role])
+        cfg.face.verification_max_images, cfg.seed, float(cfg.face.s)),
+        runtime_s=seconds[role])
   t_evaluate = time.perf_counter() - start
   report = {
       "task": "face", "method": cfg.method, "dataset": data.name,
