@@ -11,6 +11,10 @@ in inference mode, the student in training mode. The segmentation network
 here is the library's small U-Net trained from scratch (the paper's
 segmentation network is not part of the library), so lr 5e-5 may be too
 small for it: tune ``--config.delete.lr`` against the shapes demo's 1e-2.
+The loss runs on the forgotten class's pixels plus the unmasked
+distillation of the other pixels (``segmentation.rest_weight``, measured on
+the shapes); ``--config.segmentation.pixels=all
+--config.segmentation.rest_weight=0`` is the literal per-pixel reading.
 Not run on this machine (no VOC here).
 
 jaxunlearn run --config configs/segmentation_voc.py --workdir runs/seg_voc

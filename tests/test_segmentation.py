@@ -1,6 +1,5 @@
 """Segmentation unlearning: per-pixel DELETE loss, IoU, shapes data, VOC
 builder, and the DELETE step under shard_map on 2 CPU devices."""
-import os
 import time
 
 import jax
@@ -63,6 +62,42 @@ def test_pixel_delete_loss_matches_numpy_and_skips_invalid_pixels():
   np.testing.assert_allclose(seg.pixel_delete_loss(student2, teacher, labels, valid),
                              seg.pixel_delete_loss(student, teacher, labels, valid),
                              rtol=1e-6)
+
+
+def test_rest_weight_adds_unmasked_kl_on_the_other_pixels():
+  rng = np.random.default_rng(1)
+  student = rng.normal(size=(2, 3, 3, 4)).astype(np.float32)
+  teacher = rng.normal(size=(2, 3, 3, 4)).astype(np.float32)
+  labels = rng.integers(0, 4, size=(2, 3, 3)).astype(np.int32)
+  labels[1, 2, 2] = 255
+  batch_mask = np.array([1.0, 0.0], np.float32)  # example 1 is padding
+  forget = labels == 1
+  forget[1] = False
+  rest = (labels != 255) & ~forget
+  rest[1] = False
+  q = np.exp(_log_softmax(teacher.astype(np.float64)))
+  plain_kl = np.sum(q * (np.log(q) - _log_softmax(student.astype(np.float64))), -1)
+  want = (_numpy_pixel_delete(student, teacher, labels, forget)
+          + 2.0 * plain_kl[rest].mean())
+  got = seg.delete_objective(student, teacher, labels, batch_mask, (1,),
+                             rest_weight=2.0)
+  np.testing.assert_allclose(float(got), want, rtol=1e-5)
+  # pixels="all" (selected=None): the masked KL everywhere, no rest term.
+  all_valid = (labels != 255) & (batch_mask[:, None, None] > 0)
+  np.testing.assert_allclose(
+      float(seg.delete_objective(student, teacher, labels, batch_mask, None,
+                                 rest_weight=2.0)),
+      _numpy_pixel_delete(student, teacher, labels, all_valid), rtol=1e-5)
+
+
+def test_class_forget_split_takes_images_containing_the_class():
+  data = shapes.load(seed=0, num_train=40, num_test=10, image_size=16)
+  split = seg.class_forget_split(data["train"], data["test"], (2, 4))
+  has = lambda s: np.array([bool(np.isin(m, (2, 4)).any()) for m in s.labels])
+  assert has(split.forget).all() and not has(split.retain).any()
+  assert has(split.test_forget).all() and not has(split.test_retain).any()
+  assert len(split.forget) + len(split.retain) == 40
+  assert sorted(np.r_[split.forget.ids, split.retain.ids]) == list(range(40))
 
 
 def test_iou_and_miou_match_hand_made_case():
@@ -160,19 +195,36 @@ def test_voc_missing_files_fail_fast_in_one_line(tmp_path):
   assert voc.TAR_NAME in message and str(tmp_path / "manual") in message
 
 
+def _random_variables(model, image_shape, seed=0):
+  """Variables of the model's shapes filled from NumPy (flax's jitted init of
+  a U-Net takes ~10 s to compile on this CPU; the tests need any weights)."""
+  shapes_tree = jax.eval_shape(model.init, jax.random.key(0),
+                               jnp.zeros((1, *image_shape)))
+  rng = np.random.default_rng(seed)
+  def fill(path, leaf):
+    name = jax.tree_util.keystr(path)
+    if "var" in name:
+      return np.ones(leaf.shape, leaf.dtype)
+    if "mean" in name:
+      return np.zeros(leaf.shape, leaf.dtype)
+    fan_in = int(np.prod(leaf.shape[:-1])) or 1
+    return (rng.normal(size=leaf.shape) / np.sqrt(fan_in)).astype(leaf.dtype)
+  return jax.tree_util.tree_map_with_path(fill, dict(shapes_tree))
+
+
 def test_delete_step_under_shard_map_on_2_devices_equals_1_device():
   assert len(jax.devices()) >= 2, "tests/conftest.py forces 2 CPU devices"
   data = shapes.load(seed=0, num_train=8, num_test=1, image_size=16)["train"]
   model = get_model("small_unet", num_classes=shapes.NUM_CLASSES, mean=shapes.MEAN,
                     std=shapes.STD, widths=(4, 8))
-  from jaxunlearn.train import init_variables
-  variables = init_variables(model, (16, 16, 3), jax.random.key(0))
+  variables = _random_variables(model, (16, 16, 3))
   tx = sgd(0.1, 0.9)
   batch = {"image": data.images.astype(np.float32) / 255.0,
            "label": data.labels.astype(np.int32),
            "mask": np.array([1] * 7 + [0], np.float32)}  # one padded example
   student = jax.tree.map(lambda x: x * 1.01, variables)  # differs from teacher
-  step = seg.make_delete_step(model, tx, forget_classes=(2,), pixels="all")
+  step = seg.make_delete_step(model, tx, forget_classes=(2,),
+                              pixels="forget_classes", rest_weight=10.0)
   key = jax.random.key(1)
 
   def run(mapped, mesh):
@@ -197,3 +249,20 @@ def test_unknown_method_and_pixel_mode_are_user_errors(tmp_path):
     seg.run(cfg, str(tmp_path))
   with pytest.raises(UserError, match="pixels"):
     seg.make_delete_step(None, None, forget_classes=(1,), pixels="some")
+
+
+def test_small_unet_gives_pixel_logits_and_ignores_padding_in_batchnorm():
+  model = get_model("small_unet", num_classes=5, mean=shapes.MEAN, std=shapes.STD,
+                    widths=(4, 8))
+  images = np.random.default_rng(0).uniform(size=(3, 8, 8, 3)).astype(np.float32)
+  mask = np.array([1, 1, 0], np.float32)
+
+  variables = _random_variables(model, (8, 8, 3))
+  forward = jax.jit(lambda x: model.apply(variables, x, train=True, mask=mask,
+                                          mutable=["batch_stats"])[0])
+  logits, features = forward(images)
+  assert logits.shape == (3, 8, 8, 5) and features.shape == (3, 8, 8, 4)
+  changed = images.copy()
+  changed[2] = 1.0  # only the padded example differs
+  np.testing.assert_allclose(forward(changed)[0][:2], logits[:2], rtol=1e-5,
+                             atol=1e-6)
