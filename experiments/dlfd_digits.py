@@ -21,7 +21,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import aggregate, fmt, mean_std, write_tables  # noqa: E402
 
 from jaxunlearn import run as run_lib  # noqa: E402
-from jaxunlearn.methods import dlfd  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WORK = os.path.join(HERE, ".work")
@@ -60,7 +59,7 @@ def main(argv=None):
         m = report["models"][role]
         rows.append({"method": name, "seed": seed, **{c: m.get(c) for c in COLUMNS}})
       if variant is not None:
-        s = dict(dlfd.last_stats)
+        s = dict(report["method_stats"])
         s.pop("trace", None)
         timing.append(dict(s, method=label, seed=seed,
                            unlearn_runtime_s=report["runtime_s"].get("unlearn")))

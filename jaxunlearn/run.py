@@ -173,6 +173,10 @@ def run(cfg: ml_collections.ConfigDict, workdir: str,
     return method.unlearn(task, method_cfg, key)
   unlearned, t_unlearn = _timed_phase(
       unlearn_dir, lambda d: unlearn_from(original, data, unlearn_key, d))
+  method_stats = None  # what a method chose to record (steps, gate trace, ...)
+  if os.path.exists(os.path.join(unlearn_dir, "method_stats.json")):
+    with open(os.path.join(unlearn_dir, "method_stats.json")) as f:
+      method_stats = json.load(f)
   if cfg.export_torch:
     from jaxunlearn import torch_io
     path = os.path.join(workdir, "unlearned.pth")
@@ -221,6 +225,8 @@ def run(cfg: ml_collections.ConfigDict, workdir: str,
       # retraining the unlearning was (per-model seconds: evaluator "rte").
       "rte": (t_retrain / t_unlearn if t_retrain and t_unlearn else None),
   }
+  if method_stats is not None:
+    report["method_stats"] = method_stats
   ckpt_lib.write_json(os.path.join(workdir, "report.json"), report)
   return report
 

@@ -84,7 +84,8 @@ def test_objective_delta_gradient_paper_vs_released():
   delta = jnp.full((8, 8, 8, 1), 0.05)
   out = {}
   for variant in dlfd.VARIANTS:
-    cfg = ml_collections.ConfigDict(dict(dlfd.default_config(), variant=variant))
+    cfg = ml_collections.ConfigDict(dict(dlfd.default_config(), variant=variant,
+                                         sinkhorn_iters=30))
     objective = dlfd.make_objective(model, cfg, model.mean, model.std)
     out[variant] = jax.grad(lambda d: objective(
         d, variables["params"], variables["batch_stats"], batch, forget, 0.0,
@@ -106,3 +107,41 @@ def test_jax_forgetting_score_matches_sklearn():
   assert ref > 0.05  # the constructed case is separable enough to matter
   assert abs(ours - ref) < 1e-6
   assert forgetting.nomus(0.9, 0.1) == pytest.approx(0.85)
+
+
+def test_steps_on_two_devices_match_one_device():
+  """A synthesis step (K signed steps on δ through the gathered OT, then the
+  CE update the fine-tune step also uses): jit over a 2-device mesh and the
+  shard_map (axis_name) form give the 1-device parameters and BN statistics."""
+  from jaxunlearn import parallel
+  from jaxunlearn.state import TrainState, sgd
+  model = get_model("small_cnn", num_classes=10, mean=(0.5,), std=(0.3,))
+  variables = init_variables(model, (8, 8, 1), jax.random.key(1))
+  k1, k2 = jax.random.split(jax.random.key(2))
+  batch = dict(image=jax.random.uniform(k1, (8, 8, 8, 1)),
+               label=jnp.arange(8) % 10, mask=jnp.ones(8).at[7].set(0.0))
+  forget = dict(image=jax.random.uniform(k2, (8, 8, 8, 1)),
+                label=(jnp.arange(8) + 3) % 10, mask=jnp.ones(8))
+  cfg = ml_collections.ConfigDict(dict(dlfd.default_config(), steps=2,
+                                      sinkhorn_iters=30))
+  tx = sgd(cfg.lr, cfg.momentum, cfg.weight_decay)
+  results = {}
+  for name, devices, use_shard_map in (("one", 1, False), ("jit2", 2, False),
+                                       ("shard_map2", 2, True)):
+    mesh = parallel.make_mesh(devices)
+    synth, _ = dlfd.jit_steps(model, tx, cfg, model.mean, model.std, mesh,
+                              use_shard_map)
+    state = parallel.replicate(TrainState.create(variables, tx), mesh)
+    b, f = parallel.shard_batch(batch, mesh), parallel.shard_batch(forget, mesh)
+    rep = parallel.replicated(mesh)
+    state, metrics = synth(state, b, f, jax.device_put(jnp.float32(0.5), rep),
+                           jax.device_put(jax.random.key(4), rep))
+    results[name] = (jax.device_get(state.variables), float(metrics["ot"]),
+                     float(metrics["loss"]))
+  ref_vars, ref_ot, ref_loss = results["one"]
+  assert ref_ot > 0
+  for name in ("jit2", "shard_map2"):
+    got_vars, got_ot, got_loss = results[name]
+    assert abs(got_ot - ref_ot) < 1e-5 and abs(got_loss - ref_loss) < 1e-5, name
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=2e-5, rtol=1e-4),
+                 got_vars, ref_vars)

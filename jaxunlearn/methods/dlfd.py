@@ -43,6 +43,7 @@ it — say so when comparing).
 """
 from __future__ import annotations
 
+import os
 import time
 from typing import Optional
 
@@ -50,7 +51,10 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from jax import lax
+from jax.sharding import Mesh, PartitionSpec as P
 
+from jaxunlearn import checkpoint as ckpt_lib
 from jaxunlearn import parallel
 from jaxunlearn.data import pipeline
 from jaxunlearn.data.pipeline import Split
@@ -60,6 +64,7 @@ from jaxunlearn.methods import Method, UnlearnTask, register
 from jaxunlearn.metrics import forgetting
 from jaxunlearn.ot import ot_distance
 from jaxunlearn.state import TrainState, apply_eval, gradient_update, sgd
+from jaxunlearn.train import for_axis
 
 VARIANTS = ("paper", "released")
 
@@ -82,10 +87,6 @@ def default_config() -> ml_collections.ConfigDict:
       eval_batch_size=256,
       compare_sklearn=False,   # also time one sklearn 10-fold CV gate evaluation
   ))
-
-
-# Wall times and the gate trace of the last run (for experiments/benchmarks).
-last_stats: dict = {}
 
 
 def perturbed_images(images, delta, mean, std, variant: str):
@@ -113,43 +114,70 @@ def _forward(model, params, batch_stats, images, mask, key):
   return logits, features, updates["batch_stats"]
 
 
-def make_objective(model, cfg, mean, std):
-  """J(δ; params, batch, forget batch, w_r, key) -> scalar (for tests too)."""
+def make_objective(model, cfg, mean, std, axis_name: Optional[str] = None):
+  """J(δ; params, batch, forget batch, w_r, key) -> scalar (for tests too).
+
+  Under ``shard_map`` (``axis_name``) each device holds a slice of both
+  batches: BatchNorm statistics are shared across devices, the CE is the
+  device's share of the global mean, and the OT term, which couples every
+  pair of samples, is computed on the gathered features by every device and
+  counted ``1/devices`` times each, so per-device objectives (and their
+  gradients, summed over devices) add up to the single-device ones. Dropout
+  draws independent masks per device (the key is folded with the device
+  index), so with dropout the numbers match a single device in distribution
+  only; without dropout they match exactly.
+  """
+  net = for_axis(model, axis_name)
   pick = (lambda lg, ft: lg) if cfg.features == "logits" else (lambda lg, ft: ft)
+  gather = ((lambda x: x) if axis_name is None else
+            (lambda x: lax.all_gather(x, axis_name, axis=0, tiled=True)))
 
   def objective(delta, params, batch_stats, batch, forget, w_r, key):
+    if axis_name is not None:
+      key = jax.random.fold_in(key, lax.axis_index(axis_name))
     k_clean, k_forget, k_pert = jax.random.split(key, 3)
-    f_logits, f_feat, _ = _forward(model, params, batch_stats, forget["image"],
+    f_logits, f_feat, _ = _forward(net, params, batch_stats, forget["image"],
                                    forget["mask"], k_forget)
-    c_logits, c_feat, _ = _forward(model, params, batch_stats, batch["image"],
+    c_logits, c_feat, _ = _forward(net, params, batch_stats, batch["image"],
                                    batch["mask"], k_clean)
     x = perturbed_images(batch["image"], delta, mean, std, cfg.variant)
-    logits, feat, _ = _forward(model, params, batch_stats, x, batch["mask"], k_pert)
-    ce = weighted_mean(cross_entropy(logits, batch["label"]), batch["mask"])
-    ot = distancing_term(pick(logits, feat), pick(c_logits, c_feat),
-                         pick(f_logits, f_feat), batch["mask"], cfg.variant,
-                         cfg.epsilon, cfg.sinkhorn_iters)
+    logits, feat, _ = _forward(net, params, batch_stats, x, batch["mask"], k_pert)
+    ce = weighted_mean(cross_entropy(logits, batch["label"]), batch["mask"],
+                       axis_name)
+    ot = distancing_term(gather(pick(logits, feat)), gather(pick(c_logits, c_feat)),
+                         gather(pick(f_logits, f_feat)), gather(batch["mask"]),
+                         cfg.variant, cfg.epsilon, cfg.sinkhorn_iters)
+    if axis_name is not None:
+      ot = ot / lax.psum(1, axis_name)
     return cfg.w_f * ot - w_r * ce, (ot, ce)
   return objective
 
 
-def make_steps(model, tx, cfg, mean, std):
-  objective = make_objective(model, cfg, mean, std)
+def make_steps(model, tx, cfg, mean, std, axis_name: Optional[str] = None):
+  """(synth_step, finetune_step), pure and unjitted:
+  ``synth_step(state, batch, forget, w_r, key)`` and
+  ``finetune_step(state, batch, key)``; see ``jit_steps`` for the mesh."""
+  objective = make_objective(model, cfg, mean, std, axis_name)
+  net = for_axis(model, axis_name)
 
   def ce_update(state, images, batch, key):
+    if axis_name is not None:
+      key = jax.random.fold_in(key, lax.axis_index(axis_name))
+
     def loss_fn(params):
-      logits, _, batch_stats = _forward(model, params, state.batch_stats, images,
+      logits, _, batch_stats = _forward(net, params, state.batch_stats, images,
                                         batch["mask"], key)
-      return weighted_mean(cross_entropy(logits, batch["label"]), batch["mask"]), (
-          batch_stats, {})
-    return gradient_update(state, tx, loss_fn)
+      loss = weighted_mean(cross_entropy(logits, batch["label"]), batch["mask"],
+                           axis_name)
+      return loss, (batch_stats, {})
+    return gradient_update(state, tx, loss_fn, axis_name)
 
   def synth_step(state, batch, forget, w_r, key):
     k_delta, k_model = jax.random.split(key)
     params = jax.lax.stop_gradient(state.params)
 
     def ascend(k, delta):
-      grad, (ot, ce) = jax.grad(objective, has_aux=True)(
+      grad, _ = jax.grad(objective, has_aux=True)(
           delta, params, state.batch_stats, batch, forget, w_r,
           jax.random.fold_in(k_delta, k))
       return delta + cfg.alpha * jnp.sign(grad)
@@ -158,13 +186,37 @@ def make_steps(model, tx, cfg, mean, std):
     images = perturbed_images(batch["image"], delta, mean, std, cfg.variant)
     _, (ot, _) = objective(delta, params, state.batch_stats, batch, forget, w_r,
                            k_delta)
+    if axis_name is not None:
+      ot = lax.psum(ot, axis_name)
     state, metrics = ce_update(state, images, batch, k_model)
     return state, dict(metrics, ot=ot)
 
   def finetune_step(state, batch, key):
     return ce_update(state, batch["image"], batch, key)
 
-  return jax.jit(synth_step, donate_argnums=0), jax.jit(finetune_step, donate_argnums=0)
+  return synth_step, finetune_step
+
+
+def jit_steps(model, tx, cfg, mean, std, mesh: Mesh, use_shard_map: bool = False):
+  """The two steps compiled for ``mesh``: the state replicated, the retain and
+  forget batches sharded along the batch axis. ``jax.jit`` partitions the
+  global computation (default), or with ``use_shard_map`` each device runs
+  the ``axis_name`` form (the pmap style). The state is donated."""
+  rep, data = parallel.replicated(mesh), parallel.batch_sharded(mesh)
+  if not use_shard_map:
+    synth, finetune = make_steps(model, tx, cfg, mean, std)
+    return (jax.jit(synth, in_shardings=(rep, data, data, rep, rep),
+                    out_shardings=(rep, rep), donate_argnums=0),
+            jax.jit(finetune, in_shardings=(rep, data, rep),
+                    out_shardings=(rep, rep), donate_argnums=0))
+  synth, finetune = make_steps(model, tx, cfg, mean, std, parallel.DATA_AXIS)
+  batch_axis = P(parallel.DATA_AXIS)
+  synth = jax.shard_map(synth, mesh=mesh,
+                        in_specs=(P(), batch_axis, batch_axis, P(), P()),
+                        out_specs=(P(), P()), check_vma=False)
+  finetune = jax.shard_map(finetune, mesh=mesh, in_specs=(P(), batch_axis, P()),
+                           out_specs=(P(), P()), check_vma=False)
+  return jax.jit(synth, donate_argnums=0), jax.jit(finetune, donate_argnums=0)
 
 
 def _padded_images(split: Split, index: np.ndarray, batch: int):
@@ -175,8 +227,9 @@ def _padded_images(split: Split, index: np.ndarray, batch: int):
   return split.images[padded], split.labels[padded], n
 
 
-def make_gate(model, data, cfg, seed: int):
-  """gate(variables) -> (FS, val accuracy) on device; one jitted call."""
+def make_gate(model, data, cfg, seed: int, mesh: Optional[Mesh] = None):
+  """gate(variables) -> (FS, val accuracy) on device; one jitted call (its
+  arrays replicated on ``mesh``)."""
   test = Split(np.concatenate([data.test_forget.images, data.test_retain.images]),
                np.concatenate([data.test_forget.labels, data.test_retain.labels]),
                np.concatenate([data.test_forget.ids, data.test_retain.ids]))
@@ -197,7 +250,8 @@ def make_gate(model, data, cfg, seed: int):
   u_img, u_lab, nu = _padded_images(test, unseen_pick, b)
   v_img, v_lab, nv = _padded_images(test, val_idx, b)
   consts = jax.device_put(dict(f=(f_img, f_lab), u=(u_img, u_lab), v=(v_img, v_lab),
-                               labels=labels, tr=train_index, te=test_index))
+                               labels=labels, tr=train_index, te=test_index),
+                          parallel.replicated(mesh) if mesh is not None else None)
 
   def losses_and_correct(variables, images, labels_):
     def chunk(args):
@@ -230,7 +284,9 @@ def make_gate(model, data, cfg, seed: int):
 
 def unlearn(task: UnlearnTask, cfg: ml_collections.ConfigDict, key: jax.Array,
             stats: Optional[dict] = None) -> dict:
-  """Runs DLFD; ``stats`` (a dict) receives wall times and the gate trace."""
+  """Runs DLFD on ``task.mesh``; ``stats`` (a dict) receives wall times and
+  the gate trace, which are also written to the task's checkpoint directory
+  as ``method_stats.json`` (the run adds them to report.json)."""
   if cfg.variant not in VARIANTS:
     raise UserError(f"unknown dlfd.variant {cfg.variant!r}; use paper or released")
   if cfg.features not in ("logits", "features"):
@@ -238,18 +294,21 @@ def unlearn(task: UnlearnTask, cfg: ml_collections.ConfigDict, key: jax.Array,
   if len(task.data.retain) == 0 or len(task.data.forget) == 0:
     raise UserError("dlfd needs non-empty forget and retain sets")
   start = time.perf_counter()
-  model = task.model
+  model, mesh = task.model, task.mesh
+  b = cfg.batch_size
+  parallel.check_batch_size(b, mesh)
   tx = sgd(cfg.lr, cfg.momentum, cfg.weight_decay)
   # Fresh buffers: the steps donate the state, never the caller's arrays.
-  state = TrainState.create(jax.device_get(task.variables), tx)
-  synth_step, finetune_step = make_steps(model, tx, cfg, model.mean, model.std)
+  state = parallel.replicate(TrainState.create(jax.device_get(task.variables), tx),
+                             mesh)
+  synth_step, finetune_step = jit_steps(model, tx, cfg, model.mean, model.std, mesh)
   seed = int(jax.random.randint(jax.random.fold_in(key, 7), (), 0, 2**31 - 1))
-  gate, sklearn_gate = make_gate(model, task.data, cfg, seed)
-  b = cfg.batch_size
+  gate, sklearn_gate = make_gate(model, task.data, cfg, seed, mesh)
   retain, forget = task.data.retain, task.data.forget
   order = pipeline.epoch_order(jax.random.fold_in(key, 0), 0, len(retain))
   total = pipeline.num_batches(len(retain), b)
   forget_key = jax.random.fold_in(key, 1)
+  replicated = parallel.replicated(mesh)
   gate_time, gate_calls, synth, trace = 0.0, 0, 0, []
   best_acc, best_vars = -1.0, None
   score = None
@@ -262,27 +321,29 @@ def unlearn(task: UnlearnTask, cfg: ml_collections.ConfigDict, key: jax.Array,
       trace.append((step, score, val_acc))
       # Step 0 is the original model itself: never a candidate.
       if step > 0 and score <= cfg.max_forgetting_score and val_acc > best_acc:
-        best_acc, best_vars = val_acc, jax.tree.map(jnp.copy, state.variables)
+        best_acc, best_vars = val_acc, jax.device_get(state.variables)
     positions = np.arange(step * b, (step + 1) * b)
     f_index = np.concatenate([
         pipeline.epoch_order(forget_key, int(p), len(forget))[positions[positions // len(forget) == p] % len(forget)]
         for p in np.unique(positions // len(forget))])
-    forget_batch = pipeline.make_batch(forget, f_index, b)
-    step_key = jax.random.fold_in(key, 100 + step)
+    forget_batch = parallel.shard_batch(pipeline.make_batch(forget, f_index, b), mesh)
+    batch = parallel.shard_batch(host_batch, mesh)
+    step_key = jax.device_put(jax.random.fold_in(key, 100 + step), replicated)
     w_r = cfg.w_r0 + (cfg.w_r1 - cfg.w_r0) * step / max(total - 1, 1)
     if score >= cfg.forget_threshold:
-      state, _ = synth_step(state, host_batch, forget_batch, jnp.float32(w_r), step_key)
+      state, _ = synth_step(state, batch, forget_batch,
+                            jax.device_put(jnp.float32(w_r), replicated), step_key)
       synth += 1
     else:
-      state, _ = finetune_step(state, host_batch, step_key)
+      state, _ = finetune_step(state, batch, step_key)
   t = time.perf_counter()
   score, val_acc = (float(v) for v in gate(state.variables))
   gate_time += time.perf_counter() - t
   gate_calls += 1
   trace.append((total, score, val_acc))
   if score <= cfg.max_forgetting_score and val_acc > best_acc:
-    best_acc, best_vars = val_acc, state.variables
-  chosen = best_vars if best_vars is not None else state.variables
+    best_acc, best_vars = val_acc, jax.device_get(state.variables)
+  chosen = best_vars if best_vars is not None else jax.device_get(state.variables)
   wall_time = time.perf_counter() - start
   stats = {} if stats is None else stats
   stats.update(wall_time=wall_time, gate_time=gate_time,
@@ -296,9 +357,11 @@ def unlearn(task: UnlearnTask, cfg: ml_collections.ConfigDict, key: jax.Array,
     stats["sklearn_score"] = sklearn_gate(state.variables)
     stats["sklearn_gate_eval_s"] = time.perf_counter() - t
     stats["jax_score"] = score
-  last_stats.clear()
-  last_stats.update(stats)
-  return jax.device_get(chosen)
+  if task.checkpoint_dir:
+    os.makedirs(task.checkpoint_dir, exist_ok=True)
+    ckpt_lib.write_json(os.path.join(task.checkpoint_dir, "method_stats.json"),
+                        stats)
+  return chosen
 
 
 register(Method("dlfd", unlearn, default_config,

@@ -36,6 +36,7 @@ the number of steps and whether the stop rule held.
 from __future__ import annotations
 
 import functools
+import os
 
 import jax
 import jax.numpy as jnp
@@ -47,6 +48,7 @@ from jax.sharding import PartitionSpec as P
 
 from jaxunlearn import parallel
 from jaxunlearn.attacks import pgd_l2_targeted, random_targets
+from jaxunlearn.checkpoint import write_json
 from jaxunlearn.data.pipeline import Split
 from jaxunlearn.errors import UserError
 from jaxunlearn.losses import cross_entropy, weighted_mean
@@ -293,7 +295,15 @@ def _stop_holds(model, variables, images, labels, relabel) -> bool:
 
 
 def unlearn(task, cfg, key):
-  return run(task, cfg, key)[0]
+  """``run`` for the method registry; its steps and stop flag go to the
+  task's checkpoint directory as ``method_stats.json`` (and so into the
+  run's report.json)."""
+  variables, stats = run(task, cfg, key)
+  if task.checkpoint_dir:
+    os.makedirs(task.checkpoint_dir, exist_ok=True)
+    write_json(os.path.join(task.checkpoint_dir, "method_stats.json"),
+               dict(steps=int(stats["steps"]), stopped=bool(stats["stopped"])))
+  return variables
 
 
 def continual(task, cfg, key, requests):
