@@ -51,7 +51,12 @@ def test_every_method_runs_and_returns_a_model(small, name):
   for field in ("max_iter",):
     if field in cfg:
       cfg[field] = 2
+  seen = []
+  task = task._replace(on_epoch_end=lambda epoch, v: seen.append((epoch, v)))
   out = METHODS.get(name).unlearn(task, cfg, jax.random.key(5))
+  if name in ("delete", "finetune", "ieu", "neggrad"):  # one epoch, one call
+    assert [e for e, _ in seen] == [0]
+    jax.tree.map(np.testing.assert_array_equal, seen[0][1], out)
   original = small[3]
   assert jax.tree.structure(out) == jax.tree.structure(original)
   leaves = jax.tree.leaves(out)

@@ -32,6 +32,18 @@ class UnlearnTask(NamedTuple):
   train_config: ml_collections.ConfigDict  # the pretraining recipe
   checkpoint_dir: Optional[str] = None     # where to save / resume
   progress: bool = True
+  # Called as on_epoch_end(epoch, variables) after each epoch of the
+  # epoch-based methods (curves of accuracy over unlearning; host sync).
+  on_epoch_end: Optional[Callable[[int, dict], None]] = None
+
+
+def epoch_callback(task: UnlearnTask, variables_of: Callable[[Any], dict]):
+  """``loop.run_epochs``'s hook for ``task.on_epoch_end`` (None without one);
+  ``variables_of(state)`` extracts the model variables from a method's state."""
+  if task.on_epoch_end is None:
+    return None
+  return lambda epoch, state: task.on_epoch_end(epoch, jax.device_get(
+      variables_of(state)))
 
 
 class Method(NamedTuple):

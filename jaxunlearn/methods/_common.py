@@ -18,7 +18,7 @@ import ml_collections
 from jaxunlearn import loop, parallel
 from jaxunlearn.data.pipeline import Split
 from jaxunlearn.losses import cross_entropy, weighted_mean
-from jaxunlearn.methods import UnlearnTask
+from jaxunlearn.methods import UnlearnTask, epoch_callback
 from jaxunlearn.state import TrainState, apply_train, gradient_update, sgd
 from jaxunlearn.train import for_axis
 
@@ -78,7 +78,8 @@ def run(task: UnlearnTask, cfg: ml_collections.ConfigDict, key: jax.Array,
       mesh=task.mesh, augment=task.augment if cfg.get("augment", True) else loop.Augment(),
       checkpoint_dir=task.checkpoint_dir, checkpoint_every=cfg.get("checkpoint_every", 5),
       desc=desc, progress=task.progress, paired=paired,
-      paired_batch_size=cfg.get("paired_batch_size", None) or cfg.batch_size)
+      paired_batch_size=cfg.get("paired_batch_size", None) or cfg.batch_size,
+      on_epoch_end=epoch_callback(task, lambda s: s.train.variables))
   return jax.device_get(state.train.variables)
 
 

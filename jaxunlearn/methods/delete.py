@@ -29,7 +29,7 @@ import ml_collections
 
 from jaxunlearn import loop, parallel
 from jaxunlearn.losses import kl_divergence, mask_classes, weighted_mean
-from jaxunlearn.methods import Method, UnlearnTask, register
+from jaxunlearn.methods import Method, UnlearnTask, epoch_callback, register
 from jaxunlearn.state import TrainState, apply_eval, apply_train, gradient_update, sgd
 from jaxunlearn.train import for_axis
 
@@ -162,7 +162,8 @@ def unlearn(task: UnlearnTask, cfg: ml_collections.ConfigDict,
       epochs=cfg.epochs, key=key, mesh=task.mesh,
       augment=task.augment if cfg.augment else loop.Augment(),
       checkpoint_dir=task.checkpoint_dir, desc="delete", progress=task.progress,
-      paired=task.data.retain if retain_weight else None)
+      paired=task.data.retain if retain_weight else None,
+      on_epoch_end=epoch_callback(task, lambda s: s.train.variables))
   return jax.device_get(state.train.variables)
 
 

@@ -30,7 +30,7 @@ from jax import lax
 from jaxunlearn import loop, parallel
 from jaxunlearn.data.pipeline import num_batches
 from jaxunlearn.errors import UserError
-from jaxunlearn.methods import Method, _common, register
+from jaxunlearn.methods import Method, _common, epoch_callback, register
 from jaxunlearn.train import for_axis
 
 
@@ -128,7 +128,9 @@ def unlearn(task, cfg, key):
       epochs=cfg.epochs, key=key, mesh=task.mesh,
       augment=task.augment if cfg.augment else loop.Augment(),
       checkpoint_dir=task.checkpoint_dir, desc="ieu", progress=task.progress,
-      paired=task.data.forget, paired_batch_size=cfg.batch_size)
+      paired=task.data.forget, paired_batch_size=cfg.batch_size,
+      on_epoch_end=epoch_callback(task, lambda s: {"params": s.params,
+                                                   "batch_stats": s.batch_stats}))
   state = jax.device_get(state)
   return {"params": state.params, "batch_stats": state.batch_stats}
 

@@ -10,7 +10,6 @@ batch. Teacher in inference mode, student in training mode.
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 
 from jaxunlearn import loop, parallel
 from jaxunlearn.losses import kl_divergence, weighted_mean
