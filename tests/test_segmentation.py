@@ -183,6 +183,16 @@ def test_voc_builder_round_trips_a_fixture(tmp_path):
   np.testing.assert_array_equal(splits["train"].labels[1], masks["2007_000003"][:, 2:14])
   np.testing.assert_array_equal(splits["test"].labels[0], masks["2007_000002"][:, 2:14])
   assert 255 in splits["test"].labels
+  # The same tree as the published tar, read in place.
+  import tarfile
+  tar_dir = tmp_path / "manual_tar"
+  tar_dir.mkdir()
+  with tarfile.open(tar_dir / voc.TAR_NAME, "w") as tar:
+    tar.add(tmp_path / "manual" / "VOCdevkit", arcname="VOCdevkit")
+  from_tar = voc.load(str(tmp_path / "data_tar"), str(tar_dir), image_size=12)
+  for split in ("train", "test"):
+    np.testing.assert_array_equal(from_tar[split].labels, splits[split].labels)
+    np.testing.assert_array_equal(from_tar[split].images, splits[split].images)
 
 
 def test_voc_missing_files_fail_fast_in_one_line(tmp_path):
