@@ -26,7 +26,12 @@ def get_config(identities: str = "0,1,2,3"):
   config.forget.classes = tuple(int(k) for k in identities.split(","))
   config.train.update(epochs=16, batch_size=64, lr=0.1, momentum=0.9,
                       weight_decay=5e-4, schedule="cosine", augment=True)
-  # DELETE on the s·cos θ identity logits of the forget images.
-  config.delete.update(lr=0.01, epochs=20, batch_size=64)
+  # DELETE on the s·cos θ identity logits of the forget images. The forget
+  # set is 3 batches, so 40 epochs are 120 steps. Measured (seed 1, test
+  # retain acc 0.9954 originally): 20 epochs 0.9630, 30 0.9769, 40 0.9792,
+  # forgotten identities at 0.000 in every case; with 10 epochs (seed 0) the
+  # retain accuracy drops to 0.914: the masked teacher repairs the damage
+  # of the first steps. freeze_bn=True: 0.866 (seed 0).
+  config.delete.update(lr=0.01, epochs=40, batch_size=64)
   config.finetune.update(lr=0.01, epochs=5, batch_size=64)
   return config

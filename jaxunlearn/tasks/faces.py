@@ -43,7 +43,7 @@ import ml_collections
 import numpy as np
 
 from jaxunlearn import loop, parallel
-from jaxunlearn.data import default_data_dir, load_dataset
+from jaxunlearn.data import default_data_dir, load_dataset, pipeline
 from jaxunlearn.data import synthetic_faces
 from jaxunlearn.data.pipeline import Split
 from jaxunlearn.data.splits import ForgetSplit, class_forget_split, save_forget_ids
@@ -121,7 +121,6 @@ def train_margin_model(model, train_cfg, margin: Margin, split: Split,
   """Trains from scratch on ``split`` with the margin loss; returns variables.
   With ``checkpoint_dir`` a finished training is reused, an interrupted one
   resumes (``loop.run_epochs``)."""
-  from jaxunlearn.data import pipeline
   init_key, data_key = jax.random.split(key)
   steps = train_cfg.epochs * pipeline.num_batches(len(split), train_cfg.batch_size)
   tx = make_optimizer(train_cfg, steps)
@@ -145,15 +144,18 @@ def unlearn(method: str, method_cfg, model, variables: dict, data: ForgetSplit,
   if method == "delete":
     class_mask = delete_lib.forget_class_mask_for(
         method_cfg.mask, data.forget_classes, num_classes)
+    retain_weight = float(method_cfg.get("retain_weight", 0.0))
     step = delete_lib.make_step(model, tx, freeze_bn=method_cfg.freeze_bn,
-                                forget_class_mask=class_mask)
+                                forget_class_mask=class_mask,
+                                retain_weight=retain_weight)
     state = delete_lib.DeleteState(train=TrainState.create(variables, tx),
                                    teacher=variables)
     split, unwrap = data.forget, lambda s: s.train.variables
+    paired = data.retain if retain_weight else None
   elif method == "finetune":
     step = make_margin_step(model, tx, margin)
     state = TrainState.create(variables, tx)
-    split, unwrap = data.retain, lambda s: s.variables
+    split, unwrap, paired = data.retain, lambda s: s.variables, None
   else:
     raise UserError(f"face task: method {method!r} is not supported; use "
                     f"{' or '.join(METHODS)}")
@@ -162,7 +164,7 @@ def unlearn(method: str, method_cfg, model, variables: dict, data: ForgetSplit,
                           epochs=method_cfg.epochs, key=key, mesh=mesh,
                           augment=augment, checkpoint_dir=checkpoint_dir,
                           checkpoint_every=method_cfg.get("checkpoint_every", 5),
-                          desc=method, progress=progress)
+                          desc=method, progress=progress, paired=paired)
   return jax.device_get(unwrap(state))
 
 
