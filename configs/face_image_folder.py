@@ -6,7 +6,8 @@ Put the images in $JAXUNLEARN_DATA_DIR/downloads/manual/image_folder/train/
 folder order; ``forget.classes`` names them by that index. Images are resized
 (centre crop to square) to ``image_size``; a small CNN with an ArcFace-trained
 cosine head (``face_cnn``); for 112 px faces use ``iresnet18``/``iresnet50``
-with ``model.head="cosine"``.
+with ``model.head="cosine"``. The prepared copy is keyed by image size only:
+for a second folder of the same size use another ``--config.data_dir``.
 
 jaxunlearn run --config configs/face_image_folder.py:48 --workdir runs/face_folder \
     --config.forget.classes=0,1

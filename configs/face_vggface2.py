@@ -7,6 +7,11 @@ m = 0.5). DELETE with the authors' VGGFace2 settings (METHODS.md §1): SGD
 lr 5e-5, momentum 0.9, no weight decay, batch 64, 20 epochs, training
 augmentation on the forget images.
 
+Note: the builder prepares every identity with >= 500 images and the run
+reads them all into memory before keeping 100 (about 18 GB at 112 px if
+~1000 identities qualify); to keep memory small, put only the identities you
+want in the manual dir.
+
 Put VGGFace2's ``train/`` (one folder per identity) in
 $JAXUNLEARN_DATA_DIR/downloads/manual/vggface2, then
 jaxunlearn run --config configs/face_vggface2.py --workdir runs/face_vggface2
