@@ -54,7 +54,7 @@ def fingerprint(*parts) -> str:
   return hashlib.sha1(blob).hexdigest()[:12]
 
 
-def _cfg(c) -> dict:
+def as_dict(c) -> dict:
   return c.to_dict() if isinstance(c, ml_collections.ConfigDict) else c
 
 
@@ -65,7 +65,7 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
   MODELS.get(cfg.model.name)
 
 
-def _timed_phase(directory: str, fn):
+def timed_phase(directory: str, fn):
   """Runs ``fn(checkpoint_dir)`` and records its wall time once it finishes;
   a phase reused from its checkpoint reports the time it originally took."""
   record = directory + ".json"
@@ -80,7 +80,7 @@ def _timed_phase(directory: str, fn):
 
 
 def _model_kwargs(cfg) -> dict:
-  return {k: v for k, v in _cfg(cfg.model).items() if k != "name"}
+  return {k: v for k, v in as_dict(cfg.model).items() if k != "name"}
 
 
 def run(cfg: ml_collections.ConfigDict, workdir: str,
@@ -114,13 +114,13 @@ def run(cfg: ml_collections.ConfigDict, workdir: str,
         jax.random.fold_in(root, 7), spec.num_classes)
     splits = dict(splits, train=poisoned)
     data = ids_forget_split(poisoned, splits["test"], poisoned_ids)
-    forget_spec = dict(kind="backdoor", backdoor=_cfg(cfg.backdoor))
+    forget_spec = dict(kind="backdoor", backdoor=as_dict(cfg.backdoor))
     extras["backdoor"] = (backdoor.triggered_test_set(
         splits["test"], cfg.backdoor.target, trigger), cfg.backdoor.target)
   else:
     data = make_forget_split(cfg.forget, splits["train"], splits["test"],
                              spec.num_classes, split_key)
-    forget_spec = _cfg(cfg.forget)
+    forget_spec = as_dict(cfg.forget)
   save_forget_ids(os.path.join(workdir, "forget_ids.json"), data, forget_spec)
   log(f"dataset {spec.name}: |D_f|={len(data.forget)} |D_r|={len(data.retain)} "
       f"|D_t,f|={len(data.test_forget)} |D_t,r|={len(data.test_retain)}; "
@@ -131,9 +131,9 @@ def run(cfg: ml_collections.ConfigDict, workdir: str,
   augment = (loop.Augment(spec.crop_padding, spec.flip) if cfg.train.augment
              else loop.Augment())
   ckpt_root = os.path.join(workdir, "checkpoints")
-  base = (spec.name, _cfg(cfg.model), _cfg(cfg.train), cfg.seed)
+  base = (spec.name, as_dict(cfg.model), as_dict(cfg.train), cfg.seed)
   if "backdoor" in extras:
-    base = base + (_cfg(cfg.backdoor),)
+    base = base + (as_dict(cfg.backdoor),)
   forget_hash = fingerprint(sorted(int(i) for i in data.forget.ids))
 
   train = lambda split, key, desc: (lambda d: train_model(
@@ -151,19 +151,19 @@ def run(cfg: ml_collections.ConfigDict, workdir: str,
     t_pretrain = None
     base = base + (fingerprint_file(cfg.original_from),)
   else:
-    original, t_pretrain = _timed_phase(
+    original, t_pretrain = timed_phase(
         os.path.join(ckpt_root, f"original-{fingerprint(*base)}"),
         train(splits["train"], pretrain_key, "pretrain"))
   retrained, t_retrain = None, None
   if cfg.with_retrained:
-    retrained, t_retrain = _timed_phase(
+    retrained, t_retrain = timed_phase(
         os.path.join(ckpt_root, f"retrained-{fingerprint(*base, forget_hash)}"),
         train(data.retain, retrain_key, "retrain"))
 
   method = METHODS.get(cfg.method)
   method_cfg = cfg[cfg.method]
   unlearn_dir = os.path.join(ckpt_root, f"unlearn-{cfg.method}-" + fingerprint(
-      *base, forget_hash, _cfg(method_cfg)))
+      *base, forget_hash, as_dict(method_cfg)))
 
   def unlearn_from(variables, forget_data, key, directory):
     task = UnlearnTask(model=model, variables=variables, data=forget_data,
@@ -171,7 +171,7 @@ def run(cfg: ml_collections.ConfigDict, workdir: str,
                        mesh=mesh, augment=augment, train_config=cfg.train,
                        checkpoint_dir=directory, progress=cfg.progress)
     return method.unlearn(task, method_cfg, key)
-  unlearned, t_unlearn = _timed_phase(
+  unlearned, t_unlearn = timed_phase(
       unlearn_dir, lambda d: unlearn_from(original, data, unlearn_key, d))
   method_stats = None  # what a method chose to record (steps, gate trace, ...)
   if os.path.exists(os.path.join(unlearn_dir, "method_stats.json")):
@@ -188,13 +188,13 @@ def run(cfg: ml_collections.ConfigDict, workdir: str,
 
   def train_from_scratch(split, key, directory, epochs=None):
     recipe = cfg.train if not epochs else ml_collections.ConfigDict(
-        dict(_cfg(cfg.train), epochs=int(epochs)))
+        dict(as_dict(cfg.train), epochs=int(epochs)))
     return train_model(model, recipe, split, spec.image_shape, key, mesh,
                        augment=augment, checkpoint_dir=directory, desc="shadow",
                        progress=cfg.progress)[0]
 
   audit_dir = os.path.join(ckpt_root, "audit-" + fingerprint(
-      *base, forget_hash, _cfg(method_cfg), _cfg(cfg.eval.get("audit", {}))))
+      *base, forget_hash, as_dict(method_cfg), as_dict(cfg.eval.get("audit", {}))))
 
   start = time.perf_counter()
   ctx = EvalContext(model=model, models={"original": original,

@@ -344,7 +344,7 @@ def build_model(cfg, data: FaceData):
 def run(cfg: ml_collections.ConfigDict, workdir: str, log=print) -> dict:
   """Trains original + retrained, unlearns, evaluates; writes report.json."""
   from jaxunlearn import checkpoint as ckpt_lib
-  from jaxunlearn.run import _timed_phase, fingerprint
+  from jaxunlearn.run import timed_phase, fingerprint
   if cfg.get("face") is None:
     raise UserError("config.task='face' needs a config.face section; start from "
                     "configs/face_synthetic.py or set config.face = "
@@ -376,16 +376,16 @@ def run(cfg: ml_collections.ConfigDict, workdir: str, log=print) -> dict:
   train = lambda part, key, desc: (lambda d: train_margin_model(
       model, cfg.train, margin, part, data.image_shape, key, mesh,
       augment=data.augment, checkpoint_dir=d, desc=desc, progress=cfg.progress))
-  original, t_pretrain = _timed_phase(
+  original, t_pretrain = timed_phase(
       os.path.join(ckpt_root, f"face-original-{fingerprint(*base)}"),
       train(data.train, pretrain_key, "pretrain"))
   retrained, t_retrain = None, None
   if cfg.with_retrained:
-    retrained, t_retrain = _timed_phase(
+    retrained, t_retrain = timed_phase(
         os.path.join(ckpt_root, f"face-retrained-{fingerprint(*base, forget_hash)}"),
         train(split.retain, retrain_key, "retrain"))
   method_cfg = cfg[cfg.method]
-  unlearned, t_unlearn = _timed_phase(
+  unlearned, t_unlearn = timed_phase(
       os.path.join(ckpt_root, f"face-unlearn-{cfg.method}-" + fingerprint(
           *base, forget_hash, method_cfg.to_dict())),
       lambda d: unlearn(cfg.method, method_cfg, model, original, split,

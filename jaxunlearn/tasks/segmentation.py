@@ -381,7 +381,7 @@ def _seg_config(cfg) -> ml_collections.ConfigDict:
 
 def run(cfg: ml_collections.ConfigDict, workdir: str, log=print) -> dict:
   """data -> original -> (retrained) -> unlearned -> metrics -> report.json."""
-  from jaxunlearn.run import _cfg, _timed_phase, fingerprint
+  from jaxunlearn.run import as_dict, timed_phase, fingerprint
   if cfg.method not in METHODS:
     raise UserError(f"segmentation supports method delete or finetune, not "
                     f"{cfg.method!r}")
@@ -406,12 +406,12 @@ def run(cfg: ml_collections.ConfigDict, workdir: str, log=print) -> dict:
       f"|D_t,f|={len(data.test_forget)} |D_t,r|={len(data.test_retain)}; "
       f"{mesh.devices.size} device(s)")
   model = get_model(cfg.model.name, num_classes=num_classes, mean=info["mean"],
-                    std=info["std"], **{k: v for k, v in _cfg(cfg.model).items()
+                    std=info["std"], **{k: v for k, v in as_dict(cfg.model).items()
                                         if k != "name"})
   root = jax.random.key(cfg.seed)
   pretrain_key, retrain_key, unlearn_key = jax.random.split(root, 3)
   ckpt_root = os.path.join(workdir, "checkpoints")
-  base = ("segmentation", info["name"], _cfg(cfg.model), _cfg(cfg.train), cfg.seed,
+  base = ("segmentation", info["name"], as_dict(cfg.model), as_dict(cfg.train), cfg.seed,
           {k: cfg.segmentation[k] for k in ("num_train", "num_test", "image_size")})
   forget_hash = fingerprint(forget_classes)
 
@@ -419,18 +419,18 @@ def run(cfg: ml_collections.ConfigDict, workdir: str, log=print) -> dict:
     return lambda d: train_segmenter(model, cfg.train, split, info["image_shape"],
                                      key, mesh, checkpoint_dir=d, desc=desc,
                                      progress=cfg.progress)
-  original, t_pretrain = _timed_phase(
+  original, t_pretrain = timed_phase(
       os.path.join(ckpt_root, f"seg-original-{fingerprint(*base)}"),
       trainer(splits["train"], pretrain_key, "pretrain"))
   retrained, t_retrain = None, None
   if cfg.with_retrained:
-    retrained, t_retrain = _timed_phase(
+    retrained, t_retrain = timed_phase(
         os.path.join(ckpt_root, f"seg-retrained-{fingerprint(*base, forget_hash)}"),
         trainer(data.retain, retrain_key, "retrain"))
-  method_cfg = _cfg(cfg[cfg.method])
+  method_cfg = as_dict(cfg[cfg.method])
   pixels = ((cfg.segmentation.pixels, cfg.segmentation.rest_weight)
             if cfg.method == "delete" else None)
-  unlearned, t_unlearn = _timed_phase(
+  unlearned, t_unlearn = timed_phase(
       os.path.join(ckpt_root, f"seg-unlearn-{cfg.method}-" + fingerprint(
           *base, forget_hash, method_cfg, pixels)),
       lambda d: unlearn(cfg.method, model, original, data, cfg, unlearn_key,
