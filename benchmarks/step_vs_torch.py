@@ -12,6 +12,14 @@ Steps:
   training mode; the plain reference.
 - ``delete``: teacher forward in inference mode, student forward in training
   mode, masked-KL loss, SGD momentum 0.9.
+- ``ieu``: CE gradient on a retain batch and on a forget batch of the same
+  size (two training-mode forwards), the forget gradient clipped to global
+  norm 5, ``θ ← (1 − ηλ)θ − η(g_r − α g_f) + σ ξ`` (our definition of IEU,
+  jaxunlearn/methods/ieu.py; the PyTorch comparator is written the same way
+  with ``torch.autograd.grad`` and ``torch.randn_like``).
+
+``compiles`` counts the step's compiled executables after all timed calls
+(1 = no recompilation after the first step).
 
 Models: the embedded small CNN (8x8 digits) and ResNet-18 CIFAR stem (32x32).
 
@@ -39,7 +47,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from jaxunlearn import parallel  # noqa: E402
-from jaxunlearn.methods import delete  # noqa: E402
+from jaxunlearn.methods import delete, ieu  # noqa: E402
 from jaxunlearn.models import get_model  # noqa: E402
 from jaxunlearn.state import TrainState, sgd  # noqa: E402
 from jaxunlearn.train import make_supervised_step  # noqa: E402
@@ -135,6 +143,26 @@ def torch_delete_step(net, teacher, opt, x, y):
   opt.step()
 
 
+IEU = dict(lr=0.02, momentum=0.0, weight_decay=5e-3, alpha=1.0, clip_norm=5.0,
+           sigma0=2e-3, gamma=0.99, noise_schedule="exponential")
+
+
+def torch_ieu_step(net, x, y, xf, yf):
+  net.train()
+  params = [p for p in net.parameters() if p.requires_grad]
+  g_r = torch.autograd.grad(nn.functional.cross_entropy(net((x - 0.5) / 0.25), y),
+                            params)
+  g_f = torch.autograd.grad(nn.functional.cross_entropy(net((xf - 0.5) / 0.25), yf),
+                            params)
+  norm = torch.sqrt(sum((g * g).sum() for g in g_f))
+  scale = torch.clamp(IEU["clip_norm"] / (norm + 1e-12), max=1.0)
+  with torch.no_grad():
+    for p, r, f in zip(params, g_r, g_f):
+      p.mul_(1 - IEU["lr"] * IEU["weight_decay"])
+      p.sub_(IEU["lr"] * (r - IEU["alpha"] * scale * f))
+      p.add_(IEU["sigma0"] * torch.randn_like(p))
+
+
 # --------------------------------------------------------------------------
 
 def time_blocks(run_ours, run_theirs, blocks, steps):
@@ -163,6 +191,15 @@ def bench(method, model_name, batch, devices, blocks, steps):
     tx = sgd(0.01, 0.9, 5e-4)
     state = TrainState.create(variables, tx)
     step_fn = make_supervised_step(model, tx)
+  elif method == "ieu":
+    cfg = ieu.default_config()
+    cfg.update(IEU)
+    state = ieu.init_state(variables)
+    step_fn = ieu.make_step(model, cfg, total_steps=1000)
+    forget_images = rng.uniform(0, 1, images.shape).astype(np.float32)
+    forget_labels = rng.integers(0, 10, batch).astype(np.int32)
+    host_batch["paired"] = dict(image=forget_images, label=forget_labels,
+                                mask=np.ones(batch, np.float32))
   else:
     tx = sgd(0.01, 0.9, 0.0)
     state = delete.DeleteState(TrainState.create(variables, tx), variables)
@@ -191,6 +228,10 @@ def bench(method, model_name, batch, devices, blocks, steps):
   if method == "finetune":
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
     run_step = lambda: torch_finetune_step(net, opt, x, y)
+  elif method == "ieu":
+    xf = torch.from_numpy(forget_images).permute(0, 3, 1, 2).contiguous()
+    yf = torch.from_numpy(forget_labels.astype(np.int64))
+    run_step = lambda: torch_ieu_step(net, x, y, xf, yf)
   else:
     teacher = make_torch().eval()
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
@@ -203,7 +244,9 @@ def bench(method, model_name, batch, devices, blocks, steps):
   run_ours(2)
   run_theirs(2)
   ours, theirs = time_blocks(run_ours, run_theirs, blocks, steps)
-  return dict(method=method, model=model_name, image_size=size, batch=batch,
+  # images per step: IEU reads a retain and a forget batch
+  batch = 2 * batch if method == "ieu" else batch
+  return dict(compiles=step._cache_size(), method=method, model=model_name, image_size=size, batch=batch,
               devices=devices, ours_step_ms=1e3 * ours, theirs_step_ms=1e3 * theirs,
               ours_img_s=batch / ours, theirs_img_s=batch / theirs,
               ratio=theirs / ours, compile_s=compile_s)
@@ -212,10 +255,12 @@ def bench(method, model_name, batch, devices, blocks, steps):
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--quick", action="store_true", help="fewer blocks")
+  parser.add_argument("--methods", default="finetune,delete,ieu")
+  parser.add_argument("--models", default="small_cnn,resnet18")
   args = parser.parse_args()
+  cases = [(m, model, 64) for model in args.models.split(",")
+           for m in args.methods.split(",")]
   blocks, steps = (3, 3) if args.quick else (7, 5)
-  cases = [("finetune", "small_cnn", 64), ("delete", "small_cnn", 64),
-           ("finetune", "resnet18", 64), ("delete", "resnet18", 64)]
   rows = []
   for method, model_name, batch in cases:
     for devices in (1, 2):
@@ -234,12 +279,13 @@ def main():
            f"threads), {meta['cpu_count']} cores; medians of {blocks} alternating "
            f"blocks of {steps} steps. ratio = ours / theirs in images/s (> 1: ours "
            "faster). Our 2-device rows use 2 forced CPU devices on the same cores.", "",
-           "| method | model | batch | devices | ours img/s | torch img/s | ratio | compile s |",
-           "|---|---|---|---|---|---|---|---|"]
+           "IEU rows count both batches (retain + forget) as images.", "",
+           "| method | model | batch | devices | ours img/s | torch img/s | ratio | compile s | compiles |",
+           "|---|---|---|---|---|---|---|---|---|"]
   for r in rows:
     lines.append(f"| {r['method']} | {r['model']} {r['image_size']}px | {r['batch']} | "
                  f"{r['devices']} | {r['ours_img_s']:.0f} | {r['theirs_img_s']:.0f} | "
-                 f"{r['ratio']:.2f} | {r['compile_s']:.1f} |")
+                 f"{r['ratio']:.2f} | {r['compile_s']:.1f} | {r['compiles']} |")
   with open(os.path.join(RESULTS, "step_vs_torch.md"), "w") as f:
     f.write("\n".join(lines) + "\n")
   print("\n".join(lines))

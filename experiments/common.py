@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
-from typing import Callable, Iterable, Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -60,3 +60,15 @@ def write_tables(stem: str, title: str, table: list[dict], group: str,
   with open(os.path.join(RESULTS, stem + ".json"), "w") as f:
     json.dump({"title": title, "rows": raw_rows}, f, indent=1)
   return markdown
+
+
+def timing(report: dict, role: str) -> dict:
+  """unlearn_s and rel_time (÷ retrain seconds) of a report's model ``role``:
+  the unlearning run for ``unlearned``, the retraining for ``retrained``
+  (rel_time 1), none for ``original``."""
+  times = report.get("runtime_s", {})
+  seconds = {"unlearned": times.get("unlearn"),
+             "retrained": times.get("retrain")}.get(role)
+  retrain = times.get("retrain")
+  return {"unlearn_s": seconds,
+          "rel_time": seconds / retrain if seconds is not None and retrain else None}

@@ -19,12 +19,14 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common import aggregate, fmt, mean_std, write_tables  # noqa: E402
+from common import timing as run_times  # noqa: E402
 
 from jaxunlearn import run as run_lib  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WORK = os.path.join(HERE, ".work")
-COLUMNS = ("test_acc", "forgetting_score", "nomus", "forget_acc", "mia_efficacy")
+COLUMNS = ("test_acc", "forgetting_score", "nomus", "forget_acc", "mia_efficacy",
+           "unlearn_s", "rel_time")
 RUNS = (("finetune", "finetune", None), ("neggrad", "neggrad", None),
         ("dlfd-paper", "dlfd", "paper"), ("dlfd-released", "dlfd", "released"))
 
@@ -57,7 +59,8 @@ def main(argv=None):
                                        for r in rows):
           continue
         m = report["models"][role]
-        rows.append({"method": name, "seed": seed, **{c: m.get(c) for c in COLUMNS}})
+        rows.append({"method": name, "seed": seed, **{c: m.get(c) for c in COLUMNS},
+                     **run_times(report, role)})
       if variant is not None:
         s = dict(report["method_stats"])
         s.pop("trace", None)

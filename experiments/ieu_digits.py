@@ -13,12 +13,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import RESULTS, aggregate, write_tables  # noqa: E402
+from common import RESULTS, aggregate, timing, write_tables  # noqa: E402
 
 from jaxunlearn import config as base_config  # noqa: E402
 from jaxunlearn import run as run_lib  # noqa: E402
@@ -26,7 +25,7 @@ from jaxunlearn.metrics.rcd import plot_curves  # noqa: E402
 
 METHODS = ("finetune", "random_label", "neggrad", "ieu")
 COLUMNS = ("rcd_steps", "rcd_weight_distance", "avg_gap", "forget_acc", "test_acc",
-           "mia_efficacy")
+           "mia_efficacy", "unlearn_s", "rel_time")
 WORK = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".work")
 
 
@@ -65,7 +64,8 @@ def main(argv=None):
                                          for r in rows):
             continue
           m = report["models"][role]
-          rows.append({"method": label, "seed": seed, **{c: m.get(c) for c in COLUMNS}})
+          rows.append({"method": label, "seed": seed, **{c: m.get(c) for c in COLUMNS},
+                     **timing(report, role)})
         if seed == int(args.seeds.split(",")[0]):
           with open(os.path.join(workdir, "rcd_curves.json")) as f:
             saved = json.load(f)

@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import sys
+import time
 
 import jax
 import numpy as np
@@ -53,7 +54,7 @@ def main(argv=None):
   rows, continual_rows = [], None
   for seed in (int(s) for s in args.seeds.split(",")):
     root = jax.random.key(seed)
-    split_key, pretrain_key, unlearn_key = jax.random.split(root, 3)
+    split_key, pretrain_key, unlearn_key, retrain_key = jax.random.split(root, 4)
     original, _ = train_model(model, cfg.train, splits["train"], spec.image_shape,
                               pretrain_key, mesh, progress=False)
     acc = _accuracy_fn(model, mesh)
@@ -64,13 +65,23 @@ def main(argv=None):
                                  jax.random.fold_in(split_key, k), count=k)
       task = UnlearnTask(model, original, data, spec.num_classes, spec.image_shape,
                          mesh, loop.Augment(), cfg.train, progress=False)
+      retrained, t_retrain = train_model(
+          model, cfg.train, data.retain, spec.image_shape,
+          jax.random.fold_in(retrain_key, k), mesh, progress=False)
+      rows.append(dict(seed=seed, k=k, variant="retrained", steps=None, stopped=None,
+                       forget_acc=acc(retrained, data.forget), test_acc_original=test0,
+                       test_acc=acc(retrained, test), seconds=t_retrain, rel_time=1.0))
+      rows[-1]["test_drop"] = test0 - rows[-1]["test_acc"]
       for variant in VARIANTS:
         mcfg = cfg.l2ul.copy_and_resolve_references()
         mcfg.variant = variant
+        start = time.perf_counter()
         new, info = l2ul.run(task, mcfg, unlearn_key)
+        seconds = time.perf_counter() - start
         row = dict(seed=seed, k=k, variant=variant, **info,
                    forget_acc=acc(new, data.forget), test_acc_original=test0,
-                   test_acc=acc(new, test))
+                   test_acc=acc(new, test), seconds=seconds,
+                   rel_time=seconds / t_retrain)
         row["test_drop"] = test0 - row["test_acc"]
         rows.append(row)
         print(row, flush=True)
@@ -87,17 +98,23 @@ def main(argv=None):
            "Every variant runs to the same stop rule (none of the k classified as "
            "its label, at most max_iter steps) with the same lr. full = the method; "
            "adv = without the weight-importance term; ga = gradient ascent only "
-           "(the baseline). Lower test accuracy drop is better.", "",
-           "| k | variant | steps | stopped | forget acc | test acc drop |",
-           "|---|---|---|---|---|---|"]
+           "(the baseline); retrained = trained from scratch without the k samples (the "
+           "reference; rel_time = seconds / its training time). Lower test accuracy "
+           "drop is better.", "",
+           "| k | variant | steps | stopped | forget acc | test acc drop | seconds | rel_time |",
+           "|---|---|---|---|---|---|---|---|"]
   for k in ks:
-    for variant in VARIANTS:
+    for variant in ("retrained",) + VARIANTS:
       mine = [r for r in rows if r["variant"] == variant and r["k"] == k]
-      lines.append(f"| {k} | {variant} | " + fmt(*mean_std([r["steps"] for r in mine]),
-                                                  digits=1)
-                   + f" | {sum(r['stopped'] for r in mine)}/{len(mine)} | " + " | ".join(
+      if variant == "retrained":
+        steps, stopped = "-", "-"
+      else:
+        steps = fmt(*mean_std([r["steps"] for r in mine]), digits=1)
+        stopped = f"{sum(r['stopped'] for r in mine)}/{len(mine)}"
+      lines.append(f"| {k} | {variant} | {steps} | {stopped} | " + " | ".join(
           fmt(*mean_std([r[c] for r in mine]), digits=d)
-          for c, d in (("forget_acc", 3), ("test_drop", 4))) + " |")
+          for c, d in (("forget_acc", 3), ("test_drop", 4), ("seconds", 1),
+                       ("rel_time", 3))) + " |")
   lines += ["", f"## Continual: {REQUESTS} requests of {K} (seed {args.seeds.split(',')[0]})", "",
             "| request | steps | stopped | test acc | acc on all forgotten so far |",
             "|---|---|---|---|---|"]
