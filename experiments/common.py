@@ -72,3 +72,23 @@ def timing(report: dict, role: str) -> dict:
   retrain = times.get("retrain")
   return {"unlearn_s": seconds,
           "rel_time": seconds / retrain if seconds is not None and retrain else None}
+
+
+def add_data_args(parser) -> None:
+  """--dataset / --model: the same study on another (prepared) dataset."""
+  parser.add_argument("--dataset", default="digits",
+                      help="a name from `jaxunlearn datasets` (prepared, or its "
+                           "archives in the manual dir); default: the embedded digits")
+  parser.add_argument("--model", default="",
+                      help="a name from `jaxunlearn models`; default: the config's")
+
+
+def apply_data_args(cfg, args) -> None:
+  cfg.dataset = args.dataset
+  if args.model:
+    cfg.model.name = args.model
+
+
+def dataset_tag(args) -> str:
+  """The dataset's part of result file names: digits, cifar10, ..."""
+  return args.dataset.split(":")[0]

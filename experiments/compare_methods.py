@@ -18,7 +18,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import aggregate, write_tables  # noqa: E402
+from common import (add_data_args, aggregate, apply_data_args, dataset_tag,  # noqa: E402
+                    write_tables)
 
 from jaxunlearn import config as base_config  # noqa: E402
 from jaxunlearn import run as run_lib  # noqa: E402
@@ -47,6 +48,7 @@ def main(argv=None):
   parser.add_argument("--methods", default=",".join(METHODS.names()))
   parser.add_argument("--seeds", default="0,1,2")
   parser.add_argument("--settings", default="class,random")
+  add_data_args(parser)
   args = parser.parse_args(argv)
   methods = args.methods.split(",")
   for name in methods:
@@ -54,9 +56,11 @@ def main(argv=None):
   for setting in args.settings.split(","):
     rows = []
     for seed in (int(s) for s in args.seeds.split(",")):
-      workdir = os.path.join(WORK, f"{setting}-seed{seed}")
+      workdir = os.path.join(WORK, f"{setting}-seed{seed}" + (
+          "" if dataset_tag(args) == "digits" else f"-{dataset_tag(args)}"))
       for name in methods:
         cfg = setting_config(setting, seed)
+        apply_data_args(cfg, args)
         cfg.method = name
         report = run_lib.run(cfg, workdir, log=lambda *_: None)
         times = report["runtime_s"]
@@ -76,9 +80,12 @@ def main(argv=None):
     order = ["original", "retrained"] + methods
     rows.sort(key=lambda r: order.index(r["method"]))
     table = aggregate(rows, "method", COLUMNS)
-    notes = [f"Digits, small CNN, forgetting {'class 3' if setting == 'class' else 'a random 10% of the training set'}; "
+    notes = [f"{args.dataset}, {args.model or 'small_cnn'}, forgetting "
+             f"{'class 3' if setting == 'class' else 'a random 10% of the training set'}; "
              f"seeds {args.seeds}; mean ± std. Produced by `python experiments/compare_methods.py`."]
-    print(write_tables(f"compare_{setting}", f"Unlearning methods on digits: {setting} forgetting",
+    suffix = "" if dataset_tag(args) == "digits" else f"_{dataset_tag(args)}"
+    print(write_tables(f"compare_{setting}{suffix}",
+                       f"Unlearning methods on {dataset_tag(args)}: {setting} forgetting",
                        table, "method", COLUMNS, rows, notes))
 
 

@@ -31,9 +31,11 @@ RUNS = (("finetune", "finetune", None), ("neggrad", "neggrad", None),
         ("dlfd-paper", "dlfd", "paper"), ("dlfd-released", "dlfd", "released"))
 
 
-def load_config():
-  spec = importlib.util.spec_from_file_location(
-      "dlfd_digits_config", os.path.join(HERE, "..", "configs", "dlfd_digits.py"))
+DEFAULT_CONFIG = os.path.join(HERE, "..", "configs", "dlfd_digits.py")
+
+
+def load_config(path: str = DEFAULT_CONFIG):
+  spec = importlib.util.spec_from_file_location("dlfd_experiment_config", path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module.get_config()
@@ -42,12 +44,16 @@ def load_config():
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--seeds", default="0,1,2")
+  parser.add_argument("--config", default=DEFAULT_CONFIG,
+                      help="a DLFD config file: configs/dlfd_digits.py (default), "
+                           "configs/dlfd_mufac.py, configs/dlfd_rafdb.py")
   args = parser.parse_args(argv)
+  tag = load_config(args.config).dataset.split(":")[0]
   rows, timing = [], []
   for seed in (int(s) for s in args.seeds.split(",")):
-    workdir = os.path.join(WORK, f"dlfd-digits-seed{seed}")
+    workdir = os.path.join(WORK, f"dlfd-{tag}-seed{seed}")
     for label, method, variant in RUNS:
-      cfg = load_config()
+      cfg = load_config(args.config)
       cfg.seed, cfg.progress, cfg.method = seed, False, method
       if variant is not None:
         cfg.dlfd.variant = variant
@@ -72,7 +78,7 @@ def main(argv=None):
   order = ["original", "retrained"] + [r[0] for r in RUNS]
   rows.sort(key=lambda r: order.index(r["method"]))
   table = aggregate(rows, "method", COLUMNS)
-  notes = ["Digits, small CNN, random 10% forget set; seeds " + args.seeds +
+  notes = [f"{tag} ({args.config}); seeds " + args.seeds +
            "; mean ± std. Forgetting score = |0.5 - 10-fold LR accuracy| on the "
            "per-sample loss, D_f vs D_t (sklearn reference); NoMUS = (test_acc + 1 - "
            "2 FS) / 2. DLFD selection uses a seeded half of D_t as validation "
@@ -89,7 +95,7 @@ def main(argv=None):
         f"{ms('sklearn_gate_eval_s')} s; synthesis steps {t[0]['synth_steps']}/{t[0]['steps']}; "
         f"a checkpoint met the FS bound: {[x['selected'] for x in t]}.")
   rows.append({"timing": timing})
-  print(write_tables("dlfd_digits", "DLFD on digits (random 10% forget)", table,
+  print(write_tables(f"dlfd_{tag}", f"DLFD on {tag} ({args.config})", table,
                      "method", COLUMNS, rows, notes))
 
 

@@ -17,7 +17,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import RESULTS, aggregate, timing, write_tables  # noqa: E402
+from common import (RESULTS, add_data_args, aggregate, apply_data_args,  # noqa: E402
+                    dataset_tag, timing, write_tables)
 
 from jaxunlearn import config as base_config  # noqa: E402
 from jaxunlearn import run as run_lib  # noqa: E402
@@ -50,14 +51,18 @@ def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--seeds", default="0,1,2")
   parser.add_argument("--settings", default="random30,class30")
+  add_data_args(parser)
   args = parser.parse_args(argv)
+  tag = dataset_tag(args)
+  suffix = "" if tag == "digits" else f"_{tag}"
   for setting in args.settings.split(","):
     rows, curves = [], {}
     for seed in (int(s) for s in args.seeds.split(",")):
-      workdir = os.path.join(WORK, f"ieu-{setting}-seed{seed}")
+      workdir = os.path.join(WORK, f"ieu-{setting}-seed{seed}" + suffix.replace("_", "-"))
       for method in METHODS:
-        report = run_lib.run(setting_config(setting, seed, method), workdir,
-                             log=lambda *_: None)
+        cfg = setting_config(setting, seed, method)
+        apply_data_args(cfg, args)
+        report = run_lib.run(cfg, workdir, log=lambda *_: None)
         for role, label in (("original", "original"), ("retrained", "retrained"),
                             ("unlearned", method)):
           if role != "unlearned" and any(r["method"] == label and r["seed"] == seed
@@ -79,13 +84,13 @@ def main(argv=None):
     rows.sort(key=lambda r: order.index(r["method"]))
     table = aggregate(rows, "method", COLUMNS)
     os.makedirs(RESULTS, exist_ok=True)
-    plot_curves(curves, os.path.join(RESULTS, f"ieu_{setting}_curves.png"),
+    plot_curves(curves, os.path.join(RESULTS, f"ieu_{setting}{suffix}_curves.png"),
                 title=f"Relearning on D_f ({setting}, seed {args.seeds.split(',')[0]})")
-    notes = [f"Digits, small CNN, {setting}; seeds {args.seeds}; mean ± std. RCD: SGD "
+    notes = [f"{args.dataset}, {args.model or 'small_cnn'}, {setting}; seeds {args.seeds}; mean ± std. RCD: SGD "
              "lr 0.01, momentum 0.9, batch 32, up to 60 steps (cap = 60); threshold = original "
              "forget accuracy minus the tolerance. Produced by "
              "`python experiments/ieu_digits.py`."]
-    print(write_tables(f"ieu_{setting}", f"IEU and relearning delay on digits: {setting}",
+    print(write_tables(f"ieu_{setting}{suffix}", f"IEU and relearning delay on {tag}: {setting}",
                        table, "method", COLUMNS, rows, notes))
 
 

@@ -25,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import RESULTS, mean_std, fmt  # noqa: E402
+from common import RESULTS, add_data_args, dataset_tag, fmt, mean_std  # noqa: E402
 
 from jaxunlearn import config as base_config  # noqa: E402
 from jaxunlearn import loop, parallel  # noqa: E402
@@ -44,10 +44,15 @@ def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--seeds", default="0,1,2")
   parser.add_argument("--ks", default="1,16,64,128")
+  add_data_args(parser)
   args = parser.parse_args(argv)
   ks = [int(k) for k in args.ks.split(",")]
+  tag = dataset_tag(args)
+  stem = "l2ul_digits" if tag == "digits" else f"l2ul_{tag}"
   cfg = base_config.get_config()
-  spec, splits = load_dataset("digits", os.environ.get("JAXUNLEARN_DATA_DIR") or None)
+  if args.model:
+    cfg.model.name = args.model
+  spec, splits = load_dataset(args.dataset, os.environ.get("JAXUNLEARN_DATA_DIR") or None)
   mesh = parallel.make_mesh(None)
   model = get_model(cfg.model.name, num_classes=spec.num_classes, mean=spec.mean,
                     std=spec.std)
@@ -93,7 +98,7 @@ def main(argv=None):
       for r in continual_rows:
         r["test_acc_original"] = test0
         print(r, flush=True)
-  lines = ["# L2UL on digits (k random samples)", "",
+  lines = [f"# L2UL on {tag} (k random samples)", "",
            f"Config: `{dict(cfg.l2ul)}`; pretrain: base recipe; seeds {args.seeds}.", "",
            "Every variant runs to the same stop rule (none of the k classified as "
            "its label, at most max_iter steps) with the same lr. full = the method; "
@@ -123,9 +128,9 @@ def main(argv=None):
                  f"{r['forgotten_so_far_acc']:.3f} |")
   lines.append(f"\nOriginal test accuracy: {continual_rows[0]['test_acc_original']:.4f}")
   os.makedirs(RESULTS, exist_ok=True)
-  with open(os.path.join(RESULTS, "l2ul_digits.md"), "w") as f:
+  with open(os.path.join(RESULTS, stem + ".md"), "w") as f:
     f.write("\n".join(lines) + "\n")
-  with open(os.path.join(RESULTS, "l2ul_digits.json"), "w") as f:
+  with open(os.path.join(RESULTS, stem + ".json"), "w") as f:
     json.dump({"config": dict(cfg.l2ul), "rows": rows, "continual": continual_rows},
               f, indent=1)
   print("\n".join(lines))
