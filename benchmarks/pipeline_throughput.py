@@ -11,7 +11,6 @@ Writes benchmarks/results/pipeline_throughput.json.
 import io
 import json
 import os
-import resource
 import tempfile
 import time
 

@@ -52,64 +52,10 @@ from jaxunlearn.models import get_model  # noqa: E402
 from jaxunlearn.state import TrainState, sgd  # noqa: E402
 from jaxunlearn.train import make_supervised_step  # noqa: E402
 
+from torch_models import TorchResNet18, TorchSmallCNN  # noqa: E402
+
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
-
-
-# --------------------------------------------------------------------------
-# PyTorch models: the same architectures as jaxunlearn/models.
-
-class TorchSmallCNN(nn.Module):
-  def __init__(self, num_classes=10, widths=(32, 64, 128)):
-    super().__init__()
-    layers, cin = [], 3
-    for i, w in enumerate(widths):
-      layers += [nn.Conv2d(cin, w, 3, padding=1, bias=False), nn.BatchNorm2d(w),
-                 nn.ReLU()]
-      if i == 1:
-        layers.append(nn.MaxPool2d(2))
-      cin = w
-    self.body = nn.Sequential(*layers)
-    self.head = nn.Linear(cin, num_classes)
-
-  def forward(self, x):
-    return self.head(self.body(x).mean((2, 3)))
-
-
-class Block(nn.Module):
-  def __init__(self, cin, cout, stride):
-    super().__init__()
-    self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-    self.bn1 = nn.BatchNorm2d(cout)
-    self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-    self.bn2 = nn.BatchNorm2d(cout)
-    self.shortcut = nn.Sequential()
-    if stride != 1 or cin != cout:
-      self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
-                                    nn.BatchNorm2d(cout))
-
-  def forward(self, x):
-    y = torch.relu(self.bn1(self.conv1(x)))
-    return torch.relu(self.bn2(self.conv2(y)) + self.shortcut(x))
-
-
-class TorchResNet18(nn.Module):
-  def __init__(self, num_classes=10):
-    super().__init__()
-    self.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
-    self.bn1 = nn.BatchNorm2d(64)
-    blocks, cin = [], 64
-    for stage, cout in enumerate((64, 128, 256, 512)):
-      for b in range(2):
-        blocks.append(Block(cin, cout, 2 if stage and not b else 1))
-        cin = cout
-    self.blocks = nn.Sequential(*blocks)
-    self.linear = nn.Linear(512, num_classes)
-
-  def forward(self, x):
-    x = torch.relu(self.bn1(self.conv1(x)))
-    return self.linear(self.blocks(x).mean((2, 3)))
-
 
 MODELS = {
     "small_cnn": (lambda: get_model("small_cnn", num_classes=10, mean=MEAN, std=STD),
