@@ -49,6 +49,8 @@ def main(argv=None):
                            "configs/dlfd_mufac.py, configs/dlfd_rafdb.py")
   args = parser.parse_args(argv)
   tag = load_config(args.config).dataset.split(":")[0]
+  shown = os.path.relpath(os.path.abspath(args.config),
+                          os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
   rows, timing = [], []
   for seed in (int(s) for s in args.seeds.split(",")):
     workdir = os.path.join(WORK, f"dlfd-{tag}-seed{seed}")
@@ -78,7 +80,7 @@ def main(argv=None):
   order = ["original", "retrained"] + [r[0] for r in RUNS]
   rows.sort(key=lambda r: order.index(r["method"]))
   table = aggregate(rows, "method", COLUMNS)
-  notes = [f"{tag} ({args.config}); seeds " + args.seeds +
+  notes = [f"{tag}, `{shown}`; seeds " + args.seeds +
            "; mean ± std. Forgetting score = |0.5 - 10-fold LR accuracy| on the "
            "per-sample loss, D_f vs D_t (sklearn reference); NoMUS = (test_acc + 1 - "
            "2 FS) / 2. DLFD selection uses a seeded half of D_t as validation "
@@ -95,7 +97,7 @@ def main(argv=None):
         f"{ms('sklearn_gate_eval_s')} s; synthesis steps {t[0]['synth_steps']}/{t[0]['steps']}; "
         f"a checkpoint met the FS bound: {[x['selected'] for x in t]}.")
   rows.append({"timing": timing})
-  print(write_tables(f"dlfd_{tag}", f"DLFD on {tag} ({args.config})", table,
+  print(write_tables(f"dlfd_{tag}", f"DLFD on {tag} ({shown})", table,
                      "method", COLUMNS, rows, notes))
 
 

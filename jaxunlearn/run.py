@@ -66,12 +66,18 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
 
 
 def timed_phase(directory: str, fn):
-  """Runs ``fn(checkpoint_dir)`` and records its wall time once it finishes;
-  a phase reused from its checkpoint reports the time it originally took."""
+  """Runs ``fn(checkpoint_dir)`` and records its wall time once it finishes.
+
+  A finished phase restored from its checkpoint (a record and a numbered
+  checkpoint step in ``directory``) reports the time it originally took; a
+  phase that keeps no checkpoint (DLFD and L2UL recompute) ran again,
+  so its new time is recorded and reported."""
   record = directory + ".json"
+  reused = os.path.exists(record) and os.path.isdir(directory) and any(
+      name.isdigit() for name in os.listdir(directory))
   start = time.perf_counter()
   result = fn(directory)
-  if os.path.exists(record):
+  if reused:
     with open(record) as f:
       return result, json.load(f)["seconds"]
   seconds = time.perf_counter() - start

@@ -66,3 +66,25 @@ def test_second_run_reuses_every_checkpoint(cfg, report, monkeypatch):
   monkeypatch.setattr(loop, "batch_keys", no_step)  # called once per step
   second = run_lib.run(cfg, workdir, log=lambda *_: None)
   assert second["models"] == first["models"]
+
+
+def test_timed_phase_reports_the_stored_time_only_for_a_restored_checkpoint(tmp_path):
+  directory = str(tmp_path / "unlearn-x")
+  record = directory + ".json"
+
+  def no_checkpoint(d):  # a method that recomputes every time (DLFD, L2UL)
+    os.makedirs(d, exist_ok=True)
+    return "result"
+
+  _, first = run_lib.timed_phase(directory, no_checkpoint)
+  assert first < 5.0 and json.load(open(record))["seconds"] == first
+  with open(record, "w") as f:
+    json.dump({"seconds": 123.0}, f)
+  _, again = run_lib.timed_phase(directory, no_checkpoint)
+  assert again != 123.0 and json.load(open(record))["seconds"] == again
+  # A numbered checkpoint step: the phase was restored, not recomputed.
+  os.makedirs(os.path.join(directory, "7"))
+  with open(record, "w") as f:
+    json.dump({"seconds": 123.0}, f)
+  _, restored = run_lib.timed_phase(directory, no_checkpoint)
+  assert restored == 123.0
