@@ -142,7 +142,8 @@ def test_evaluators_through_eval_context_are_seeded(tiny):
   assert set(first["unlearned"]) == {
       "forget_top4_acc", "retain_top4_acc", "test_top4_acc", "entropy_mia",
       "zrf", "js_to_retrained", "activation_distance", "phase_seconds", "phase_vs_retrain",
-      "avg_gap"} | {f"mia_efficacy_{f}" for f in suite.MIA_FEATURES}
+      "avg_gap", "mia"}
+  assert set(first["unlearned"]["mia"]) == set(suite.MIA_FEATURES)
   for metrics in (*first.values(), *again.values()):
     metrics.pop("avg_gap")  # nan: no accuracy/MIA evaluator here
   assert first == again
@@ -150,7 +151,7 @@ def test_evaluators_through_eval_context_are_seeded(tiny):
   # topk capped at num_classes = 4: every label is in the top 4.
   assert un["forget_top4_acc"] == un["retain_top4_acc"] == un["test_top4_acc"] == 1.0
   for f in suite.MIA_FEATURES:
-    assert 0.0 <= un[f"mia_efficacy_{f}"] <= 1.0
+    assert 0.0 <= un["mia"][f] <= 1.0
   assert 0.0 <= un["entropy_mia"] <= 1.0
   assert 1 - math.log(2) <= un["zrf"] <= 1.0
   assert un["js_to_retrained"] > 0 and un["activation_distance"] > 0
@@ -182,9 +183,9 @@ def test_zrf_of_the_random_model_is_one(tiny):
 
 
 def test_mia_features_use_the_svc_of_mia_py(tiny):
-  """mia_efficacy_confidence equals the existing mia_efficacy (same SVC,
+  """mia.confidence equals the existing mia_efficacy (same SVC,
   same shadow sample, same member-fraction convention)."""
   out = evaluate(_ctx(tiny), ("mia_efficacy", "mia_features"))
   for role in ("original", "unlearned"):
-    assert out[role]["mia_efficacy_confidence"] == pytest.approx(
+    assert out[role]["mia"]["confidence"] == pytest.approx(
         out[role]["mia_efficacy"], abs=1e-12)

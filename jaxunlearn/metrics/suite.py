@@ -195,17 +195,16 @@ def _shadow_sets(ctx, role: str, nonmember_split: str):
 
 @EVALUATORS.register("mia_features")
 def mia_features_evaluator(ctx, role: str):
-  """mia_efficacy_<feature> for each of ``MIA_FEATURES``: the SVC of
+  """``mia`` = {feature: value} for each of ``MIA_FEATURES``: the SVC of
   ``mia.svc_mia`` (members = seeded D_r sample the size of D_t,r,
   non-members = D_t,r), reported as the fraction of D_f predicted *member*
-  (lower = more forgotten), the convention of ``mia_efficacy`` and of
-  ../shared/METHODS.md (SalUn's code prints the non-member fraction,
-  i.e. ``1 -`` this)."""
+  (lower = more forgotten), the convention of ``mia_efficacy`` (which equals
+  ``mia["confidence"]``) and of ../shared/METHODS.md (SalUn's code prints the
+  non-member fraction, i.e. ``1 -`` this)."""
   members, non, target = _shadow_sets(ctx, role, "test_retain")
-  for name in MIA_FEATURES:
-    yield f"mia_efficacy_{name}", mia.svc_mia(
-        mia_feature(name, *members), mia_feature(name, *non),
-        mia_feature(name, *target))
+  yield "mia", {name: mia.svc_mia(mia_feature(name, *members), mia_feature(name, *non),
+                                  mia_feature(name, *target))
+                for name in MIA_FEATURES}
 
 
 @EVALUATORS.register("entropy_mia")
