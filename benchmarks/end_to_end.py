@@ -55,7 +55,8 @@ from jaxunlearn.metrics.predict import make_predict_fn, predict  # noqa: E402
 from jaxunlearn.models import get_model  # noqa: E402
 from jaxunlearn.train import train_model  # noqa: E402
 
-from torch_models import small_cnn_from_flax  # noqa: E402
+from torch_models import (channel_stats, eval_logits, small_cnn_from_flax,  # noqa: E402
+                          torch_images)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results")
@@ -87,17 +88,10 @@ def sinkhorn_cost(x, y, epsilon, iters):
   return (plan * cost).sum()
 
 
-def torch_images(images):
-  """[N, H, W, C] in [0, 1] -> [N, C, H, W] float tensor."""
-  return torch.from_numpy(np.ascontiguousarray(
-      np.transpose(np.asarray(images, np.float32), (0, 3, 1, 2))))
-
-
 def torch_run(net, data, cfg, key, mean, std):
   """DLFD (paper variant) structured as the authors' loop; (state, stats)."""
   ce = nn.functional.cross_entropy
-  mean_t = torch.tensor(mean, dtype=torch.float32)[None, :, None, None]
-  std_t = torch.tensor(std, dtype=torch.float32)[None, :, None, None]
+  mean_t, std_t = channel_stats(mean, std)
   norm = lambda x: (x - mean_t) / std_t
   opt = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                         weight_decay=cfg.weight_decay)
@@ -206,16 +200,11 @@ def ours_losses(model, variables, mesh):
 
 
 def torch_losses(net, mean, std):
-  mean_t = torch.tensor(mean, dtype=torch.float32)[None, :, None, None]
-  std_t = torch.tensor(std, dtype=torch.float32)[None, :, None, None]
-
   def run(split):
-    net.eval()
-    with torch.no_grad():
-      logits = net((torch_images(split.images / 255.0) - mean_t) / std_t)
-      y = torch.from_numpy(split.labels.astype(np.int64))
-      loss = nn.functional.cross_entropy(logits, y, reduction="none").numpy()
-      return loss, (logits.argmax(1) == y).numpy()
+    logits = torch.from_numpy(eval_logits(net, split.images / 255.0, mean, std))
+    y = torch.from_numpy(split.labels.astype(np.int64))
+    loss = nn.functional.cross_entropy(logits, y, reduction="none").numpy()
+    return loss, (logits.argmax(1) == y).numpy()
   return run
 
 
@@ -257,11 +246,7 @@ def main():
     # Both frameworks start from the same model: inference logits must agree.
     probe = splits["test"].take(np.arange(64))
     ours_logits = predict(make_predict_fn(model, mesh1), original, probe, 64, mesh1)
-    net.eval()
-    with torch.no_grad():
-      mean_t = torch.tensor(mean)[None, :, None, None]
-      std_t = torch.tensor(std)[None, :, None, None]
-      theirs_logits = net((torch_images(probe.images / 255.0) - mean_t) / std_t).numpy()
+    theirs_logits = eval_logits(net, probe.images / 255.0, mean, std)
     gap = float(np.max(np.abs(ours_logits - theirs_logits)))
     if gap > 1e-3:
       raise SystemExit(f"weight copy is wrong: logits differ by {gap}")

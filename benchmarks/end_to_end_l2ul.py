@@ -50,8 +50,8 @@ from jaxunlearn.metrics.predict import accuracy, make_predict_fn  # noqa: E402
 from jaxunlearn.models import get_model  # noqa: E402
 from jaxunlearn.train import train_model  # noqa: E402
 
-from end_to_end import torch_images  # noqa: E402
-from torch_models import small_cnn_from_flax  # noqa: E402
+from torch_models import (channel_stats, eval_logits, small_cnn_from_flax,  # noqa: E402
+                          torch_images)
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
@@ -59,8 +59,7 @@ RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 def torch_l2ul(net, x_f, y_f, targets, cfg, mean, std, seed):
   """L2UL (full variant) as the authors structure it; returns stats."""
   ce = nn.functional.cross_entropy
-  mean_t = torch.tensor(mean, dtype=torch.float32)[None, :, None, None]
-  std_t = torch.tensor(std, dtype=torch.float32)[None, :, None, None]
+  mean_t, std_t = channel_stats(mean, std)
   norm = lambda x: (x - mean_t) / std_t
   gen = torch.Generator().manual_seed(seed)
   flat = lambda v: v.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
@@ -164,11 +163,7 @@ def main():
     y_f = torch.from_numpy(data.forget.labels.astype(np.int64))
     stats = torch_l2ul(net, x_f, y_f, torch.from_numpy(targets.astype(np.int64)), cfg,
                        mean, std, seed)
-    net.eval()
-    with torch.no_grad():
-      mean_t = torch.tensor(mean)[None, :, None, None]
-      std_t = torch.tensor(std)[None, :, None, None]
-      logits = net((torch_images(test.images / 255.0) - mean_t) / std_t).numpy()
+    logits = eval_logits(net, test.images / 255.0, mean, std)
     rows.append(dict(seed=seed, framework="pytorch (authors' structure)",
                      stopped=stats["steps"] < cfg.max_iter,
                      test_acc=float(np.mean(logits.argmax(1) == test.labels)), **stats))

@@ -81,3 +81,24 @@ def small_cnn_from_flax(variables, num_classes: int, in_channels: int) -> TorchS
     net.head.weight.copy_(t(np.asarray(params["head"]["kernel"]).T))
     net.head.bias.copy_(t(params["head"]["bias"]))
   return net
+
+
+def torch_images(images) -> torch.Tensor:
+  """[N, H, W, C] in [0, 1] -> [N, C, H, W] float tensor."""
+  return torch.from_numpy(np.ascontiguousarray(
+      np.transpose(np.asarray(images, np.float32), (0, 3, 1, 2))))
+
+
+def channel_stats(mean, std) -> tuple[torch.Tensor, torch.Tensor]:
+  """Per-channel mean and std shaped [1, C, 1, 1] (our models normalise inside)."""
+  shape = (1, -1, 1, 1)
+  return (torch.tensor(mean, dtype=torch.float32).view(shape),
+          torch.tensor(std, dtype=torch.float32).view(shape))
+
+
+def eval_logits(net, images, mean, std) -> np.ndarray:
+  """Inference-mode logits of ``images`` ([N, H, W, C] in [0, 1])."""
+  mean_t, std_t = channel_stats(mean, std)
+  net.eval()
+  with torch.no_grad():
+    return net((torch_images(images) - mean_t) / std_t).numpy()
