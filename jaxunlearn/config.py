@@ -23,6 +23,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.dataset = "digits"
   c.data_dir = ""      # default: $JAXUNLEARN_DATA_DIR or ~/tensorflow_datasets
   c.manual_dir = ""    # where downloaded archives are looked for
+  # A split whose decoded images exceed this many MiB stays on disk and is
+  # decoded per batch in a background thread (0: always; -1: never).
+  c.lazy_above_mb = 2048
 
   c.model = ml_collections.ConfigDict({"name": "small_cnn"})
 

@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 import numpy as np
 from jax.sharding import Mesh
 
+from jaxunlearn.data import pipeline
 from jaxunlearn.data.pipeline import Split
 from jaxunlearn.data.splits import ForgetSplit
 from jaxunlearn.metrics import mia
@@ -59,9 +60,7 @@ class EvalContext:
   def split(self, name: str) -> Split:
     if name == "test":
       d = self.data
-      return Split(np.concatenate([d.test_forget.images, d.test_retain.images]),
-                   np.concatenate([d.test_forget.labels, d.test_retain.labels]),
-                   np.concatenate([d.test_forget.ids, d.test_retain.ids]))
+      return pipeline.concat([d.test_forget, d.test_retain])
     return getattr(self.data, name)
 
   def outputs(self, role: str, split: str) -> Outputs:

@@ -122,12 +122,17 @@ def run_epochs(step: Callable, state: Any, split: Split, *, batch_size: int,
   for epoch in range(start_epoch, epochs):
     worst = jnp.zeros((), jnp.float32)
     order = pipeline.epoch_order(order_key(key), epoch, len(split), shuffle)
-    for b, host_batch in enumerate(pipeline.iterate(split, batch_size, order,
-                                                    drop_remainder)):
+
+    def host_batches(epoch=epoch, order=order):  # read ahead in a thread
+      for b, host_batch in enumerate(pipeline.iterate(split, batch_size, order,
+                                                      drop_remainder)):
+        if paired is not None:
+          host_batch["paired"] = _paired_batch(
+              paired, paired_batch_size or batch_size, key,
+              epoch * steps_per_epoch + b)
+        yield host_batch
+    for b, host_batch in enumerate(pipeline.prefetch(host_batches())):
       aug_key, step_key = batch_keys(key, epoch, b)
-      if paired is not None:
-        host_batch["paired"] = _paired_batch(paired, paired_batch_size or batch_size,
-                                             key, epoch * steps_per_epoch + b)
       batch = parallel.shard_batch(host_batch, mesh)
       if augmenter is not None:
         batch = augmenter(aug_key, batch)

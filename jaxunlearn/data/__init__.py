@@ -165,12 +165,17 @@ def read_split(builder, split: str) -> Split:
 
 def load_dataset(name: str, data_dir: Optional[str] = None,
                  manual_dir: Optional[str] = None,
-                 splits: Sequence[str] = ("train", "test")
+                 splits: Sequence[str] = ("train", "test"),
+                 lazy_above_mb: float = -1,
                  ) -> tuple[DatasetSpec, dict[str, Split]]:
-  """Prepares (once) and reads whole splits into memory (small data).
+  """Prepares (once) and returns the splits.
 
-  ``name`` may carry builder options: ``"vggface2:min_images=100"``. The
-  returned spec's ``num_classes`` is the prepared dataset's (identities kept).
+  A split whose decoded images take more than ``lazy_above_mb`` MiB stays on
+  disk: its ``images`` are a ``LazyImages`` decoded per batch (0: every
+  split lazy; negative: every split in memory). Both give the same examples
+  in the same order. ``name`` may carry builder options:
+  ``"vggface2:min_images=100"``. The returned spec's ``num_classes`` is the
+  prepared dataset's (identities kept).
   """
   spec, options = resolve(name)
   data_dir = os.path.expanduser(data_dir or default_data_dir())
@@ -181,7 +186,16 @@ def load_dataset(name: str, data_dir: Optional[str] = None,
   spec = dataclasses.replace(
       spec, num_classes=builder.info.features["label"].num_classes,
       image_shape=tuple(builder.info.features["image"].shape))
-  return spec, {s: read_split(builder, s) for s in splits}
+  return spec, {s: _read(builder, s, lazy_above_mb) for s in splits}
+
+
+def _read(builder, split: str, lazy_above_mb: float) -> Split:
+  from jaxunlearn.data.lazy import read_split_lazy
+  shape = builder.info.features["image"].shape
+  decoded_mb = builder.info.splits[split].num_examples * np.prod(shape) / 2**20
+  if lazy_above_mb >= 0 and decoded_mb > lazy_above_mb:
+    return read_split_lazy(builder, split)
+  return read_split(builder, split)
 
 
 def _own_copy_exists(spec, data_dir, options) -> bool:

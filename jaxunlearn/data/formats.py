@@ -49,7 +49,7 @@ import os
 import pickle
 import tarfile
 import zipfile
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 

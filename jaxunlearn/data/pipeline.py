@@ -3,18 +3,28 @@
 Every batch has one static shape: the last partial batch is padded and its
 ``mask`` is 0 on the padding, so a jitted step compiles once and padded
 examples change neither the loss nor the BatchNorm statistics.
+
+A split's images may be a ``lazy.LazyImages`` (data larger than memory):
+``take`` and ``concat`` keep it lazy and ``make_batch`` decodes only the
+batch (only this process's rows of it). ``prefetch`` prepares the next
+batches in a background thread while the devices run the current one.
 """
 from __future__ import annotations
 
-from typing import Iterator, NamedTuple, Optional
+import queue
+import threading
+from typing import Iterable, Iterator, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxunlearn.data.lazy import is_lazy
+
 
 class Split(NamedTuple):
-  """An in-memory split: uint8 images [N,H,W,C], int32 labels, int64 ids."""
+  """A split: uint8 images [N,H,W,C] (an array, or ``LazyImages`` read from
+  disk per batch), int32 labels, int64 ids."""
   images: np.ndarray
   labels: np.ndarray
   ids: np.ndarray
@@ -24,7 +34,23 @@ class Split(NamedTuple):
 
   def take(self, index: np.ndarray) -> "Split":
     index = np.asarray(index, dtype=np.int64)
-    return Split(self.images[index], self.labels[index], self.ids[index])
+    images = (self.images.subset(index) if is_lazy(self.images)
+              else self.images[index])
+    return Split(images, self.labels[index], self.ids[index])
+
+
+def concat(parts: Sequence[Split]) -> Split:
+  """The splits one after the other; lazy views of one source stay lazy."""
+  parts = list(parts)
+  if parts and all(is_lazy(p.images) for p in parts) and all(
+      p.images.source is parts[0].images.source for p in parts):
+    images = parts[0].images
+    for p in parts[1:]:
+      images = images.concat(p.images)
+  else:
+    images = np.concatenate([np.asarray(p.images) for p in parts])
+  return Split(images, np.concatenate([p.labels for p in parts]),
+               np.concatenate([p.ids for p in parts]))
 
 
 def num_batches(num_examples: int, batch_size: int,
@@ -48,7 +74,13 @@ def make_batch(split: Split, index: np.ndarray, batch_size: int) -> dict:
   n = len(index)
   padded = np.zeros(batch_size, dtype=np.int64)
   padded[:n] = index
-  images = split.images[padded].astype(np.float32) / 255.0
+  if is_lazy(split.images):  # decode only the rows this process feeds
+    rows = batch_size // jax.process_count()
+    start = jax.process_index() * rows
+    images = split.images.gather(padded, rows=slice(start, start + rows))
+  else:
+    images = split.images[padded]
+  images = images.astype(np.float32) / 255.0
   mask = np.zeros(batch_size, dtype=np.float32)
   mask[:n] = 1.0
   return {"image": images, "label": split.labels[padded].astype(np.int32),
@@ -61,6 +93,48 @@ def iterate(split: Split, batch_size: int, order: np.ndarray,
   count = num_batches(len(order), batch_size, drop_remainder)
   for b in range(start, count):
     yield make_batch(split, order[b * batch_size:(b + 1) * batch_size], batch_size)
+
+
+def in_order(split: Split, batch_size: int) -> Iterator[dict]:
+  """Every example once, in order, in padded batches read ahead (evaluation)."""
+  return prefetch(iterate(split, batch_size, np.arange(len(split))))
+
+
+def prefetch(batches: Iterable, size: int = 2) -> Iterator:
+  """Iterates ``batches`` with up to ``size`` items prepared ahead in a
+  background thread (reading and decoding overlap the devices' work).
+  Errors surface in the consumer; leaving the loop early stops the thread."""
+  if size <= 0:
+    yield from batches
+    return
+  out: queue.Queue = queue.Queue(maxsize=size)
+  done = object()
+  stop = threading.Event()
+
+  def produce():
+    try:
+      for item in batches:
+        if stop.is_set():
+          return
+        out.put(item)
+      out.put(done)
+    except BaseException as error:  # noqa: BLE001  (re-raised below)
+      out.put(error)
+
+  thread = threading.Thread(target=produce, daemon=True)
+  thread.start()
+  try:
+    while (item := out.get()) is not done:
+      if isinstance(item, BaseException):
+        raise item
+      yield item
+  finally:
+    stop.set()
+    while thread.is_alive():  # unblock a producer waiting on a full queue
+      try:
+        out.get_nowait()
+      except queue.Empty:
+        thread.join(0.05)
 
 
 def augment_images(key: jax.Array, images: jnp.ndarray, crop_padding: int = 0,

@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import concurrent.futures as futures
 import io
-import queue
-import threading
-from typing import Any, Iterator, Optional, Sequence
+from typing import Iterator, Optional
 
 import numpy as np
 
@@ -73,7 +71,7 @@ class StreamingSplit:
 
   ``source`` is anything with ``len`` and ``__getitem__`` returning such a
   dict, e.g. ``builder.as_data_source(decoders={"image": tfds.decode.SkipDecoding()})[split]``
-  (see ``open_split``). Only the rows of this process are ever read.
+  (see ``lazy.open_split``). Only the rows of this process are ever read.
   """
 
   def __init__(self, source, batch_size: int, *, seed: int = 0,
@@ -137,35 +135,13 @@ class StreamingSplit:
     With ``mesh=None`` yields this process's host batches (uint8 images, with
     ids), which is what the tests and the throughput benchmark consume.
     """
-    out: queue.Queue = queue.Queue(maxsize=max(self.prefetch, 1))
-    done = object()
-    stop = threading.Event()
+    from jaxunlearn.data.pipeline import prefetch
 
-    def produce():
-      try:
-        with futures.ThreadPoolExecutor(self.num_threads) as pool:
-          for batch in self.local_batches(epoch, pool):
-            if stop.is_set():
-              return
-            out.put(batch)
-        out.put(done)
-      except BaseException as error:  # surfaced in the consumer thread
-        out.put(error)
-
-    thread = threading.Thread(target=produce, daemon=True)
-    thread.start()
-    try:
-      while (item := out.get()) is not done:
-        if isinstance(item, BaseException):
-          raise item
-        yield item if mesh is None else _to_mesh(item, mesh, self.process_count)
-    finally:
-      stop.set()
-      while thread.is_alive():  # unblock a producer waiting on a full queue
-        try:
-          out.get_nowait()
-        except queue.Empty:
-          thread.join(0.05)
+    def host_batches():
+      with futures.ThreadPoolExecutor(self.num_threads) as pool:
+        yield from self.local_batches(epoch, pool)
+    for item in prefetch(host_batches(), max(self.prefetch, 1)):
+      yield item if mesh is None else _to_mesh(item, mesh, self.process_count)
 
 
 def _to_mesh(local: dict, mesh, process_count: int) -> dict:
@@ -180,9 +156,3 @@ def _to_mesh(local: dict, mesh, process_count: int) -> dict:
   return {k: jax.make_array_from_process_local_data(sharding, v)
           for k, v in batch.items()}
 
-
-def open_split(builder, split: str):
-  """A random-access source of a prepared split that keeps images as PNG bytes."""
-  import tensorflow_datasets as tfds
-  return builder.as_data_source(
-      decoders={"image": tfds.decode.SkipDecoding()})[split]

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jaxunlearn import parallel
 from jaxunlearn.data import pipeline
@@ -48,7 +47,7 @@ def _accumulate(model, variables, split: Split, batch_size: int, mesh, kind: str
   parallel.check_batch_size(batch_size, mesh)
   variables = parallel.replicate(variables, mesh)
   total = jax.tree.map(jnp.zeros_like, variables["params"])
-  for batch in pipeline.iterate(split, batch_size, np.arange(len(split))):
+  for batch in pipeline.in_order(split, batch_size):
     total = jax.tree.map(jnp.add, total,
                          batch_sum(variables, parallel.shard_batch(batch, mesh)))
   return jax.device_get(jax.tree.map(lambda t: t / max(len(split), 1), total))

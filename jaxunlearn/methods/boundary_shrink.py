@@ -30,7 +30,7 @@ def neighbour_labels(model, variables, split: Split, epsilon: float,
     adversarial = fgsm(model, variables, images, labels, epsilon)
     return jnp.argmax(apply_eval(model, variables, adversarial)[0], -1)
   out = []
-  for batch in pipeline.iterate(split, batch_size, np.arange(len(split))):
+  for batch in pipeline.in_order(split, batch_size):
     n = int(batch["mask"].sum())
     out.append(np.asarray(label(batch["image"], batch["label"]))[:n])
   return np.concatenate(out).astype(np.int32)

@@ -242,9 +242,7 @@ def gate_sets(data, cfg, seed: int):
   into D_f), unseen pick and validation indices (into the test split), MIA
   labels: 0 = unseen, 1 = forget). A seeded ``val_fraction`` of the test
   split validates; of the rest and D_f, equally many are drawn."""
-  test = Split(np.concatenate([data.test_forget.images, data.test_retain.images]),
-               np.concatenate([data.test_forget.labels, data.test_retain.labels]),
-               np.concatenate([data.test_forget.ids, data.test_retain.ids]))
+  test = pipeline.concat([data.test_forget, data.test_retain])
   rng = np.random.default_rng(seed)
   order = rng.permutation(len(test))
   n_val = int(round(cfg.val_fraction * len(test)))
@@ -350,7 +348,8 @@ def unlearn(task: UnlearnTask, cfg: ml_collections.ConfigDict, key: jax.Array,
   gate_time, gate_calls, synth, trace = 0.0, 0, 0, []
   best_acc, best_vars = -1.0, None
   score = None
-  for step, host_batch in enumerate(pipeline.iterate(retain, b, order)):
+  batches = pipeline.prefetch(pipeline.iterate(retain, b, order))
+  for step, host_batch in enumerate(batches):
     if step % cfg.gate_every == 0:
       # The previous step runs asynchronously: wait for it, so that its time
       # is not counted as the gate's.

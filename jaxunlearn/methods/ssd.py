@@ -12,7 +12,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from jaxunlearn.data.pipeline import Split
+from jaxunlearn.data import pipeline
 from jaxunlearn.methods import Method, _stats, register
 
 
@@ -35,9 +35,7 @@ def dampen(params, importance_forget, importance_full, alpha: float, lam: float)
 def unlearn(task, cfg, key):
   del key  # deterministic
   data = task.data
-  full = Split(np.concatenate([data.forget.images, data.retain.images]),
-               np.concatenate([data.forget.labels, data.retain.labels]),
-               np.concatenate([data.forget.ids, data.retain.ids]))
+  full = pipeline.concat([data.forget, data.retain])
   i_f = _stats.fisher_diagonal(task.model, task.variables, data.forget,
                                cfg.batch_size, task.mesh)
   i_d = _stats.fisher_diagonal(task.model, task.variables, full, cfg.batch_size,

@@ -26,7 +26,7 @@ def predict(predict_fn: Callable, variables: dict, split: Split, batch_size: int
   parallel.check_batch_size(batch_size, mesh)
   variables = parallel.replicate(variables, mesh)
   logits, features = [], []
-  for batch in pipeline.iterate(split, batch_size, np.arange(len(split))):
+  for batch in pipeline.in_order(split, batch_size):
     n = int(batch["mask"].sum())
     out_logits, out_features = predict_fn(variables,
                                           parallel.shard_batch(batch["image"], mesh))

@@ -233,7 +233,7 @@ def confusion_matrix(fn, variables, split: Split, batch_size: int, mesh,
   total = jnp.zeros((num_classes, num_classes), jnp.int32)
   if len(split) == 0:
     return np.zeros((num_classes, num_classes), np.int64)
-  for batch in pipeline.iterate(split, batch_size, np.arange(len(split))):
+  for batch in pipeline.in_order(split, batch_size):
     batch = parallel.shard_batch(batch, mesh)
     total = total + fn(variables, batch["image"], batch["label"], batch["mask"])
   return np.asarray(jax.device_get(total)).astype(np.int64)
