@@ -20,6 +20,13 @@ The stop rule decides the number of steps, so it can differ between the
 two; the table gives steps, seconds per step and final test accuracy
 besides the wall times.
 
+Ours runs twice per seed with jax's persistent compilation cache on (a
+fresh temporary directory, as ``jaxunlearn run`` does in
+``config.compilation_cache_dir``): the first run compiles (seed 0 compiles
+everything; later seeds find some programs already cached), the second
+("warm") loads every program from the cache, as a re-run or another seed of
+a sweep does. The difference is our compilation time.
+
 Run: python benchmarks/end_to_end_l2ul.py [--seeds 0,1,2] [--k 16]
 Writes benchmarks/results/end_to_end_l2ul.json and .md.
 """
@@ -29,11 +36,16 @@ import argparse
 import json
 import os
 import platform
+import tempfile
 import time
 
 import jax
 
 jax.config.update("jax_num_cpu_devices", 2)
+# Before the first compilation: the cache directory is read once.
+jax.config.update("jax_compilation_cache_dir", tempfile.mkdtemp(prefix="xla-cache-"))
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
+jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
@@ -146,13 +158,14 @@ def main():
     data = random_forget_split(splits["train"], test, split_key, count=args.k)
     task = UnlearnTask(model, original, data, spec.num_classes, spec.image_shape, mesh,
                        loop.Augment(), config.train, progress=False)
-    start = time.perf_counter()
-    variables, info = l2ul.run(task, cfg, unlearn_key)
-    wall = time.perf_counter() - start
-    rows.append(dict(seed=seed, framework="jaxunlearn", wall_time=wall,
-                     steps=info["steps"], stopped=info["stopped"],
-                     test_acc=accuracy(predict_fn, variables, test, 64, mesh)))
-    print(json.dumps(rows[-1]), flush=True)
+    for framework in ("jaxunlearn", "jaxunlearn, warm cache"):
+      start = time.perf_counter()
+      variables, info = l2ul.run(task, cfg, unlearn_key)
+      wall = time.perf_counter() - start
+      rows.append(dict(seed=seed, framework=framework, wall_time=wall,
+                       steps=info["steps"], stopped=info["stopped"],
+                       test_acc=accuracy(predict_fn, variables, test, 64, mesh)))
+      print(json.dumps(rows[-1]), flush=True)
     # The same adversarial targets as ours (l2ul.run's first key).
     target_key = jax.random.split(unlearn_key, 3)[0]
     targets = np.asarray(random_targets(target_key, jnp.asarray(data.forget.labels),
@@ -168,7 +181,7 @@ def main():
                      stopped=stats["steps"] < cfg.max_iter,
                      test_acc=float(np.mean(logits.argmax(1) == test.labels)), **stats))
     print(json.dumps(rows[-1]), flush=True)
-  theirs = {r["seed"]: r for r in rows if r["framework"] != "jaxunlearn"}
+  theirs = {r["seed"]: r for r in rows if r["framework"].startswith("pytorch")}
   for r in rows:
     r["speedup"] = theirs[r["seed"]]["wall_time"] / r["wall_time"]
     r["s_per_step"] = r["wall_time"] / max(r["steps"], 1)
@@ -183,8 +196,10 @@ def main():
            f"variant with the library's digits settings ({cfg.n_adv} adversarial "
            f"examples per sample, {cfg.pgd_steps} PGD steps, stop rule after every "
            f"step). jax {meta['jax']}, torch {meta['torch']} ({meta['torch_threads']} "
-           f"threads), {meta['cpu_count']} cores, 1 device. Wall time includes our "
-           "compilation and the adversarial examples. speedup = PyTorch wall / ours. "
+           f"threads), {meta['cpu_count']} cores, 1 device. Wall time includes the "
+           "adversarial examples, and for `jaxunlearn` our compilation; `warm cache` "
+           "is the same run again with every program loaded from jax's persistent "
+           "compilation cache. speedup = PyTorch wall / ours. "
            "Produced by `python benchmarks/end_to_end_l2ul.py`.", "",
            "| seed | framework | wall s | steps | wall s / step | stopped | test acc | speedup |",
            "|---|---|---|---|---|---|---|---|"]

@@ -62,6 +62,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.eval.rcd = rcd.default_config()      # the relearning-delay protocol
   c.eval.audit = audit.default_config()  # U-LiRA (evaluator "audit", off)
 
+  # XLA executables persisted here (jax's compilation cache), so a re-run or
+  # another seed loads its programs instead of compiling them ("" = off).
+  c.compilation_cache_dir = "~/.cache/jaxunlearn/xla"
   c.num_devices = 0    # 0 = every device
   c.distributed = False  # multi-host: call jax.distributed.initialize() first
   c.progress = True

@@ -85,6 +85,22 @@ def timed_phase(directory: str, fn):
   return result, seconds
 
 
+def use_compilation_cache(directory: str) -> None:
+  """Turns on jax's persistent compilation cache in ``directory``.
+
+  A no-op for ``""`` or when the cache directory is already configured
+  (``JAX_COMPILATION_CACHE_DIR`` or ``jax.config``: the user's choice
+  wins). Programs that took more than 0.1 s to compile are kept, so a second
+  run, another seed of a sweep, or a method that jits a fresh closure per
+  call (L2UL, the audit's shadow models) loads them from disk.
+  """
+  if not directory or jax.config.jax_compilation_cache_dir:
+    return
+  jax.config.update("jax_compilation_cache_dir", os.path.expanduser(directory))
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
+  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
 def _model_kwargs(cfg) -> dict:
   return {k: v for k, v in as_dict(cfg.model).items() if k != "name"}
 
@@ -92,6 +108,7 @@ def _model_kwargs(cfg) -> dict:
 def run(cfg: ml_collections.ConfigDict, workdir: str,
         log=print) -> dict:
   """The full job; returns the report (also written to workdir/report.json)."""
+  use_compilation_cache(cfg.get("compilation_cache_dir", ""))
   task = cfg.get("task", "classification")
   if task != "classification":
     if task not in TASKS:

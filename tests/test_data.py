@@ -270,3 +270,48 @@ def test_two_processes_cover_each_epoch_once():
     assert everything == list(range(100, 100 + n))
     seen[epoch] = per_process[0]
   assert seen[0] != seen[1]  # reshuffled per epoch
+
+
+def test_stock_tfds_tfrecord_is_read_when_tensorflow_is_installed(tmp_path, monkeypatch):
+  """A dataset stock tfds prepared (tfrecord) is read as is, test after
+  train ids; needs TensorFlow, which the test extra does not install."""
+  pytest.importorskip("tensorflow")
+  import dataclasses
+
+  import tensorflow_datasets as tfds
+
+  from jaxunlearn import data as data_lib
+
+  images = _images(12, 28, 28, 1)
+
+  class StockMnistFixture(tfds.core.GeneratorBasedBuilder):
+    VERSION = tfds.core.Version("3.0.1")
+
+    def _info(self):
+      return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+          "image": tfds.features.Image(shape=(28, 28, 1)),
+          "label": tfds.features.ClassLabel(num_classes=10)}))
+
+    def _split_generators(self, dl_manager):
+      return {"train": self._generate_examples(range(8)),
+              "test": self._generate_examples(range(8, 12))}
+
+    def _generate_examples(self, rows):
+      for i in rows:
+        yield i, {"image": images[i], "label": i % 10}
+
+  data_dir = str(tmp_path)
+  StockMnistFixture(data_dir=data_dir).download_and_prepare()  # tfrecord
+  stock = dataclasses.replace(data_lib.DATASETS.get("mnist"),
+                              tfds_name="stock_mnist_fixture")
+  monkeypatch.setitem(data_lib.DATASETS._items, "mnist", stock)
+  assert data_lib.stock_tfds_dir(stock, data_dir)
+  _, splits = load_dataset("mnist", data_dir)  # no archive: the stock copy
+  for name, rows, offset in (("train", range(8), 0), ("test", range(8, 12), 10_000_000)):
+    split = splits[name]
+    np.testing.assert_array_equal(split.ids, offset + np.arange(len(rows)))
+    # tfds reads tfrecords in its own (deterministic) order: match by label
+    order = np.argsort(split.labels, kind="stable")
+    expected = sorted(rows, key=lambda i: i % 10)  # labels are distinct per split
+    np.testing.assert_array_equal(split.labels[order], [i % 10 for i in expected])
+    np.testing.assert_array_equal(split.images[order], images[expected])
