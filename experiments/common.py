@@ -3,6 +3,7 @@ write markdown / CSV / JSON tables."""
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import os
 from typing import Iterable, Sequence
@@ -92,3 +93,11 @@ def apply_data_args(cfg, args) -> None:
 def dataset_tag(args) -> str:
   """The dataset's part of result file names: digits, cifar10, ..."""
   return args.dataset.split(":")[0]
+
+
+def load_config(path: str):
+  """``get_config()`` of a config file (configs/*.py), as the CLI loads it."""
+  spec = importlib.util.spec_from_file_location("experiment_config", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()

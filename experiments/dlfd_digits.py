@@ -12,13 +12,12 @@ sklearn 10-fold CV.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import aggregate, fmt, mean_std, write_tables  # noqa: E402
+from common import aggregate, fmt, load_config, mean_std, write_tables  # noqa: E402
 from common import timing as run_times  # noqa: E402
 
 from jaxunlearn import run as run_lib  # noqa: E402
@@ -32,13 +31,6 @@ RUNS = (("finetune", "finetune", None), ("neggrad", "neggrad", None),
 
 
 DEFAULT_CONFIG = os.path.join(HERE, "..", "configs", "dlfd_digits.py")
-
-
-def load_config(path: str = DEFAULT_CONFIG):
-  spec = importlib.util.spec_from_file_location("dlfd_experiment_config", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
 
 
 def main(argv=None):
