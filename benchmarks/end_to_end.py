@@ -32,7 +32,6 @@ import argparse
 import copy
 import importlib.util
 import json
-import math
 import os
 import platform
 import time
@@ -43,7 +42,6 @@ jax.config.update("jax_num_cpu_devices", 2)
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from torch import nn  # noqa: E402
 
 from jaxunlearn import loop, parallel  # noqa: E402
 from jaxunlearn.data import load_dataset, pipeline  # noqa: E402
@@ -55,8 +53,9 @@ from jaxunlearn.metrics.predict import make_predict_fn, predict  # noqa: E402
 from jaxunlearn.models import get_model  # noqa: E402
 from jaxunlearn.train import train_model  # noqa: E402
 
-from torch_models import (channel_stats, eval_logits, small_cnn_from_flax,  # noqa: E402
-                          torch_images)
+from torch_models import (ce, channel_stats, eval_logits, normalizer,  # noqa: E402
+                          small_cnn_from_flax, torch_dlfd_synthesis,
+                          torch_finetune_step, torch_images)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results")
@@ -73,26 +72,10 @@ def load_config():
 # --------------------------------------------------------------------------
 # The authors' structure, in PyTorch.
 
-def sinkhorn_cost(x, y, epsilon, iters):
-  """<π, C> of log-domain entropic OT, cost max(0, 1 - cos), uniform marginals."""
-  xn = x / x.norm(dim=1, keepdim=True).clamp_min(1e-8)
-  yn = y / y.norm(dim=1, keepdim=True).clamp_min(1e-8)
-  cost = (1.0 - xn @ yn.T).clamp_min(0.0)
-  n, m = cost.shape
-  log_a, log_b = -math.log(n), -math.log(m)
-  f, g = x.new_zeros(n), x.new_zeros(m)
-  for _ in range(iters):
-    f = -epsilon * torch.logsumexp((g[None, :] - cost) / epsilon + log_b, dim=1)
-    g = -epsilon * torch.logsumexp((f[:, None] - cost) / epsilon + log_a, dim=0)
-  plan = torch.exp(log_a + log_b + (f[:, None] + g[None, :] - cost) / epsilon)
-  return (plan * cost).sum()
-
-
 def torch_run(net, data, cfg, key, mean, std):
   """DLFD (paper variant) structured as the authors' loop; (state, stats)."""
-  ce = nn.functional.cross_entropy
-  mean_t, std_t = channel_stats(mean, std)
-  norm = lambda x: (x - mean_t) / std_t
+  _, std_t = channel_stats(mean, std)
+  norm = normalizer(mean, std)
   opt = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                         weight_decay=cfg.weight_decay)
   seed, order_key, forget_key = dlfd.run_keys(key)
@@ -135,30 +118,12 @@ def torch_run(net, data, cfg, key, mean, std):
     x = torch_images(host["image"][real])
     y = torch.from_numpy(host["label"][real].astype(np.int64))
     w_r = cfg.w_r0 + (cfg.w_r1 - cfg.w_r0) * step / max(total - 1, 1)
-    net.train()
     if score >= cfg.forget_threshold:
       f_idx = dlfd.forget_index(forget_key, step, b, len(forget))[:len(y)]
       xf = torch_images(forget.images[f_idx] / 255.0)
-      buffers = {k: v.clone() for k, v in net.named_buffers()}
-      with torch.no_grad():
-        f_logits = net(norm(xf))
-      delta = torch.zeros_like(x)
-      for _ in range(cfg.steps):
-        delta.requires_grad_(True)
-        logits = net(norm((x + delta * std_t).clamp(0.0, 1.0)))
-        objective = (cfg.w_f * sinkhorn_cost(logits, f_logits, cfg.epsilon,
-                                             cfg.sinkhorn_iters)
-                     - w_r * ce(logits, y))
-        grad, = torch.autograd.grad(objective, delta)
-        delta = (delta + cfg.alpha * grad.sign()).detach()
-      with torch.no_grad():
-        for k, v in net.named_buffers():
-          v.copy_(buffers[k])
-      x = (x + delta * std_t).clamp(0.0, 1.0)
+      x = torch_dlfd_synthesis(net, norm, std_t, x, y, xf, cfg, w_r)
       synth += 1
-    opt.zero_grad(set_to_none=True)
-    ce(net(norm(x)), y).backward()
-    opt.step()
+    torch_finetune_step(net, opt, norm, x, y)
   t = time.perf_counter()
   score, val_acc = gate()
   gate_time += time.perf_counter() - t
@@ -203,7 +168,7 @@ def torch_losses(net, mean, std):
   def run(split):
     logits = torch.from_numpy(eval_logits(net, split.images / 255.0, mean, std))
     y = torch.from_numpy(split.labels.astype(np.int64))
-    loss = nn.functional.cross_entropy(logits, y, reduction="none").numpy()
+    loss = ce(logits, y, reduction="none").numpy()
     return loss, (logits.argmax(1) == y).numpy()
   return run
 

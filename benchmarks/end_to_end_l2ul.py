@@ -50,7 +50,6 @@ jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from torch import nn  # noqa: E402
 
 from jaxunlearn import config as base_config  # noqa: E402
 from jaxunlearn import loop, parallel  # noqa: E402
@@ -62,17 +61,16 @@ from jaxunlearn.metrics.predict import accuracy, make_predict_fn  # noqa: E402
 from jaxunlearn.models import get_model  # noqa: E402
 from jaxunlearn.train import train_model  # noqa: E402
 
-from torch_models import (channel_stats, eval_logits, small_cnn_from_flax,  # noqa: E402
-                          torch_images)
+from torch_models import (ce, eval_logits, normalizer, small_cnn_from_flax,  # noqa: E402
+                          torch_images, torch_l2ul_forgotten, torch_l2ul_step,
+                          torch_mas_importance)
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 
 def torch_l2ul(net, x_f, y_f, targets, cfg, mean, std, seed):
   """L2UL (full variant) as the authors structure it; returns stats."""
-  ce = nn.functional.cross_entropy
-  mean_t, std_t = channel_stats(mean, std)
-  norm = lambda x: (x - mean_t) / std_t
+  norm = normalizer(mean, std)
   gen = torch.Generator().manual_seed(seed)
   flat = lambda v: v.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
   start = time.perf_counter()
@@ -97,38 +95,19 @@ def torch_l2ul(net, x_f, y_f, targets, cfg, mean, std, seed):
   adv_x, adv_t = torch.cat(adv_x), torch.cat(adv_t)
   pgd_s = time.perf_counter() - start
   # 2. MAS importance on the forget batch (training mode)
-  net.train()
-  buffers = {k: v.clone() for k, v in net.named_buffers()}
-  net.zero_grad(set_to_none=True)
-  net(norm(x_f)).norm(dim=1).mean().backward()
-  omega = []
-  for p in net.parameters():
-    g = p.grad.abs()
-    span = g.max() - g.min()
-    omega.append(1.0 - (g - g.min()) / span if span > 0 else torch.ones_like(g))
-  with torch.no_grad():
-    for k, v in net.named_buffers():
-      v.copy_(buffers[k])
+  omega = torch_mas_importance(net, norm, x_f)
   theta0 = [p.detach().clone() for p in net.parameters()]
   # 3. the loop with the stop rule checked after every step
   opt = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                         weight_decay=cfg.weight_decay)
-  b_f, b_a = len(y_f), min(cfg.adv_batch_size, len(adv_t))
+  b_a = min(cfg.adv_batch_size, len(adv_t))
   steps, loop_start = 0, time.perf_counter()
   while steps < cfg.max_iter:
-    net.eval()
-    with torch.no_grad():
-      if bool((net(norm(x_f)).argmax(1) != y_f).all()):
-        break
-    net.train()
+    if torch_l2ul_forgotten(net, norm, x_f, y_f):
+      break
     idx = torch.randperm(len(adv_t), generator=gen)[:b_a]
-    loss = (-b_f * ce(net(norm(x_f)), y_f) + b_a * ce(net(norm(adv_x[idx])), adv_t[idx])
-            ) / (b_f + b_a)
-    loss = loss + cfg.lam * sum((o * (p - p0) ** 2).sum() for o, p, p0 in
-                                zip(omega, net.parameters(), theta0)) / 2
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
+    torch_l2ul_step(net, opt, norm, x_f, y_f, adv_x[idx], adv_t[idx], omega, theta0,
+                    cfg.lam)
     steps += 1
   end = time.perf_counter()
   return dict(wall_time=end - start, pgd_s=pgd_s, loop_s=end - loop_start, steps=steps)

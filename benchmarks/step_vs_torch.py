@@ -1,61 +1,122 @@
 """Per-step throughput of our jitted steps against faithful PyTorch steps (not a test).
 
-For each (method step, model, batch): our step (``parallel.jit_step`` over a
-mesh, donated buffers) and the same step written in PyTorch, timed in the
+For each (method step, model, batch, devices): our step as the method jits
+it and the same step written in PyTorch (``torch_models``), timed in the
 same process, alternating blocks of steps; medians over the blocks after a
-warm-up. Also our compile time and, for ours, 1 vs 2 devices (forced CPU
-devices; both share the same cores here, so this shows the data-parallel
-overhead, not a scaling gain).
+warm-up. ``batch`` is B, the size of each batch a step reads; ``images``
+counts every image the step reads (images/s uses it for both frameworks).
 
 Steps:
 - ``finetune``: CE + SGD (momentum 0.9, coupled weight decay 5e-4), BN in
-  training mode; the plain reference.
+  training mode; the plain reference. B images.
 - ``delete``: teacher forward in inference mode, student forward in training
-  mode, masked-KL loss, SGD momentum 0.9.
+  mode, masked-KL loss, SGD momentum 0.9. B images.
 - ``ieu``: CE gradient on a retain batch and on a forget batch of the same
   size (two training-mode forwards), the forget gradient clipped to global
   norm 5, ``θ ← (1 − ηλ)θ − η(g_r − α g_f) + σ ξ`` (our definition of IEU,
-  jaxunlearn/methods/ieu.py; the PyTorch comparator is written the same way
-  with ``torch.autograd.grad`` and ``torch.randn_like``).
+  ``ieu.default_config()``). 2B images.
+- ``l2ul``: one iteration of L2UL's stop-rule loop as ``l2ul.run`` runs it
+  on CPU (a host loop of two jitted functions from ``l2ul.make_loop``,
+  ``l2ul.default_config()``, full variant): the stop check (an
+  inference-mode pass over the k = B forget samples, read on the host every
+  step as the method does, its answer ignored here so the loop keeps going)
+  and the update (training-mode forwards of the k forget samples and of B
+  adversarial examples drawn from 20 per forget sample, the MAS-weighted
+  penalty, SGD). The adversarial examples (PGD) and the importance are made
+  once before the loop and are not part of the step. 2B images. PyTorch:
+  ``torch_l2ul_forgotten`` + ``torch_l2ul_step``.
+- ``dlfd``: ``synth_step`` of ``dlfd.jit_steps`` (``dlfd.default_config()``:
+  paper variant, K = 15 signed steps on δ through a 300-iteration Sinkhorn,
+  then one SGD step) on a retain and a forget batch. 2B images. PyTorch:
+  ``torch_dlfd_synthesis`` + ``torch_finetune_step``. Both do the same
+  work: the authors compute the forget logits once per step; ours writes
+  them into every ascent step's objective and XLA hoists them out of the
+  loop (and shares the last perturbed forward with the SGD step).
 
-``compiles`` counts the step's compiled executables after all timed calls
-(1 = no recompilation after the first step).
+Columns besides images/s and ratio = ours / theirs:
+- ``compile_s``: our first call (compilation + one step); ``compiles``: the
+  most compiled executables of any of the step's jitted functions after all
+  calls (1 = no recompilation after the first step). ``l2ul`` on several
+  devices showed 2 until ``l2ul.run`` replicated its initial carry over the
+  mesh (the later carries come out replicated, so the second call compiled
+  again); it replicates it now, and so does this benchmark.
+- ``max_abs_diff_vs_1dev``: the steps' first 3 calls (compile + warm-up) run
+  from the same initial state on every device count; the largest parameter
+  difference from the 1-device run after them (None without a 1-device
+  row). ``dlfd`` differs by ~1e-4 per step with K = 15 (~1e-8 with K <= 3):
+  its signed steps turn last-bit differences of ∇δ near zero into ±α.
+- ``gflop``: the step's FLOPs, XLA's cost analysis of the 1-device program
+  (the same work on every device count; XLA counts only the multiply-adds
+  that do not fall in the padding). XLA counts a while loop's body once, so
+  for ``dlfd`` the K - 1 further ascent steps are added (``Ours.uncounted_flops``);
+  Sinkhorn's iterations are still counted once per solve (elementwise
+  log-sum-exp over B x B: an undercount that matters for the small CNN
+  only). GFLOP/s = gflop / step time for both frameworks (they do the same
+  work); ``pct_of_peak`` against the best measured 2048x2048 f32 matmul of
+  the machine (jax and torch, in ``meta``).
+- ``ours_peak_mb``: per device, XLA's memory analysis (arguments + outputs -
+  donated + temporaries); ``theirs_peak_mb``: tensors live before the step
+  + the peak of the step's allocations as ``torch.profiler`` records them
+  (``_timing.torch_peak_bytes``).
 
-Models: the embedded small CNN (8x8 digits) and ResNet-18 CIFAR stem (32x32).
+Devices: 1, 2, 4 forced CPU devices (``jax_num_cpu_devices``) sharing the
+machine's cores; the batch is split over them, so several devices show the
+data-parallel overhead (or gain from splitting across cores), not a
+scaling to more hardware.
 
-Run: python benchmarks/step_vs_torch.py [--quick]
-Writes benchmarks/results/step_vs_torch.json (rows: method, model, batch,
-devices, ours_img_s, theirs_img_s, ratio = ours/theirs, compile_s) and
-benchmarks/results/step_vs_torch.md.
+Run: python benchmarks/step_vs_torch.py [--quick] [--methods ...] [--models ...]
+[--devices 1,2,4]. Writes benchmarks/results/step_vs_torch.json (meta, and
+rows: method, model, batch, images, devices, ours_img_s, theirs_img_s,
+ratio = ours/theirs, ...) and benchmarks/results/step_vs_torch.md.
 """
 from __future__ import annotations
 
 import argparse
+import atexit
+import functools
 import json
 import os
 import platform
-import statistics
+import shutil
+import tempfile
 import time
+from typing import Any, Callable, NamedTuple
 
 import jax
 
-jax.config.update("jax_num_cpu_devices", 2)
+jax.config.update("jax_num_cpu_devices", 4)
+# The memory and cost analyses compile each step again ahead of time; with
+# the persistent cache that is a cache hit. Set before the first compilation.
+CACHE_DIR = tempfile.mkdtemp(prefix="xla-cache-")
+atexit.register(shutil.rmtree, CACHE_DIR, True)
+jax.config.update("jax_compilation_cache_dir", CACHE_DIR)
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from torch import nn  # noqa: E402
+from jax.sharding import PartitionSpec as P  # noqa: E402
 
 from jaxunlearn import parallel  # noqa: E402
-from jaxunlearn.methods import delete, ieu  # noqa: E402
+from jaxunlearn.methods import delete, dlfd, ieu, l2ul  # noqa: E402
 from jaxunlearn.models import get_model  # noqa: E402
-from jaxunlearn.state import TrainState, sgd  # noqa: E402
+from jaxunlearn.state import TrainState, apply_train, sgd  # noqa: E402
 from jaxunlearn.train import make_supervised_step  # noqa: E402
 
-from torch_models import TorchResNet18, TorchSmallCNN  # noqa: E402
+from _timing import (cpu_name, matmul_peak, program_stats,  # noqa: E402
+                     steps_per_block, time_blocks, torch_peak_bytes)
+from torch_models import (TorchResNet18, TorchSmallCNN, channel_stats,  # noqa: E402
+                          normalizer, torch_delete_step, torch_dlfd_synthesis,
+                          torch_finetune_step, torch_ieu_step, torch_images,
+                          torch_l2ul_forgotten, torch_l2ul_step,
+                          torch_mas_importance)
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
+METHODS = ("finetune", "delete", "ieu", "l2ul", "dlfd")
+CHECK_STEPS = 3  # compile + warm-up; the device counts are compared after them
+TWO_BATCHES = ("ieu", "l2ul", "dlfd")
 
 MODELS = {
     "small_cnn": (lambda: get_model("small_cnn", num_classes=10, mean=MEAN, std=STD),
@@ -65,176 +126,389 @@ MODELS = {
 }
 
 
-# --------------------------------------------------------------------------
-# PyTorch steps (as the authors' code writes them).
-
-def torch_finetune_step(net, opt, x, y):
-  net.train()
-  opt.zero_grad(set_to_none=True)
-  loss = nn.functional.cross_entropy(net((x - 0.5) / 0.25), y)
-  loss.backward()
-  opt.step()
-
-
-def torch_delete_step(net, teacher, opt, x, y):
-  with torch.no_grad():
-    t = teacher((x - 0.5) / 0.25)
-    t = t.scatter(1, y[:, None], -1e10)
-    q = torch.softmax(t, 1)
-  net.train()
-  opt.zero_grad(set_to_none=True)
-  log_p = torch.log_softmax(net((x - 0.5) / 0.25), 1)
-  loss = nn.functional.kl_div(log_p, q, reduction="batchmean")
-  loss.backward()
-  opt.step()
-
-
-IEU = dict(lr=0.02, momentum=0.0, weight_decay=5e-3, alpha=1.0, clip_norm=5.0,
-           sigma0=2e-3, gamma=0.99, noise_schedule="exponential")
-
-
-def torch_ieu_step(net, x, y, xf, yf):
-  net.train()
-  params = [p for p in net.parameters() if p.requires_grad]
-  g_r = torch.autograd.grad(nn.functional.cross_entropy(net((x - 0.5) / 0.25), y),
-                            params)
-  g_f = torch.autograd.grad(nn.functional.cross_entropy(net((xf - 0.5) / 0.25), yf),
-                            params)
-  norm = torch.sqrt(sum((g * g).sum() for g in g_f))
-  scale = torch.clamp(IEU["clip_norm"] / (norm + 1e-12), max=1.0)
-  with torch.no_grad():
-    for p, r, f in zip(params, g_r, g_f):
-      p.mul_(1 - IEU["lr"] * IEU["weight_decay"])
-      p.sub_(IEU["lr"] * (r - IEU["alpha"] * scale * f))
-      p.add_(IEU["sigma0"] * torch.randn_like(p))
-
-
-# --------------------------------------------------------------------------
-
-def time_blocks(run_ours, run_theirs, blocks, steps):
-  """Alternating blocks; per-step seconds (median over blocks) for each."""
-  ours, theirs = [], []
-  for _ in range(blocks):
-    t = time.perf_counter()
-    run_ours(steps)
-    ours.append((time.perf_counter() - t) / steps)
-    t = time.perf_counter()
-    run_theirs(steps)
-    theirs.append((time.perf_counter() - t) / steps)
-  return statistics.median(ours), statistics.median(theirs)
-
-
-def bench(method, model_name, batch, devices, blocks, steps):
-  make_flax, make_torch, size = MODELS[model_name]
-  model = make_flax()
-  mesh = parallel.make_mesh(devices)
+def make_inputs(batch: int, size: int) -> dict:
+  """Seeded host data: ``batch`` and ``paired`` (image, label, mask; B each)
+  and an adversarial pool for L2UL (``adv_x``, ``adv_t``; 20 per sample)."""
   rng = np.random.default_rng(0)
-  images = rng.uniform(0, 1, (batch, size, size, 3)).astype(np.float32)
-  labels = rng.integers(0, 10, batch).astype(np.int32)
-  variables = jax.device_get(model.init(jax.random.key(0), jnp.asarray(images)))
-  host_batch = dict(image=images, label=labels, mask=np.ones(batch, np.float32))
-  if method == "finetune":
-    tx = sgd(0.01, 0.9, 5e-4)
-    state = TrainState.create(variables, tx)
-    step_fn = make_supervised_step(model, tx)
-  elif method == "ieu":
-    cfg = ieu.default_config()
-    cfg.update(IEU)
-    state = ieu.init_state(variables)
-    step_fn = ieu.make_step(model, cfg, total_steps=1000)
-    forget_images = rng.uniform(0, 1, images.shape).astype(np.float32)
-    forget_labels = rng.integers(0, 10, batch).astype(np.int32)
-    host_batch["paired"] = dict(image=forget_images, label=forget_labels,
-                                mask=np.ones(batch, np.float32))
-  else:
-    tx = sgd(0.01, 0.9, 0.0)
-    state = delete.DeleteState(TrainState.create(variables, tx), variables)
-    step_fn = delete.make_step(model, tx)
+
+  def split(n):
+    return dict(image=rng.uniform(0, 1, (n, size, size, 3)).astype(np.float32),
+                label=rng.integers(0, 10, n).astype(np.int32),
+                mask=np.ones(n, np.float32))
+  pool = split(l2ul.default_config().n_adv * batch)
+  return dict(batch=split(batch), paired=split(batch), adv_x=pool["image"],
+              adv_t=pool["label"])
+
+
+# --------------------------------------------------------------------------
+# Our steps.
+
+class Ours(NamedTuple):
+  """Our step on a mesh: ``advance(state) -> state`` dispatches one step;
+  ``params(state)`` its parameters; ``programs(state)`` the jitted functions
+  a step calls, with their arguments; ``uncounted_flops()`` FLOPs XLA's cost
+  analysis misses (loop iterations beyond the first)."""
+  state: Any
+  advance: Callable[[Any], Any]
+  params: Callable[[Any], Any]
+  programs: Callable[[Any], list]
+  uncounted_flops: Callable[[], float] = lambda: 0.0
+
+
+def jit_step_case(step_fn, state, host_batch, mesh, params) -> Ours:
+  """A ``step(state, batch, key)`` under ``parallel.jit_step`` (donated state)."""
   step = parallel.jit_step(step_fn, mesh)
-  state = parallel.replicate(state, mesh)
-  sharded = parallel.shard_batch(host_batch, mesh)
+  batch = parallel.shard_batch(host_batch, mesh)
   key = jax.random.key(0)
-  t = time.perf_counter()
-  state, metrics = step(state, sharded, key)
-  jax.block_until_ready(metrics)
-  compile_s = time.perf_counter() - t
+  return Ours(parallel.replicate(state, mesh), lambda s: step(s, batch, key)[0],
+              params, lambda s: [(step, (s, batch, key))])
+
+
+def ours_finetune(model, variables, data, mesh) -> Ours:
+  tx = sgd(0.01, 0.9, 5e-4)
+  return jit_step_case(make_supervised_step(model, tx), TrainState.create(variables, tx),
+                       data["batch"], mesh, lambda s: s.params)
+
+
+def ours_delete(model, variables, data, mesh) -> Ours:
+  tx = sgd(0.01, 0.9, 0.0)
+  state = delete.DeleteState(TrainState.create(variables, tx), variables)
+  return jit_step_case(delete.make_step(model, tx), state, data["batch"], mesh,
+                       lambda s: s.train.params)
+
+
+def ours_ieu(model, variables, data, mesh) -> Ours:
+  step = ieu.make_step(model, ieu.default_config(), total_steps=1000)
+  return jit_step_case(step, ieu.init_state(variables),
+                       dict(data["batch"], paired=data["paired"]), mesh,
+                       lambda s: s.params)
+
+
+def ours_l2ul(model, variables, data, mesh) -> Ours:
+  """The stop check and the update, compiled as ``l2ul.run`` compiles them
+  (``shard_map`` with the forget samples sharded on several devices)."""
+  cfg = l2ul.default_config()
+  tx = sgd(cfg.lr, cfg.momentum, cfg.weight_decay)
+  forget = data["batch"]
+  cond, body = l2ul.make_loop(model, tx, cfg, adv_batch=len(forget["label"]),
+                              relabel=-1)
+  omega = l2ul.normalise_inverted(jax.jit(
+      lambda v, x: l2ul.mas_importance(model, v, x))(variables, forget["image"]))
+  local = dict(forget_x=forget["image"], forget_y=forget["label"],
+               forget_mask=forget["mask"], stop_x=forget["image"],
+               stop_y=forget["label"], stop_mask=forget["mask"])
+  devices = mesh.devices.size
+  sharded = parallel.shard_batch(local, mesh) if devices > 1 else local
+  loop_data = dict(sharded, adv_x=jnp.asarray(data["adv_x"]),
+                   adv_t=jnp.asarray(data["adv_t"]))
+  spec = dict({k: P(parallel.DATA_AXIS) for k in local}, adv_x=P(), adv_t=P())
+
+  def compiled(fn):
+    if devices > 1:
+      fn = jax.shard_map(functools.partial(fn, axis_name=parallel.DATA_AXIS),
+                         mesh=mesh, in_specs=(P(), spec, P(), P(), P()),
+                         out_specs=P(), check_vma=False)
+    return jax.jit(fn)
+  cond_fn, body_fn = compiled(cond), compiled(body)
+  params = variables["params"]
+  carry = (jnp.zeros((), jnp.int32), params, variables["batch_stats"], tx.init(params))
+  key = jax.random.key(0)
+  if devices > 1:  # replicated from the start, as l2ul.run does
+    carry, params, omega, key = jax.device_put((carry, params, omega, key),
+                                               parallel.replicated(mesh))
+  args = (loop_data, params, omega, key)
+
+  def advance(carry):
+    bool(cond_fn(carry, *args))  # the method reads the stop rule every step
+    return body_fn(carry, *args)
+  return Ours(carry, advance, lambda c: c[1],
+              lambda c: [(cond_fn, (c, *args)), (body_fn, (c, *args))])
+
+
+def ours_dlfd(model, variables, data, mesh) -> Ours:
+  cfg = dlfd.default_config()
+  tx = sgd(cfg.lr, cfg.momentum, cfg.weight_decay)
+  synth, _ = dlfd.jit_steps(model, tx, cfg, model.mean, model.std, mesh)
+  rep = parallel.replicated(mesh)
+  batch = parallel.shard_batch(data["batch"], mesh)
+  forget = parallel.shard_batch(data["paired"], mesh)
+  w_r, key = jax.device_put((jnp.float32(0.5), jax.random.key(0)), rep)
+
+  def uncounted_flops():
+    """K - 1 further ascent steps: XLA counts the fori_loop's body once. It
+    hoists the loop-invariant forget forward out of the loop (seen in the
+    optimised HLO), so the body costs one standalone ascent step minus one
+    training-mode forward."""
+    objective = dlfd.make_objective(model, cfg, model.mean, model.std)
+    ascent = jax.jit(jax.grad(objective, has_aux=True))
+    host_retain, host_forget = data["batch"], data["paired"]
+    step_flops = program_stats(
+        ascent, np.zeros_like(host_retain["image"]), variables["params"],
+        variables["batch_stats"], host_retain, host_forget, np.float32(0.5),
+        jax.random.key(0))["flops"]
+    forward = jax.jit(lambda v, x, m: apply_train(model, v["params"], v["batch_stats"],
+                                                  x, m)[0])
+    forward_flops = program_stats(forward, variables, host_forget["image"],
+                                  host_forget["mask"])["flops"]
+    return (cfg.steps - 1) * (step_flops - forward_flops)
+  state = parallel.replicate(TrainState.create(variables, tx), mesh)
+  return Ours(state, lambda s: synth(s, batch, forget, w_r, key)[0],
+              lambda s: s.params, lambda s: [(synth, (s, batch, forget, w_r, key))],
+              uncounted_flops)
+
+
+OURS = dict(finetune=ours_finetune, delete=ours_delete, ieu=ours_ieu, l2ul=ours_l2ul,
+            dlfd=ours_dlfd)
+
+
+# --------------------------------------------------------------------------
+# PyTorch steps (torch_models), with the tensors they keep alive.
+
+class Theirs(NamedTuple):
+  step: Callable[[], None]
+  live: list  # tensors alive across steps (model, optimiser, inputs)
+
+
+def live_tensors(*owners) -> list:
+  """Parameters and buffers of modules, state of optimisers, plain tensors."""
+  tensors = []
+  for owner in owners:
+    if isinstance(owner, torch.nn.Module):
+      tensors += list(owner.parameters()) + list(owner.buffers())
+    elif isinstance(owner, torch.optim.Optimizer):
+      tensors += [v for s in owner.state.values() for v in s.values()
+                  if torch.is_tensor(v)]
+    elif torch.is_tensor(owner):
+      tensors.append(owner)
+    else:
+      tensors += list(owner)
+  return tensors
+
+
+def torch_batch(split) -> tuple[torch.Tensor, torch.Tensor]:
+  return torch_images(split["image"]), torch.from_numpy(split["label"].astype(np.int64))
+
+
+def theirs_finetune(make_torch, data, norm) -> Theirs:
+  net = make_torch()
+  opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+  x, y = torch_batch(data["batch"])
+  return Theirs(lambda: torch_finetune_step(net, opt, norm, x, y),
+                live_tensors(net, opt, x, y))
+
+
+def theirs_delete(make_torch, data, norm) -> Theirs:
+  net, teacher = make_torch(), make_torch().eval()
+  opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+  x, y = torch_batch(data["batch"])
+  return Theirs(lambda: torch_delete_step(net, teacher, opt, norm, x, y),
+                live_tensors(net, teacher, opt, x, y))
+
+
+def theirs_ieu(make_torch, data, norm) -> Theirs:
+  net = make_torch()
+  cfg = ieu.default_config()
+  (x, y), (xf, yf) = torch_batch(data["batch"]), torch_batch(data["paired"])
+  return Theirs(lambda: torch_ieu_step(net, cfg, norm, x, y, xf, yf),
+                live_tensors(net, x, y, xf, yf))
+
+
+def theirs_l2ul(make_torch, data, norm) -> Theirs:
+  net = make_torch()
+  cfg = l2ul.default_config()
+  x_f, y_f = torch_batch(data["batch"])
+  adv_x = torch_images(data["adv_x"])
+  adv_t = torch.from_numpy(data["adv_t"].astype(np.int64))
+  omega = torch_mas_importance(net, norm, x_f)
+  theta0 = [p.detach().clone() for p in net.parameters()]
+  opt = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                        weight_decay=cfg.weight_decay)
+  gen = torch.Generator().manual_seed(0)
+
+  def step():
+    torch_l2ul_forgotten(net, norm, x_f, y_f)
+    idx = torch.randperm(len(adv_t), generator=gen)[:len(y_f)]
+    torch_l2ul_step(net, opt, norm, x_f, y_f, adv_x[idx], adv_t[idx], omega, theta0,
+                    cfg.lam)
+  return Theirs(step, live_tensors(net, opt, omega, theta0, x_f, y_f, adv_x, adv_t))
+
+
+def theirs_dlfd(make_torch, data, norm) -> Theirs:
+  net = make_torch()
+  cfg = dlfd.default_config()
+  opt = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                        weight_decay=cfg.weight_decay)
+  (x, y), (xf, _) = torch_batch(data["batch"]), torch_batch(data["paired"])
+  _, std_t = channel_stats(MEAN, STD)
+
+  def step():
+    perturbed = torch_dlfd_synthesis(net, norm, std_t, x, y, xf, cfg, 0.5)
+    torch_finetune_step(net, opt, norm, perturbed, y)
+  return Theirs(step, live_tensors(net, opt, x, y, xf))
+
+
+THEIRS = dict(finetune=theirs_finetune, delete=theirs_delete, ieu=theirs_ieu,
+              l2ul=theirs_l2ul, dlfd=theirs_dlfd)
+
+
+# --------------------------------------------------------------------------
+
+def first_steps(ours: Ours) -> tuple[Any, float, float, Any]:
+  """CHECK_STEPS steps from the initial state: (state, first call seconds,
+  last step seconds, parameters on the host)."""
+  state, times = ours.state, []
+  for _ in range(CHECK_STEPS):
+    t = time.perf_counter()
+    state = ours.advance(state)
+    jax.block_until_ready(state)
+    times.append(time.perf_counter() - t)
+  return state, times[0], times[-1], jax.device_get(ours.params(state))
+
+
+def max_abs_diff(a, b) -> float:
+  return max(float(np.max(np.abs(np.asarray(x) - np.asarray(y))))
+             for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def setup(method, model_name, batch, devices) -> tuple[Ours, dict]:
+  """Our step for (method, model, batch) on ``devices``, and its host data."""
+  make_flax, _, size = MODELS[model_name]
+  model = make_flax()
+  data = make_inputs(batch, size)
+  variables = model.init(jax.random.key(0), jnp.asarray(data["batch"]["image"]))
+  return OURS[method](model, variables, data, parallel.make_mesh(devices)), data
+
+
+def bench(method, model_name, batch, devices, blocks, block_s):
+  """One row (without the FLOP columns), the parameters after CHECK_STEPS
+  steps, and the PyTorch step."""
+  ours, data = setup(method, model_name, batch, devices)
+  state, compile_s, ours_step_s, params = first_steps(ours)
   holder = [state]
 
   def run_ours(n):
     s = holder[0]
     for _ in range(n):
-      s, m = step(s, sharded, key)
-    jax.block_until_ready(m)
+      s = ours.advance(s)
+    jax.block_until_ready(s)
     holder[0] = s
 
   torch.manual_seed(0)
-  net = make_torch()
-  x = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
-  y = torch.from_numpy(labels.astype(np.int64))
-  if method == "finetune":
-    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
-    run_step = lambda: torch_finetune_step(net, opt, x, y)
-  elif method == "ieu":
-    xf = torch.from_numpy(forget_images).permute(0, 3, 1, 2).contiguous()
-    yf = torch.from_numpy(forget_labels.astype(np.int64))
-    run_step = lambda: torch_ieu_step(net, x, y, xf, yf)
-  else:
-    teacher = make_torch().eval()
-    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
-    run_step = lambda: torch_delete_step(net, teacher, opt, x, y)
+  theirs = THEIRS[method](MODELS[model_name][1], data, normalizer(MEAN, STD))
 
   def run_theirs(n):
     for _ in range(n):
-      run_step()
+      theirs.step()
 
-  run_ours(2)
-  run_theirs(2)
-  ours, theirs = time_blocks(run_ours, run_theirs, blocks, steps)
-  # images per step: IEU reads a retain and a forget batch
-  batch = 2 * batch if method == "ieu" else batch
-  return dict(compiles=step._cache_size(), method=method, model=model_name, image_size=size, batch=batch,
-              devices=devices, ours_step_ms=1e3 * ours, theirs_step_ms=1e3 * theirs,
-              ours_img_s=batch / ours, theirs_img_s=batch / theirs,
-              ratio=theirs / ours, compile_s=compile_s)
+  run_theirs(1)
+  t = time.perf_counter()
+  run_theirs(1)
+  theirs_step_s = time.perf_counter() - t
+  steps = steps_per_block(max(ours_step_s, theirs_step_s), block_s)
+  ours_s, theirs_s = time_blocks(run_ours, run_theirs, blocks, steps)
+  programs = ours.programs(holder[0])
+  images = batch * (2 if method in TWO_BATCHES else 1)
+  row = dict(method=method, model=model_name, image_size=MODELS[model_name][2],
+             batch=batch, images=images, devices=devices, ours_step_ms=1e3 * ours_s,
+             theirs_step_ms=1e3 * theirs_s, ours_img_s=images / ours_s,
+             theirs_img_s=images / theirs_s, ratio=theirs_s / ours_s,
+             compile_s=compile_s,
+             compiles=max(fn._cache_size() for fn, _ in programs),
+             ours_peak_mb=max(program_stats(fn, *args)["peak_bytes"]
+                              for fn, args in programs) / 2**20,
+             steps_per_block=steps)
+  return row, params, theirs
+
+
+def step_gflop(method, model_name, batch) -> float:
+  """The step's GFLOPs from the 1-device programs (see the module docstring)."""
+  ours, _ = setup(method, model_name, batch, 1)
+  flops = sum(program_stats(fn, *args)["flops"] for fn, args in ours.programs(ours.state))
+  return (flops + ours.uncounted_flops()) / 1e9
+
+
+def add_step_columns(rows, gflop, theirs_peak_mb, peak_gflop_s):
+  """The columns shared by a (method, model)'s rows: FLOPs, GFLOP/s, torch memory."""
+  for r in rows:
+    r.update(gflop=gflop, theirs_peak_mb=theirs_peak_mb,
+             ours_gflop_s=gflop * 1e3 / r["ours_step_ms"],
+             theirs_gflop_s=gflop * 1e3 / r["theirs_step_ms"])
+    r["ours_pct_of_peak"] = 100 * r["ours_gflop_s"] / peak_gflop_s
+    r["theirs_pct_of_peak"] = 100 * r["theirs_gflop_s"] / peak_gflop_s
+
+
+def write_markdown(meta, rows, path):
+  diff = lambda v: "n/a" if v is None else f"{v:.1e}"
+  lines = ["# Step throughput: jaxunlearn vs PyTorch (same process, same CPU)", "",
+           f"jax {meta['jax']}, torch {meta['torch']} ({meta['torch_threads']} "
+           f"threads), {meta['cpu_count']} cores ({meta['processor']}); medians of "
+           f"{meta['blocks']} "
+           "alternating blocks of steps (~" + f"{meta['block_s']} s each) after a "
+           "warm-up. ratio = ours / theirs in images/s (> 1: ours faster). "
+           "`batch` = B per stream; `img/step` counts every image a step reads "
+           "(IEU, L2UL, DLFD read two batches). Devices are forced CPU devices "
+           "sharing the same cores. Measured matmul peak (2048² f32): jax "
+           f"{meta['matmul']['jax_gflop_s']:.0f}, torch "
+           f"{meta['matmul']['torch_gflop_s']:.0f} GFLOP/s; % of peak against the "
+           "better. GFLOP = the step's FLOPs (XLA cost analysis, 1 device; DLFD's "
+           "Sinkhorn iterations counted once per solve). Peak MB: ours per device "
+           "(XLA memory analysis), torch from its profiler. Δ vs 1 dev: largest "
+           "parameter difference after 3 steps from the same start. "
+           "Produced by `python benchmarks/step_vs_torch.py`.", "",
+           "| method | model | batch | img/step | devices | ours img/s | torch img/s "
+           "| ratio | GFLOP | ours GFLOP/s (% peak) | torch GFLOP/s (% peak) "
+           "| compile s | compiles | ours peak MB | torch peak MB | Δ vs 1 dev |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+  for r in rows:
+    lines.append(
+        f"| {r['method']} | {r['model']} {r['image_size']}px | {r['batch']} | "
+        f"{r['images']} | {r['devices']} | {r['ours_img_s']:.0f} | "
+        f"{r['theirs_img_s']:.0f} | {r['ratio']:.2f} | {r['gflop']:.1f} | "
+        f"{r['ours_gflop_s']:.0f} ({r['ours_pct_of_peak']:.0f}%) | "
+        f"{r['theirs_gflop_s']:.0f} ({r['theirs_pct_of_peak']:.0f}%) | "
+        f"{r['compile_s']:.1f} | {r['compiles']} | {r['ours_peak_mb']:.0f} | "
+        f"{r['theirs_peak_mb']:.0f} | {diff(r['max_abs_diff_vs_1dev'])} |")
+  with open(path, "w") as f:
+    f.write("\n".join(lines) + "\n")
+  return lines
 
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--quick", action="store_true", help="fewer blocks")
-  parser.add_argument("--methods", default="finetune,delete,ieu")
+  parser.add_argument("--quick", action="store_true", help="fewer, shorter blocks")
+  parser.add_argument("--methods", default=",".join(METHODS))
   parser.add_argument("--models", default="small_cnn,resnet18")
+  parser.add_argument("--devices", default="1,2,4", help="our device counts")
+  parser.add_argument("--batch", type=int, default=64)
   args = parser.parse_args()
-  cases = [(m, model, 64) for model in args.models.split(",")
-           for m in args.methods.split(",")]
-  blocks, steps = (3, 3) if args.quick else (7, 5)
+  devices = sorted(int(d) for d in args.devices.split(","))
+  blocks, block_s = (3, 0.5) if args.quick else (7, 3.0)
+  matmul = matmul_peak()
+  peak = max(matmul["jax_gflop_s"], matmul["torch_gflop_s"])
   rows = []
-  for method, model_name, batch in cases:
-    for devices in (1, 2):
-      row = bench(method, model_name, batch, devices, blocks, steps)
-      rows.append(row)
-      print(json.dumps({k: round(v, 3) if isinstance(v, float) else v
-                        for k, v in row.items()}), flush=True)
+  for model_name in args.models.split(","):
+    for method in args.methods.split(","):
+      group, reference = [], None
+      for d in devices:
+        row, params, theirs = bench(method, model_name, args.batch, d, blocks, block_s)
+        reference = params if d == 1 else reference
+        row["max_abs_diff_vs_1dev"] = (None if reference is None
+                                       else max_abs_diff(params, reference))
+        group.append(row)
+        print(json.dumps({k: round(v, 4) if isinstance(v, float) else v
+                          for k, v in row.items()}), flush=True)
+      theirs_peak_mb = torch_peak_bytes(theirs.step, theirs.live) / 2**20
+      add_step_columns(group, step_gflop(method, model_name, args.batch),
+                       theirs_peak_mb, peak)
+      rows += group
   meta = dict(jax=jax.__version__, torch=torch.__version__,
               torch_threads=torch.get_num_threads(), cpu_count=os.cpu_count(),
-              machine=platform.machine(), blocks=blocks, steps_per_block=steps)
+              machine=platform.machine(), processor=cpu_name(),
+              blocks=blocks, block_s=block_s, matmul=matmul, peak_gflop_s=peak)
   os.makedirs(RESULTS, exist_ok=True)
   with open(os.path.join(RESULTS, "step_vs_torch.json"), "w") as f:
     json.dump(dict(meta=meta, rows=rows), f, indent=1)
-  lines = ["# Step throughput: jaxunlearn vs PyTorch (same process, same CPU)", "",
-           f"jax {meta['jax']}, torch {meta['torch']} ({meta['torch_threads']} "
-           f"threads), {meta['cpu_count']} cores; medians of {blocks} alternating "
-           f"blocks of {steps} steps. ratio = ours / theirs in images/s (> 1: ours "
-           "faster). Our 2-device rows use 2 forced CPU devices on the same cores.", "",
-           "IEU rows count both batches (retain + forget) as images.", "",
-           "| method | model | batch | devices | ours img/s | torch img/s | ratio | compile s | compiles |",
-           "|---|---|---|---|---|---|---|---|---|"]
-  for r in rows:
-    lines.append(f"| {r['method']} | {r['model']} {r['image_size']}px | {r['batch']} | "
-                 f"{r['devices']} | {r['ours_img_s']:.0f} | {r['theirs_img_s']:.0f} | "
-                 f"{r['ratio']:.2f} | {r['compile_s']:.1f} | {r['compiles']} |")
-  with open(os.path.join(RESULTS, "step_vs_torch.md"), "w") as f:
-    f.write("\n".join(lines) + "\n")
-  print("\n".join(lines))
+  print("\n".join(write_markdown(meta, rows, os.path.join(RESULTS, "step_vs_torch.md"))))
 
 
 if __name__ == "__main__":

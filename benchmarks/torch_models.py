@@ -1,14 +1,21 @@
-"""PyTorch versions of the library's models, for the benchmarks' comparators.
+"""PyTorch versions of the library's models and steps, for the benchmarks' comparators.
 
 The same architectures as ``jaxunlearn/models`` (small CNN, CIFAR ResNet-18),
-and ``small_cnn_from_flax``, which copies a flax small CNN's weights into
-the PyTorch one so both frameworks start from the same model.
+``small_cnn_from_flax``, which copies a flax small CNN's weights into the
+PyTorch one so both frameworks start from the same model, and one step of
+each method written as the authors' code (or, for IEU, our definition)
+structures it. Steps take ``norm`` (images in [0, 1] -> the model's input;
+our models normalise inside, the authors normalise before the call).
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
 from torch import nn
+
+ce = nn.functional.cross_entropy
 
 
 class TorchSmallCNN(nn.Module):
@@ -102,3 +109,126 @@ def eval_logits(net, images, mean, std) -> np.ndarray:
   net.eval()
   with torch.no_grad():
     return net((torch_images(images) - mean_t) / std_t).numpy()
+
+
+def normalizer(mean, std):
+  """``x -> (x - mean) / std`` per channel, for [N, C, H, W] images."""
+  mean_t, std_t = channel_stats(mean, std)
+  return lambda x: (x - mean_t) / std_t
+
+
+# --------------------------------------------------------------------------
+# One step of each method (as the authors' code writes it).
+
+def torch_finetune_step(net, opt, norm, x, y):
+  """CE on a batch in training mode, one optimiser step."""
+  net.train()
+  opt.zero_grad(set_to_none=True)
+  ce(net(norm(x)), y).backward()
+  opt.step()
+
+
+def torch_delete_step(net, teacher, opt, norm, x, y):
+  """DELETE: KL(softmax(teacher logits, own label masked) || student)."""
+  with torch.no_grad():
+    q = torch.softmax(teacher(norm(x)).scatter(1, y[:, None], -1e10), 1)
+  net.train()
+  opt.zero_grad(set_to_none=True)
+  log_p = torch.log_softmax(net(norm(x)), 1)
+  nn.functional.kl_div(log_p, q, reduction="batchmean").backward()
+  opt.step()
+
+
+def torch_ieu_step(net, cfg, norm, x, y, xf, yf):
+  """IEU (our definition, jaxunlearn/methods/ieu.py, momentum 0, σ = σ0):
+  ``θ ← (1 − ηλ)θ − η(g_r − α clip(g_f)) + σ ξ``."""
+  net.train()
+  params = [p for p in net.parameters() if p.requires_grad]
+  g_r = torch.autograd.grad(ce(net(norm(x)), y), params)
+  g_f = torch.autograd.grad(ce(net(norm(xf)), yf), params)
+  norm_f = torch.sqrt(sum((g * g).sum() for g in g_f))
+  scale = torch.clamp(cfg.clip_norm / (norm_f + 1e-12), max=1.0)
+  with torch.no_grad():
+    for p, r, f in zip(params, g_r, g_f):
+      p.mul_(1 - cfg.lr * cfg.weight_decay)
+      p.sub_(cfg.lr * (r - cfg.alpha * scale * f))
+      p.add_(cfg.sigma0 * torch.randn_like(p))
+
+
+def torch_mas_importance(net, norm, x_f):
+  """L2UL's Ω̂: |∂ mean ||logits||₂ / ∂θ| (training mode), min-max normalised
+  per tensor and inverted (1 where max = min); BatchNorm buffers restored."""
+  net.train()
+  buffers = {k: v.clone() for k, v in net.named_buffers()}
+  net.zero_grad(set_to_none=True)
+  net(norm(x_f)).norm(dim=1).mean().backward()
+  omega = []
+  for p in net.parameters():
+    g = p.grad.abs()
+    span = g.max() - g.min()
+    omega.append(1.0 - (g - g.min()) / span if span > 0 else torch.ones_like(g))
+  net.zero_grad(set_to_none=True)
+  with torch.no_grad():
+    for k, v in net.named_buffers():
+      v.copy_(buffers[k])
+  return omega
+
+
+def torch_l2ul_forgotten(net, norm, x_f, y_f) -> bool:
+  """L2UL's stop rule: no forget sample classified as its label (inference)."""
+  net.eval()
+  with torch.no_grad():
+    return bool((net(norm(x_f)).argmax(1) != y_f).all())
+
+
+def torch_l2ul_step(net, opt, norm, x_f, y_f, adv_x, adv_t, omega, theta0, lam):
+  """One L2UL update (full variant): two training-mode forwards,
+  ``(-B_f CE(x_f, y_f) + B_a CE(x_a, t_a)) / (B_f + B_a) + λ Σ Ω̂ (θ - θ0)² / 2``."""
+  net.train()
+  b_f, b_a = len(y_f), len(adv_t)
+  loss = (-b_f * ce(net(norm(x_f)), y_f) + b_a * ce(net(norm(adv_x)), adv_t)
+          ) / (b_f + b_a)
+  loss = loss + lam * sum((o * (p - p0) ** 2).sum() for o, p, p0 in
+                          zip(omega, net.parameters(), theta0)) / 2
+  opt.zero_grad(set_to_none=True)
+  loss.backward()
+  opt.step()
+
+
+def sinkhorn_cost(x, y, epsilon, iters):
+  """<π, C> of log-domain entropic OT, cost max(0, 1 - cos), uniform marginals."""
+  xn = x / x.norm(dim=1, keepdim=True).clamp_min(1e-8)
+  yn = y / y.norm(dim=1, keepdim=True).clamp_min(1e-8)
+  cost = (1.0 - xn @ yn.T).clamp_min(0.0)
+  n, m = cost.shape
+  log_a, log_b = -math.log(n), -math.log(m)
+  f, g = x.new_zeros(n), x.new_zeros(m)
+  for _ in range(iters):
+    f = -epsilon * torch.logsumexp((g[None, :] - cost) / epsilon + log_b, dim=1)
+    g = -epsilon * torch.logsumexp((f[:, None] - cost) / epsilon + log_a, dim=0)
+  plan = torch.exp(log_a + log_b + (f[:, None] + g[None, :] - cost) / epsilon)
+  return (plan * cost).sum()
+
+
+def torch_dlfd_synthesis(net, norm, std_t, x, y, xf, cfg, w_r):
+  """DLFD's perturbed retain images (paper variant): ``cfg.steps`` signed
+  steps ``δ ← δ + α sign(∇_δ [w_f OT(f(x̃), f(x_f)) - w_r CE(f(x̃), y)])``,
+  ``x̃ = clip(x + δ std, 0, 1)``, forget logits computed once without
+  gradient; training-mode forwards, BatchNorm buffers restored after."""
+  net.train()
+  buffers = {k: v.clone() for k, v in net.named_buffers()}
+  with torch.no_grad():
+    f_logits = net(norm(xf))
+  delta = torch.zeros_like(x)
+  for _ in range(cfg.steps):
+    delta.requires_grad_(True)
+    logits = net(norm((x + delta * std_t).clamp(0.0, 1.0)))
+    objective = (cfg.w_f * sinkhorn_cost(logits, f_logits, cfg.epsilon,
+                                         cfg.sinkhorn_iters)
+                 - w_r * ce(logits, y))
+    grad, = torch.autograd.grad(objective, delta)
+    delta = (delta + cfg.alpha * grad.sign()).detach()
+  with torch.no_grad():
+    for k, v in net.named_buffers():
+      v.copy_(buffers[k])
+  return (x + delta * std_t).clamp(0.0, 1.0)
