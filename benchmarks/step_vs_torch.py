@@ -480,7 +480,10 @@ def main():
   parser.add_argument("--models", default="small_cnn,resnet18")
   parser.add_argument("--devices", default="1,2,4", help="our device counts")
   parser.add_argument("--batch", type=int, default=64)
+  parser.add_argument("--skip", default="",
+                      help="model:method pairs to leave out, e.g. resnet18:dlfd")
   args = parser.parse_args()
+  skip = set(filter(None, args.skip.split(",")))
   devices = sorted(int(d) for d in args.devices.split(","))
   blocks, block_s = (3, 0.5) if args.quick else (7, 3.0)
   matmul = matmul_peak()
@@ -488,6 +491,8 @@ def main():
   rows = []
   for model_name in args.models.split(","):
     for method in args.methods.split(","):
+      if f"{model_name}:{method}" in skip:
+        continue
       group, reference = [], None
       for d in devices:
         row, params, theirs = bench(method, model_name, args.batch, d, blocks, block_s)
