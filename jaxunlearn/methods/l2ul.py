@@ -269,13 +269,12 @@ def run(task, cfg, key, keep=None):
   params = variables["params"]
   carry = (jnp.zeros((), jnp.int32), params, variables["batch_stats"],
            tx.init(params))
-  args = (data, params, omega, loop_key)
   if devices > 1:
     # Replicated from the start, as every later carry comes out: otherwise
     # the second call sees new input shardings and compiles again.
     carry, params, omega, loop_key = jax.device_put(
         (carry, params, omega, loop_key), parallel.replicated(mesh))
-    args = (data, params, omega, loop_key)
+  args = (data, params, omega, loop_key)
   if on_device_loop(mesh, cfg):
     def whole(carry, *args, axis_name=None):
       return lax.while_loop(
