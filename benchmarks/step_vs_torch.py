@@ -36,10 +36,8 @@ Steps:
 Columns besides images/s and ratio = ours / theirs:
 - ``compile_s``: our first call (compilation + one step); ``compiles``: the
   most compiled executables of any of the step's jitted functions after all
-  calls (1 = no recompilation after the first step). ``l2ul`` on several
-  devices showed 2 until ``l2ul.run`` replicated its initial carry over the
-  mesh (the later carries come out replicated, so the second call compiled
-  again); it replicates it now, and so does this benchmark.
+  calls (1 = no recompilation after the first step; ``l2ul`` on several
+  devices showed 2 until ``l2ul.prepare_loop`` replicated the initial carry).
 - ``max_abs_diff_vs_1dev``: the steps' first 3 calls (compile + warm-up) run
   from the same initial state on every device count; the largest parameter
   difference from the 1-device run after them (None without a 1-device
@@ -73,7 +71,6 @@ from __future__ import annotations
 
 import argparse
 import atexit
-import functools
 import json
 import os
 import platform
@@ -96,7 +93,6 @@ jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from jax.sharding import PartitionSpec as P  # noqa: E402
 
 from jaxunlearn import parallel  # noqa: E402
 from jaxunlearn.methods import delete, dlfd, ieu, l2ul  # noqa: E402
@@ -185,8 +181,8 @@ def ours_ieu(model, variables, data, mesh) -> Ours:
 
 
 def ours_l2ul(model, variables, data, mesh) -> Ours:
-  """The stop check and the update, compiled as ``l2ul.run`` compiles them
-  (``shard_map`` with the forget samples sharded on several devices)."""
+  """The stop check and the update, compiled and placed as ``l2ul.run``
+  does (``l2ul.prepare_loop``)."""
   cfg = l2ul.default_config()
   tx = sgd(cfg.lr, cfg.momentum, cfg.weight_decay)
   forget = data["batch"]
@@ -194,29 +190,11 @@ def ours_l2ul(model, variables, data, mesh) -> Ours:
                               relabel=-1)
   omega = l2ul.normalise_inverted(jax.jit(
       lambda v, x: l2ul.mas_importance(model, v, x))(variables, forget["image"]))
-  local = dict(forget_x=forget["image"], forget_y=forget["label"],
-               forget_mask=forget["mask"], stop_x=forget["image"],
-               stop_y=forget["label"], stop_mask=forget["mask"])
-  devices = mesh.devices.size
-  sharded = parallel.shard_batch(local, mesh) if devices > 1 else local
-  loop_data = dict(sharded, adv_x=jnp.asarray(data["adv_x"]),
-                   adv_t=jnp.asarray(data["adv_t"]))
-  spec = dict({k: P(parallel.DATA_AXIS) for k in local}, adv_x=P(), adv_t=P())
-
-  def compiled(fn):
-    if devices > 1:
-      fn = jax.shard_map(functools.partial(fn, axis_name=parallel.DATA_AXIS),
-                         mesh=mesh, in_specs=(P(), spec, P(), P(), P()),
-                         out_specs=P(), check_vma=False)
-    return jax.jit(fn)
-  cond_fn, body_fn = compiled(cond), compiled(body)
-  params = variables["params"]
-  carry = (jnp.zeros((), jnp.int32), params, variables["batch_stats"], tx.init(params))
-  key = jax.random.key(0)
-  if devices > 1:  # replicated from the start, as l2ul.run does
-    carry, params, omega, key = jax.device_put((carry, params, omega, key),
-                                               parallel.replicated(mesh))
-  args = (loop_data, params, omega, key)
+  samples = (forget["image"], forget["label"])
+  jit_fn, carry, args = l2ul.prepare_loop(
+      tx, mesh, variables, omega, jax.random.key(0), samples, samples,
+      jnp.asarray(data["adv_x"]), jnp.asarray(data["adv_t"]))
+  cond_fn, body_fn = jit_fn(cond), jit_fn(body)
 
   def advance(carry):
     bool(cond_fn(carry, *args))  # the method reads the stop rule every step

@@ -202,14 +202,50 @@ def on_device_loop(mesh, cfg) -> bool:
 
 
 def _padded(images, labels, devices):
-  """Host arrays padded to a multiple of ``devices``, with their mask."""
+  """Host arrays padded to a multiple of ``devices``, with their mask
+  (``images`` in [0, 1])."""
   n = len(labels)
   size = max(devices, -(-n // devices) * devices)
   pad = size - n
-  x = np.concatenate([np.asarray(images, np.float32) / 255.0,
+  x = np.concatenate([np.asarray(images, np.float32),
                       np.zeros((pad, *images.shape[1:]), np.float32)])
   y = np.concatenate([np.asarray(labels, np.int32), np.zeros(pad, np.int32)])
   return x, y, (np.arange(size) < n).astype(np.float32)
+
+
+def prepare_loop(tx, mesh, variables, omega, key, forget, stop, adv_x, adv_t):
+  """What ``run``'s loop starts from on ``mesh``: (jit_fn, carry, args).
+
+  ``jit_fn(fn)`` jits ``fn(carry, data, theta0, omega, key, axis_name=None)``
+  (from ``make_loop``), under ``shard_map`` when the mesh has several devices
+  (forget and stop samples sharded, everything else replicated).
+  ``carry`` = (steps, params, batch_stats, optimiser state) and ``args`` =
+  (data, theta0, omega, key) are placed as every later carry comes out
+  (replicated on several devices), so no call after the first compiles
+  again. ``forget``, ``stop``: (images in [0, 1], labels) on the host.
+  """
+  devices = mesh.devices.size
+  forget_x, forget_y, forget_mask = _padded(*forget, devices)
+  stop_x, stop_y, stop_mask = _padded(*stop, devices)
+  data = dict(forget_x=forget_x, forget_y=forget_y, forget_mask=forget_mask,
+              stop_x=stop_x, stop_y=stop_y, stop_mask=stop_mask)
+  spec = dict({k: P(parallel.DATA_AXIS) for k in data}, adv_x=P(), adv_t=P())
+  params = variables["params"]
+  carry = (jnp.zeros((), jnp.int32), params, variables["batch_stats"],
+           tx.init(params))
+  if devices > 1:
+    data = parallel.shard_batch(data, mesh)
+    carry, params, omega, key = jax.device_put((carry, params, omega, key),
+                                               parallel.replicated(mesh))
+  args = (dict(data, adv_x=adv_x, adv_t=adv_t), params, omega, key)
+
+  def jit_fn(fn):
+    if devices > 1:
+      fn = jax.shard_map(functools.partial(fn, axis_name=parallel.DATA_AXIS),
+                         mesh=mesh, in_specs=(P(), spec, P(), P(), P()),
+                         out_specs=P(), check_vma=False)
+    return jax.jit(fn)
+  return jit_fn, carry, args
 
 
 def run(task, cfg, key, keep=None):
@@ -245,44 +281,22 @@ def run(task, cfg, key, keep=None):
   cond, body = make_loop(model, tx, cfg, adv_batch=adv_batch,
                          relabel=int(cfg.relabel))
 
-  devices = mesh.devices.size
-  forget_x, forget_y, forget_mask = _padded(forget.images, forget.labels, devices)
   stop_images, stop_labels = forget.images, forget.labels
   if keep is not None and len(keep.labels):
     stop_images = np.concatenate([forget.images, keep.images])
     stop_labels = np.concatenate([forget.labels, keep.labels])
-  stop_x, stop_y, stop_mask = _padded(stop_images, stop_labels, devices)
-  data = dict(forget_x=forget_x, forget_y=forget_y, forget_mask=forget_mask,
-              stop_x=stop_x, stop_y=stop_y, stop_mask=stop_mask)
-  sharded = parallel.shard_batch(data, mesh) if devices > 1 else data
-  data = dict(sharded, adv_x=adv_x, adv_t=targets)
-  spec = dict({k: P(parallel.DATA_AXIS) for k in sharded}, adv_x=P(), adv_t=P())
-
-  def compiled(fn, out_specs):
-    """fn(carry, data, theta0, omega, key) jitted; per device when devices > 1."""
-    if devices > 1:
-      fn = jax.shard_map(functools.partial(fn, axis_name=parallel.DATA_AXIS),
-                         mesh=mesh, in_specs=(P(), spec, P(), P(), P()),
-                         out_specs=out_specs, check_vma=False)
-    return jax.jit(fn)
-
-  params = variables["params"]
-  carry = (jnp.zeros((), jnp.int32), params, variables["batch_stats"],
-           tx.init(params))
-  if devices > 1:
-    # Replicated from the start, as every later carry comes out: otherwise
-    # the second call sees new input shardings and compiles again.
-    carry, params, omega, loop_key = jax.device_put(
-        (carry, params, omega, loop_key), parallel.replicated(mesh))
-  args = (data, params, omega, loop_key)
+  jit_fn, carry, args = prepare_loop(
+      tx, mesh, variables, omega, loop_key,
+      (np.asarray(forget.images, np.float32) / 255.0, forget.labels),
+      (np.asarray(stop_images, np.float32) / 255.0, stop_labels), adv_x, targets)
   if on_device_loop(mesh, cfg):
     def whole(carry, *args, axis_name=None):
       return lax.while_loop(
           lambda c: cond(c, *args, axis_name=axis_name),
           lambda c: body(c, *args, axis_name=axis_name), carry)
-    carry = compiled(whole, P())(carry, *args)
+    carry = jit_fn(whole)(carry, *args)
   else:
-    cond_fn, body_fn = compiled(cond, P()), compiled(body, P())
+    cond_fn, body_fn = jit_fn(cond), jit_fn(body)
     while bool(cond_fn(carry, *args)):
       carry = body_fn(carry, *args)
   steps, params, batch_stats, _ = carry
