@@ -24,3 +24,21 @@ def data_dir(tmp_path_factory):
 def digits(data_dir):
   from jaxunlearn.data import load_dataset
   return load_dataset("digits", data_dir)
+
+
+def _backend_compiles(fn):
+  """(fn(), number of XLA compilations while it ran)."""
+  events = []
+  listener = lambda name, *_, **__: events.append(name)
+  jax.monitoring.register_event_duration_secs_listener(listener)
+  try:
+    out = fn()
+  finally:
+    jax.monitoring.unregister_event_duration_listener(listener)
+  return out, events.count("/jax/core/compile/backend_compile_duration")
+
+
+@pytest.fixture
+def backend_compiles():
+  """``backend_compiles(fn) -> (fn(), XLA compilations while it ran)``."""
+  return _backend_compiles

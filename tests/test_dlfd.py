@@ -109,10 +109,12 @@ def test_jax_forgetting_score_matches_sklearn():
   assert forgetting.nomus(0.9, 0.1) == pytest.approx(0.85)
 
 
-def test_steps_on_two_devices_match_one_device():
+def test_steps_on_two_devices_and_in_either_loop_match_one_device():
   """A synthesis step (K signed steps on δ through the gathered OT, then the
   CE update the fine-tune step also uses): jit over a 2-device mesh and the
-  shard_map (axis_name) form give the 1-device parameters and BN statistics."""
+  shard_map (axis_name) form give the 1-device parameters and BN statistics,
+  with the K steps in a host loop (CPU's default) or one fori_loop; the host
+  loop compiles its ascent step once."""
   from jaxunlearn import parallel
   from jaxunlearn.state import TrainState, sgd
   model = get_model("small_cnn", num_classes=10, mean=(0.5,), std=(0.3,))
@@ -126,11 +128,13 @@ def test_steps_on_two_devices_match_one_device():
                                       sinkhorn_iters=30))
   tx = sgd(cfg.lr, cfg.momentum, cfg.weight_decay)
   results = {}
-  for name, devices, use_shard_map in (("one", 1, False), ("jit2", 2, False),
-                                       ("shard_map2", 2, True)):
+  for name, devices, use_shard_map, loop in (
+      ("one", 1, False, "host"), ("one_fori", 1, False, "device"),
+      ("jit2", 2, False, "host"), ("shard_map2", 2, True, "host"),
+      ("shard_map2_fori", 2, True, "device")):
     mesh = parallel.make_mesh(devices)
     synth, _ = dlfd.jit_steps(model, tx, cfg, model.mean, model.std, mesh,
-                              use_shard_map)
+                              use_shard_map, device_loop=loop)
     state = parallel.replicate(TrainState.create(variables, tx), mesh)
     b, f = parallel.shard_batch(batch, mesh), parallel.shard_batch(forget, mesh)
     rep = parallel.replicated(mesh)
@@ -140,8 +144,43 @@ def test_steps_on_two_devices_match_one_device():
                      float(metrics["loss"]))
   ref_vars, ref_ot, ref_loss = results["one"]
   assert ref_ot > 0
-  for name in ("jit2", "shard_map2"):
+  for name in ("one_fori", "jit2", "shard_map2", "shard_map2_fori"):
     got_vars, got_ot, got_loss = results[name]
     assert abs(got_ot - ref_ot) < 1e-5 and abs(got_loss - ref_loss) < 1e-5, name
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=2e-5, rtol=1e-4),
                  got_vars, ref_vars)
+
+
+def test_host_loop_on_two_devices_compiles_each_program_once(backend_compiles):
+  """The K ascent steps as a host loop under shard_map (CPU's default on
+  several devices): δ_0 and every later δ have one sharding, so K = 3 steps
+  compile as many programs as K = 1, and a second synthesis step none."""
+  from jaxunlearn import parallel
+  from jaxunlearn.state import TrainState, sgd
+  model = get_model("small_cnn", num_classes=10, mean=(0.5,), std=(0.3,))
+  variables = init_variables(model, (8, 8, 1), jax.random.key(1))
+  mesh = parallel.make_mesh(2)
+  rep = parallel.replicated(mesh)
+
+  def inputs(step):
+    k1, k2 = jax.random.split(jax.random.key(10 + step))
+    batch, forget = (parallel.shard_batch(dict(
+        image=np.asarray(jax.random.uniform(k, (8, 8, 8, 1))),
+        label=(np.arange(8) + shift) % 10, mask=np.ones(8, np.float32)), mesh)
+        for k, shift in ((k1, 0), (k2, 3)))
+    return (batch, forget, jax.device_put(jnp.float32(0.5), rep),
+            jax.device_put(jax.random.key(step), rep))
+
+  counts = {}
+  for steps in (2, 1, 3):  # K = 2 first: the eager ops' programs
+    cfg = ml_collections.ConfigDict(dict(dlfd.default_config(), steps=steps,
+                                        sinkhorn_iters=10))
+    tx = sgd(cfg.lr, cfg.momentum, cfg.weight_decay)
+    synth, _ = dlfd.jit_steps(model, tx, cfg, model.mean, model.std, mesh)
+    state = parallel.replicate(TrainState.create(variables, tx), mesh)
+    for step in range(2):
+      args = inputs(step)
+      (state, _), counts[steps, step] = backend_compiles(
+          lambda: jax.block_until_ready(synth(state, *args)))
+  assert counts[1, 0] > 0 and counts[3, 0] == counts[1, 0], counts
+  assert counts[3, 1] == 0 and counts[1, 1] == 0, counts

@@ -157,32 +157,25 @@ def test_two_devices_and_the_on_device_loop_give_the_single_device_numbers(train
   _assert_same(one, dev, 1e-5)
 
 
-
-def _backend_compiles(fn):
-  """(fn(), number of XLA compilations while it ran)."""
-  events = []
-  listener = lambda name, *_, **__: events.append(name)
-  jax.monitoring.register_event_duration_secs_listener(listener)
-  try:
-    out = fn()
-  finally:
-    jax.monitoring.unregister_event_duration_listener(listener)
-  return out, events.count("/jax/core/compile/backend_compile_duration")
-
-
-def test_two_device_host_loop_compiles_no_step_after_the_first(trained):
+def test_two_device_host_loop_compiles_no_step_after_the_first(trained,
+                                                               backend_compiles):
   """1 step and 4 steps of the loop on 2 devices compile the same programs:
   the initial carry is replicated like every later one, so the second call
   does not see new shardings (it used to compile the stop check and the
-  update again)."""
+  update again). A repeated run compiles nothing (the programs are
+  memoised per model, settings and mesh)."""
   task = make_task(trained, 7, 2)
-  l2ul.run(task, small_config(max_iter=1), jax.random.key(3))  # eager ops' programs
+  # Another λ: the same eager ops, PGD and MAS, but other loop programs.
+  l2ul.run(task, small_config(max_iter=1, lam=0.2), jax.random.key(3))
   counts = {}
-  for steps in (1, 4):
-    (_, info), counts[steps] = _backend_compiles(
+  for steps in (1, 4, 4):
+    (_, info), n = backend_compiles(
         lambda: l2ul.run(task, small_config(max_iter=steps), jax.random.key(3)))
+    counts.setdefault(steps, []).append(n)
     assert info["steps"] == steps
-  assert counts[1] > 0 and counts[4] == counts[1]
+  assert counts[1][0] > 0 and counts[4][0] == counts[1][0], counts
+  assert counts[4][1] == 0, counts
+
 
 def _predict(model, variables, split):
   logits, _ = model.apply(variables, jnp.asarray(split.images, jnp.float32) / 255.0)

@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Optional
+from typing import Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -86,6 +86,7 @@ def default_config() -> ml_collections.ConfigDict:
       val_fraction=0.5,
       eval_batch_size=256,
       compare_sklearn=False,   # also time one sklearn 10-fold CV gate evaluation
+      device_loop="auto",      # K ascent steps: fori_loop ("device") or host loop
   ))
 
 
@@ -114,8 +115,15 @@ def _forward(model, params, batch_stats, images, mask, key):
   return logits, features, updates["batch_stats"]
 
 
-def make_objective(model, cfg, mean, std, axis_name: Optional[str] = None):
-  """J(δ; params, batch, forget batch, w_r, key) -> scalar (for tests too).
+def make_objective_parts(model, cfg, mean, std, axis_name: Optional[str] = None):
+  """(fixed, perturbed): J split into what does not depend on δ and what does.
+
+  ``fixed(params, batch_stats, batch, forget, key) -> (clean φ, forget φ)``:
+  the training-mode features of the clean retain batch and of the forget
+  batch, gathered over ``axis_name`` and held constant (stop_gradient); a
+  synthesis step computes them once, as the authors' code does.
+  ``perturbed(δ, params, batch_stats, batch, fixed, w_r, key) -> (J, (OT,
+  CE))`` with ``J = w_f OT - w_r CE``.
 
   Under ``shard_map`` (``axis_name``) each device holds a slice of both
   batches: BatchNorm statistics are shared across devices, the CE is the
@@ -132,32 +140,65 @@ def make_objective(model, cfg, mean, std, axis_name: Optional[str] = None):
   gather = ((lambda x: x) if axis_name is None else
             (lambda x: lax.all_gather(x, axis_name, axis=0, tiled=True)))
 
-  def objective(delta, params, batch_stats, batch, forget, w_r, key):
+  def keys(key):  # (clean, forget, perturbed)
     if axis_name is not None:
       key = jax.random.fold_in(key, lax.axis_index(axis_name))
-    k_clean, k_forget, k_pert = jax.random.split(key, 3)
+    return jax.random.split(key, 3)
+
+  def fixed(params, batch_stats, batch, forget, key):
+    k_clean, k_forget, _ = keys(key)
     f_logits, f_feat, _ = _forward(net, params, batch_stats, forget["image"],
                                    forget["mask"], k_forget)
     c_logits, c_feat, _ = _forward(net, params, batch_stats, batch["image"],
                                    batch["mask"], k_clean)
+    return jax.lax.stop_gradient((gather(pick(c_logits, c_feat)),
+                                  gather(pick(f_logits, f_feat))))
+
+  def perturbed(delta, params, batch_stats, batch, fixed_features, w_r, key):
+    _, _, k_pert = keys(key)
+    clean, forget = fixed_features
     x = perturbed_images(batch["image"], delta, mean, std, cfg.variant)
     logits, feat, _ = _forward(net, params, batch_stats, x, batch["mask"], k_pert)
     ce = weighted_mean(cross_entropy(logits, batch["label"]), batch["mask"],
                        axis_name)
-    ot = distancing_term(gather(pick(logits, feat)), gather(pick(c_logits, c_feat)),
-                         gather(pick(f_logits, f_feat)), gather(batch["mask"]),
-                         cfg.variant, cfg.epsilon, cfg.sinkhorn_iters)
+    ot = distancing_term(gather(pick(logits, feat)), clean, forget,
+                         gather(batch["mask"]), cfg.variant, cfg.epsilon,
+                         cfg.sinkhorn_iters)
     if axis_name is not None:
       ot = ot / lax.psum(1, axis_name)
     return cfg.w_f * ot - w_r * ce, (ot, ce)
+  return fixed, perturbed
+
+
+def make_objective(model, cfg, mean, std, axis_name: Optional[str] = None):
+  """J(δ; params, batch_stats, batch, forget batch, w_r, key) -> (J, (OT,
+  CE)), everything computed from the inputs (``make_objective_parts``)."""
+  fixed, perturbed = make_objective_parts(model, cfg, mean, std, axis_name)
+
+  def objective(delta, params, batch_stats, batch, forget, w_r, key):
+    return perturbed(delta, params, batch_stats, batch,
+                     fixed(params, batch_stats, batch, forget, key), w_r, key)
   return objective
 
 
-def make_steps(model, tx, cfg, mean, std, axis_name: Optional[str] = None):
-  """(synth_step, finetune_step), pure and unjitted:
-  ``synth_step(state, batch, forget, w_r, key)`` and
-  ``finetune_step(state, batch, key)``; see ``jit_steps`` for the mesh."""
-  objective = make_objective(model, cfg, mean, std, axis_name)
+class Steps(NamedTuple):
+  """DLFD's pure, unjitted steps (see ``make_steps``)."""
+  synth: Callable     # (state, batch, forget, w_r, key) -> (state, metrics)
+  finetune: Callable  # (state, batch, key) -> (state, metrics)
+  fixed: Callable     # (state, batch, forget, key) -> features
+  ascend: Callable    # (state, batch, features, w_r, key, k, delta) -> delta
+  finish: Callable    # (state, batch, features, w_r, key, delta) -> (state, metrics)
+
+
+def make_steps(model, tx, cfg, mean, std, axis_name: Optional[str] = None
+               ) -> Steps:
+  """DLFD's steps, pure and unjitted. ``synth(state, batch, forget, w_r,
+  key)``: ``fixed`` (the clean retain and forget features, once), then
+  ``ascend`` K times from δ = 0 in a ``fori_loop``, then ``finish`` (the SGD
+  step on the perturbed batch). ``finetune(state, batch, key)``: the clean
+  update. See ``jit_steps`` for the mesh and the host loop."""
+  fixed_features, objective = make_objective_parts(model, cfg, mean, std,
+                                                   axis_name)
   net = for_axis(model, axis_name)
 
   def ce_update(state, images, batch, key):
@@ -172,61 +213,125 @@ def make_steps(model, tx, cfg, mean, std, axis_name: Optional[str] = None):
       return loss, (batch_stats, {})
     return gradient_update(state, tx, loss_fn, axis_name)
 
-  def synth_step(state, batch, forget, w_r, key):
+  def fixed(state, batch, forget, key):
+    k_delta, _ = jax.random.split(key)
+    return fixed_features(state.params, state.batch_stats, batch, forget, k_delta)
+
+  def ascend(state, batch, features, w_r, key, k, delta):
+    """Ascent step ``k`` of the synthesis: δ <- δ + α sign(∇_δ J(δ))."""
+    k_delta, _ = jax.random.split(key)
+    grad, _ = jax.grad(objective, has_aux=True)(
+        delta, jax.lax.stop_gradient(state.params), state.batch_stats, batch,
+        features, w_r, jax.random.fold_in(k_delta, k))
+    return delta + cfg.alpha * jnp.sign(grad)
+
+  def finish(state, batch, features, w_r, key, delta):
+    """The SGD step on CE(f(x̃(δ_K)), y_r) after the K ascent steps."""
     k_delta, k_model = jax.random.split(key)
-    params = jax.lax.stop_gradient(state.params)
-
-    def ascend(k, delta):
-      grad, _ = jax.grad(objective, has_aux=True)(
-          delta, params, state.batch_stats, batch, forget, w_r,
-          jax.random.fold_in(k_delta, k))
-      return delta + cfg.alpha * jnp.sign(grad)
-
-    delta = jax.lax.fori_loop(0, cfg.steps, ascend, jnp.zeros_like(batch["image"]))
     images = perturbed_images(batch["image"], delta, mean, std, cfg.variant)
-    _, (ot, _) = objective(delta, params, state.batch_stats, batch, forget, w_r,
-                           k_delta)
+    _, (ot, _) = objective(delta, jax.lax.stop_gradient(state.params),
+                           state.batch_stats, batch, features, w_r, k_delta)
     if axis_name is not None:
       ot = lax.psum(ot, axis_name)
     state, metrics = ce_update(state, images, batch, k_model)
     return state, dict(metrics, ot=ot)
 
+  def synth_step(state, batch, forget, w_r, key):
+    features = fixed(state, batch, forget, key)
+    delta = jax.lax.fori_loop(
+        0, cfg.steps, lambda k, d: ascend(state, batch, features, w_r, key, k, d),
+        jnp.zeros_like(batch["image"]))
+    return finish(state, batch, features, w_r, key, delta)
+
   def finetune_step(state, batch, key):
     return ce_update(state, batch["image"], batch, key)
 
-  return synth_step, finetune_step
+  return Steps(synth_step, finetune_step, fixed, ascend, finish)
+
+
+def jit_each_step(model, tx, cfg, mean, std, mesh: Mesh,
+                  use_shard_map: Optional[bool] = None) -> Steps:
+  """Every function of ``make_steps`` compiled for ``mesh``: the state
+  replicated, the retain and forget batches (and δ) sharded along the batch
+  axis, the gathered features replicated. ``jax.jit`` partitions the global
+  computation, or with ``use_shard_map`` each device runs the ``axis_name``
+  form (the pmap style). The steps that return a state donate theirs, and
+  ``ascend`` donates δ.
+
+  ``use_shard_map`` default (None): ``shard_map`` on more than one device.
+  The OT term couples every pair of samples; partitioned by ``jax.jit`` the
+  300 Sinkhorn iterations of each of the K synthesis steps each carry
+  collectives (on 2 CPU devices a synthesis step took 0.83 s against 0.12 s
+  on one), while under ``shard_map`` the features are gathered once per
+  objective and Sinkhorn runs locally (0.13 s; benchmarks/end_to_end.py)."""
+  if use_shard_map is None:
+    use_shard_map = mesh.devices.size > 1
+  if not use_shard_map:
+    rep, data = parallel.replicated(mesh), parallel.batch_sharded(mesh)
+    spec = dict(state=rep, batch=data, features=rep, scalar=rep, delta=data,
+                metrics=rep)
+    steps = make_steps(model, tx, cfg, mean, std)
+
+    def compile_(fn, ins, outs, donate):
+      return jax.jit(fn, in_shardings=specs(ins), out_shardings=specs(outs),
+                     donate_argnums=donate)
+  else:
+    b = P(parallel.DATA_AXIS)
+    spec = dict(state=P(), batch=b, features=P(), scalar=P(), delta=b,
+                metrics=P())
+    steps = make_steps(model, tx, cfg, mean, std, parallel.DATA_AXIS)
+
+    def compile_(fn, ins, outs, donate):
+      return jax.jit(jax.shard_map(fn, mesh=mesh, in_specs=specs(ins),
+                                   out_specs=specs(outs), check_vma=False),
+                     donate_argnums=donate)
+
+  def specs(names):  # a name or a tuple of names -> shardings or specs
+    return tuple(map(spec.get, names)) if isinstance(names, tuple) else spec[names]
+  state_out = ("state", "metrics")
+  return Steps(
+      synth=compile_(steps.synth, ("state", "batch", "batch", "scalar", "scalar"),
+                     state_out, 0),
+      finetune=compile_(steps.finetune, ("state", "batch", "scalar"), state_out, 0),
+      fixed=compile_(steps.fixed, ("state", "batch", "batch", "scalar"),
+                     ("features", "features"), ()),
+      ascend=compile_(steps.ascend, ("state", "batch", "features", "scalar",
+                                     "scalar", "scalar", "delta"), "delta", 6),
+      finish=compile_(steps.finish, ("state", "batch", "features", "scalar",
+                                     "scalar", "delta"), state_out, 0))
+
+
+def host_loop_synth(steps: Steps, num_steps: int) -> Callable:
+  """``synth(state, batch, forget, w_r, key)`` as a host loop over the
+  jitted pieces of ``jit_each_step``: ``fixed``, ``ascend`` ``num_steps``
+  times, ``finish``. The same numbers as ``steps.synth`` (tests/test_dlfd.py)."""
+  def synth(state, batch, forget, w_r, key):
+    features = steps.fixed(state, batch, forget, key)
+    delta = jnp.zeros_like(batch["image"])
+    for k in range(num_steps):
+      delta = steps.ascend(state, batch, features, w_r, key, np.int32(k), delta)
+    return steps.finish(state, batch, features, w_r, key, delta)
+  return synth
 
 
 def jit_steps(model, tx, cfg, mean, std, mesh: Mesh,
-              use_shard_map: Optional[bool] = None):
-  """The two steps compiled for ``mesh``: the state replicated, the retain and
-  forget batches sharded along the batch axis. ``jax.jit`` partitions the
-  global computation, or with ``use_shard_map`` each device runs the
-  ``axis_name`` form (the pmap style). The state is donated.
+              use_shard_map: Optional[bool] = None,
+              device_loop: Optional[str] = None):
+  """(synth_step, finetune_step) for ``mesh`` (see ``jit_each_step``).
 
-  Default (None): ``shard_map`` on more than one device. The OT term couples
-  every pair of samples; partitioned by ``jax.jit`` the 300 Sinkhorn
-  iterations of each of the K synthesis steps each carry collectives (on 2
-  CPU devices a synthesis step took 0.83 s against 0.12 s on one), while
-  under ``shard_map`` the features are gathered once per objective and
-  Sinkhorn runs locally (0.13 s; benchmarks/end_to_end.py)."""
-  if use_shard_map is None:
-    use_shard_map = mesh.devices.size > 1
-  rep, data = parallel.replicated(mesh), parallel.batch_sharded(mesh)
-  if not use_shard_map:
-    synth, finetune = make_steps(model, tx, cfg, mean, std)
-    return (jax.jit(synth, in_shardings=(rep, data, data, rep, rep),
-                    out_shardings=(rep, rep), donate_argnums=0),
-            jax.jit(finetune, in_shardings=(rep, data, rep),
-                    out_shardings=(rep, rep), donate_argnums=0))
-  synth, finetune = make_steps(model, tx, cfg, mean, std, parallel.DATA_AXIS)
-  batch_axis = P(parallel.DATA_AXIS)
-  synth = jax.shard_map(synth, mesh=mesh,
-                        in_specs=(P(), batch_axis, batch_axis, P(), P()),
-                        out_specs=(P(), P()), check_vma=False)
-  finetune = jax.shard_map(finetune, mesh=mesh, in_specs=(P(), batch_axis, P()),
-                           out_specs=(P(), P()), check_vma=False)
-  return jax.jit(synth, donate_argnums=0), jax.jit(finetune, donate_argnums=0)
+  ``device_loop`` (default ``cfg.device_loop``; see
+  ``parallel.loop_on_device``): "device" compiles the K ascent steps into
+  one program with a ``fori_loop``; "host" (the default on CPU) calls the
+  jitted ascent step K times (``host_loop_synth``): the same numbers, and on
+  XLA:CPU, where a convolution's weight gradient inside a loop is several
+  times slower (jax-ml/jax#12868), faster. ``synth_step(state, batch,
+  forget, w_r, key)`` has the same signature either way."""
+  steps = jit_each_step(model, tx, cfg, mean, std, mesh, use_shard_map)
+  on_device = parallel.loop_on_device(
+      cfg.device_loop if device_loop is None else device_loop, mesh,
+      "dlfd.device_loop")
+  synth = steps.synth if on_device else host_loop_synth(steps, cfg.steps)
+  return synth, steps.finetune
 
 
 def _padded_images(split: Split, index: np.ndarray, batch: int):

@@ -88,6 +88,25 @@ def normalise_inverted(importance):
   return jax.tree.map(one, importance)
 
 
+# Module-level jitted (the model static): one compilation per model and
+# shape in a process, however many runs (continual requests, sweeps) call
+# them. MAS run eagerly compiled ~250 single ops (9.9 s cold on the digits
+# CNN, against 1.7 s for this one program).
+@functools.partial(jax.jit, static_argnums=0)
+def normalised_importance(model, variables, images):
+  """Ω̂ = ``normalise_inverted(mas_importance(...))`` in one program."""
+  return normalise_inverted(mas_importance(model, variables, images))
+
+
+@functools.partial(jax.jit, static_argnums=0,
+                   static_argnames=("epsilon", "step_size", "steps"))
+def adversarial_examples(model, variables, sources, targets, key, *, epsilon,
+                         step_size, steps):
+  """``attacks.pgd_l2_targeted`` compiled once per model and shape."""
+  return pgd_l2_targeted(model, variables, sources, targets, key,
+                         epsilon=epsilon, step_size=step_size, steps=steps)
+
+
 def l2ul_loss(params, batch_stats, model, batch, theta0, omega, lam,
               variant: str, relabel: int, axis_name=None):
   """(loss, new batch_stats). Formula in the module docstring.
@@ -183,22 +202,9 @@ def make_loop(model, tx, cfg, *, adv_batch: int, relabel: int):
 
 
 def on_device_loop(mesh, cfg) -> bool:
-  """Whether the step loop runs as one ``lax.while_loop`` on the device.
-
-  ``cfg.device_loop``: "device", "host" or "auto" (on the device except on
-  CPU).
-  On XLA:CPU a convolution's weight gradient inside a while loop runs ~50x
-  slower than the same op outside one (jax-ml/jax#12868; measured here:
-  5 ms -> 265 ms), so on CPU the loop runs on the host, one jitted step and
-  one stop check per iteration, where a "device sync" costs nothing. Both
-  ways compute the same numbers (tests/test_l2ul.py).
-  """
-  if cfg.device_loop not in ("auto", "device", "host"):
-    raise UserError(f"unknown device_loop {cfg.device_loop!r}; use auto, "
-                    "device or host")
-  if cfg.device_loop == "auto":
-    return mesh.devices.flat[0].platform != "cpu"
-  return cfg.device_loop == "device"
+  """Whether the step loop runs as one ``lax.while_loop`` on the device
+  (``cfg.device_loop``: see ``parallel.loop_on_device``)."""
+  return parallel.loop_on_device(cfg.device_loop, mesh, "l2ul.device_loop")
 
 
 def _padded(images, labels, devices):
@@ -216,9 +222,7 @@ def _padded(images, labels, devices):
 def prepare_loop(tx, mesh, variables, omega, key, forget, stop, adv_x, adv_t):
   """What ``run``'s loop starts from on ``mesh``: (jit_fn, carry, args).
 
-  ``jit_fn(fn)`` jits ``fn(carry, data, theta0, omega, key, axis_name=None)``
-  (from ``make_loop``), under ``shard_map`` when the mesh has several devices
-  (forget and stop samples sharded, everything else replicated).
+  ``jit_fn(fn)`` is ``loop_jit(mesh, fn)`` (for ``make_loop``'s functions).
   ``carry`` = (steps, params, batch_stats, optimiser state) and ``args`` =
   (data, theta0, omega, key) are placed as every later carry comes out
   (replicated on several devices), so no call after the first compiles
@@ -229,7 +233,6 @@ def prepare_loop(tx, mesh, variables, omega, key, forget, stop, adv_x, adv_t):
   stop_x, stop_y, stop_mask = _padded(*stop, devices)
   data = dict(forget_x=forget_x, forget_y=forget_y, forget_mask=forget_mask,
               stop_x=stop_x, stop_y=stop_y, stop_mask=stop_mask)
-  spec = dict({k: P(parallel.DATA_AXIS) for k in data}, adv_x=P(), adv_t=P())
   params = variables["params"]
   carry = (jnp.zeros((), jnp.int32), params, variables["batch_stats"],
            tx.init(params))
@@ -238,14 +241,40 @@ def prepare_loop(tx, mesh, variables, omega, key, forget, stop, adv_x, adv_t):
     carry, params, omega, key = jax.device_put((carry, params, omega, key),
                                                parallel.replicated(mesh))
   args = (dict(data, adv_x=adv_x, adv_t=adv_t), params, omega, key)
+  return functools.partial(loop_jit, mesh), carry, args
 
-  def jit_fn(fn):
-    if devices > 1:
-      fn = jax.shard_map(functools.partial(fn, axis_name=parallel.DATA_AXIS),
-                         mesh=mesh, in_specs=(P(), spec, P(), P(), P()),
-                         out_specs=P(), check_vma=False)
-    return jax.jit(fn)
-  return jit_fn, carry, args
+
+_DATA_KEYS = ("forget_x", "forget_y", "forget_mask", "stop_x", "stop_y", "stop_mask")
+
+
+def loop_jit(mesh, fn):
+  """jits ``fn(carry, data, theta0, omega, key, axis_name=None)`` for
+  ``mesh``: under ``shard_map`` when it has several devices (forget and stop
+  samples sharded, everything else replicated)."""
+  if mesh.devices.size > 1:
+    spec = dict({k: P(parallel.DATA_AXIS) for k in _DATA_KEYS},
+                adv_x=P(), adv_t=P())
+    fn = jax.shard_map(functools.partial(fn, axis_name=parallel.DATA_AXIS),
+                       mesh=mesh, in_specs=(P(), spec, P(), P(), P()),
+                       out_specs=P(), check_vma=False)
+  return jax.jit(fn)
+
+
+@functools.lru_cache(maxsize=16)
+def _loop_programs(model, frozen_cfg, adv_batch, relabel, mesh, on_device):
+  """The loop's jitted functions, memoised on everything they depend on, so
+  that repeated runs in one process (continual requests, sweeps) trace and
+  compile them once: ``(whole,)`` (one ``while_loop``) or ``(cond, body)``."""
+  cfg = ml_collections.ConfigDict(dict(frozen_cfg))
+  tx = sgd(cfg.lr, cfg.momentum, cfg.weight_decay)
+  cond, body = make_loop(model, tx, cfg, adv_batch=adv_batch, relabel=relabel)
+  if on_device:
+    def whole(carry, *args, axis_name=None):
+      return lax.while_loop(
+          lambda c: cond(c, *args, axis_name=axis_name),
+          lambda c: body(c, *args, axis_name=axis_name), carry)
+    return (loop_jit(mesh, whole),)
+  return loop_jit(mesh, cond), loop_jit(mesh, body)
 
 
 def run(task, cfg, key, keep=None):
@@ -269,34 +298,31 @@ def run(task, cfg, key, keep=None):
   if cfg.variant != "ga":
     targets = random_targets(target_key, y_f, task.num_classes, cfg.n_adv).reshape(-1)
     sources = jnp.repeat(x_f, cfg.n_adv, axis=0)
-    adv_x = jax.jit(lambda v, s, t, k: pgd_l2_targeted(
-        model, v, s, t, k, epsilon=cfg.epsilon, step_size=cfg.pgd_step_size,
-        steps=cfg.pgd_steps))(variables, sources, targets, pgd_key)
+    adv_x = adversarial_examples(
+        model, variables, sources, targets, pgd_key, epsilon=float(cfg.epsilon),
+        step_size=float(cfg.pgd_step_size), steps=int(cfg.pgd_steps))
   else:
     adv_x, targets = x_f[:1], y_f[:1]  # unused
-  omega = (normalise_inverted(mas_importance(model, variables, x_f))
+  omega = (normalised_importance(model, variables, x_f)
            if cfg.variant == "full" else jax.tree.map(jnp.zeros_like, variables["params"]))
   tx = sgd(cfg.lr, cfg.momentum, cfg.weight_decay)
   adv_batch = min(cfg.adv_batch_size, adv_x.shape[0])
-  cond, body = make_loop(model, tx, cfg, adv_batch=adv_batch,
-                         relabel=int(cfg.relabel))
+  programs = _loop_programs(model, tuple(sorted(cfg.to_dict().items())),
+                            adv_batch, int(cfg.relabel), mesh,
+                            on_device_loop(mesh, cfg))
 
   stop_images, stop_labels = forget.images, forget.labels
   if keep is not None and len(keep.labels):
     stop_images = np.concatenate([forget.images, keep.images])
     stop_labels = np.concatenate([forget.labels, keep.labels])
-  jit_fn, carry, args = prepare_loop(
+  _, carry, args = prepare_loop(
       tx, mesh, variables, omega, loop_key,
       (np.asarray(forget.images, np.float32) / 255.0, forget.labels),
       (np.asarray(stop_images, np.float32) / 255.0, stop_labels), adv_x, targets)
-  if on_device_loop(mesh, cfg):
-    def whole(carry, *args, axis_name=None):
-      return lax.while_loop(
-          lambda c: cond(c, *args, axis_name=axis_name),
-          lambda c: body(c, *args, axis_name=axis_name), carry)
-    carry = jit_fn(whole)(carry, *args)
+  if len(programs) == 1:
+    carry = programs[0](carry, *args)
   else:
-    cond_fn, body_fn = jit_fn(cond), jit_fn(body)
+    cond_fn, body_fn = programs
     while bool(cond_fn(carry, *args)):
       carry = body_fn(carry, *args)
   steps, params, batch_stats, _ = carry

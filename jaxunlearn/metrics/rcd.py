@@ -29,6 +29,7 @@ import ml_collections
 import numpy as np
 import optax
 
+from jaxunlearn import parallel
 from jaxunlearn.data.pipeline import Split
 from jaxunlearn.evaluate import EVALUATORS, EvalContext
 from jaxunlearn.losses import cross_entropy
@@ -58,8 +59,7 @@ def relearning_curve(model, variables: dict, forget: Split, *, lr: float,
   batches = np.stack([rng.choice(n, size, replace=False) for _ in range(steps)])
   images = jnp.asarray(forget.images, jnp.float32) / 255.0
   labels = jnp.asarray(forget.labels, jnp.int32)
-  on_device = (device_loop == "device" or device_loop == "auto"
-               and jax.devices()[0].platform != "cpu")
+  on_device = parallel.loop_on_device(device_loop, name="rcd.device_loop")
   accs, dists = (_curve if on_device else _host_curve)(
       model, float(lr), float(momentum), variables["params"],
       variables["batch_stats"], images, labels, jnp.asarray(eval_index),
