@@ -10,9 +10,13 @@
   cost and memory analysis of its compiled executable.
 - ``torch_peak_bytes``: bytes live at the peak of one PyTorch step.
 - ``cpu_name``: the processor's model name.
+- ``write_results``: ``results/<name>.json`` (the list of rows),
+  ``<name>.meta.json`` and ``<name>.md``, each written atomically.
 """
 from __future__ import annotations
 
+import json
+import os
 import platform
 import statistics
 import time
@@ -127,3 +131,25 @@ def cpu_name() -> str:
   except OSError:
     pass
   return platform.processor() or "unknown"
+
+
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+
+
+def _write(path: str, text: str) -> None:
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    f.write(text)
+  os.replace(tmp, path)
+
+
+def write_results(name: str, rows: list, meta: dict, markdown: list) -> None:
+  """``results/<name>.json``: the list of rows (for the comparisons each has
+  method, model, batch, devices, ours_img_s, theirs_img_s and ratio =
+  ours/theirs); ``<name>.meta.json``: versions, machine, settings;
+  ``<name>.md``: the markdown lines."""
+  os.makedirs(RESULTS, exist_ok=True)
+  base = os.path.join(RESULTS, name)
+  _write(base + ".json", json.dumps(rows, indent=1) + "\n")
+  _write(base + ".meta.json", json.dumps(meta, indent=1) + "\n")
+  _write(base + ".md", "\n".join(markdown) + "\n")

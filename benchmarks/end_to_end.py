@@ -7,7 +7,8 @@ batch order, forget pairing and gate samples, for the same number of steps
 (one pass over D_r):
 
 - ours: ``jaxunlearn.methods.dlfd.unlearn``: jitted synthesis (K signed
-  steps with log-domain Sinkhorn inside one ``fori_loop``) and model step,
+  steps with log-domain Sinkhorn; on CPU a host loop of one jitted ascent
+  step, elsewhere one ``fori_loop``) and model step,
   the gate's losses in one jitted pass and the 10-fold logistic regression
   fitted in JAX; the wall time includes compilation.
 - theirs: the structure of the authors' released code, written in PyTorch:
@@ -24,7 +25,9 @@ and the number of gate evaluations; the numbers are not bit-identical
 (different frameworks, gate decisions may differ), which the table shows.
 
 Run: python benchmarks/end_to_end.py [--seeds 0] [--devices 1,2]
-Writes benchmarks/results/end_to_end.json and .md.
+Writes benchmarks/results/end_to_end.json (a list of rows, one per seed and
+device count: method, model, batch, devices, ours_img_s, theirs_img_s,
+ratio = ours/theirs, wall times and quality both ways), .meta.json and .md.
 """
 from __future__ import annotations
 
@@ -53,12 +56,12 @@ from jaxunlearn.metrics.predict import make_predict_fn, predict  # noqa: E402
 from jaxunlearn.models import get_model  # noqa: E402
 from jaxunlearn.train import train_model  # noqa: E402
 
+from _timing import write_results  # noqa: E402
 from torch_models import (ce, channel_stats, eval_logits, normalizer,  # noqa: E402
                           small_cnn_from_flax, torch_dlfd_synthesis,
                           torch_finetune_step, torch_images)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-RESULTS = os.path.join(HERE, "results")
 CONFIG = os.path.join(HERE, os.pardir, "configs", "dlfd_digits.py")
 
 
@@ -185,7 +188,7 @@ def main():
   channels = spec.image_shape[-1]
   mean = tuple(spec.mean) * (channels // len(spec.mean))
   std = tuple(spec.std) * (channels // len(spec.std))
-  rows = []
+  runs = []
   for seed in (int(s) for s in args.seeds.split(",")):
     root = jax.random.key(seed)
     split_key, pretrain_key, unlearn_key = jax.random.split(root, 3)
@@ -201,11 +204,11 @@ def main():
                          mesh, loop.Augment(), config.train, progress=False)
       stats = {}
       variables = dlfd.unlearn(task, cfg, unlearn_key, stats)
-      rows.append(dict(seed=seed, framework="jaxunlearn", devices=devices,
+      runs.append(dict(seed=seed, framework="jaxunlearn", devices=devices,
                        **{k: stats[k] for k in ("wall_time", "gate_time", "gate_calls",
                                                 "synth_steps", "steps", "selected")},
                        **quality(ours_losses(model, variables, mesh), data)))
-      print(json.dumps(rows[-1]), flush=True)
+      print(json.dumps(runs[-1]), flush=True)
     torch.manual_seed(seed)
     net = small_cnn_from_flax(original, spec.num_classes, channels)
     # Both frameworks start from the same model: inference logits must agree.
@@ -216,36 +219,61 @@ def main():
     if gap > 1e-3:
       raise SystemExit(f"weight copy is wrong: logits differ by {gap}")
     stats = torch_run(net, data, cfg, unlearn_key, mean, std)
-    rows.append(dict(seed=seed, framework="pytorch (authors' structure)", devices=1,
+    runs.append(dict(seed=seed, framework="pytorch", devices=1,
                      start_logit_gap=gap, **stats, **quality(torch_losses(net, mean, std), data)))
-    print(json.dumps(rows[-1]), flush=True)
-  theirs = {r["seed"]: r["wall_time"] for r in rows if r["framework"] != "jaxunlearn"}
-  for r in rows:
-    r["speedup"] = theirs[r["seed"]] / r["wall_time"]
+    print(json.dumps(runs[-1]), flush=True)
   meta = dict(jax=jax.__version__, torch=torch.__version__,
               torch_threads=torch.get_num_threads(), cpu_count=os.cpu_count(),
-              machine=platform.machine(), config=dict(config.dlfd))
-  os.makedirs(RESULTS, exist_ok=True)
-  with open(os.path.join(RESULTS, "end_to_end.json"), "w") as f:
-    json.dump(dict(meta=meta, rows=rows), f, indent=1)
+              machine=platform.machine(), retain_images=len(data.retain),
+              config=dict(config.dlfd))
+  rows = comparison_rows(runs, cfg.batch_size, len(data.retain))
   lines = ["# End-to-end DLFD: jaxunlearn vs the authors' run structure in PyTorch", "",
            f"Digits, small CNN, random 10% forget set, configs/dlfd_digits.py (paper "
            f"variant, K = {config.dlfd.steps}, Sinkhorn {config.dlfd.sinkhorn_iters} "
-           f"iterations, gate every step), one pass over D_r. jax {meta['jax']}, torch "
-           f"{meta['torch']} ({meta['torch_threads']} threads), {meta['cpu_count']} "
-           "cores. Wall time includes our compilation. speedup = PyTorch wall / "
-           "ours. Produced by `python benchmarks/end_to_end.py`.", "",
-           "| seed | framework | devices | wall s | gate s | gate evals | synth steps "
-           "| test acc | forgetting score | NoMUS | speedup |",
-           "|---|---|---|---|---|---|---|---|---|---|---|"]
+           f"iterations, gate every step), one pass over D_r "
+           f"({meta['retain_images']} images, batch {cfg.batch_size}). jax "
+           f"{meta['jax']}, torch {meta['torch']} ({meta['torch_threads']} threads), "
+           f"{meta['cpu_count']} cores. Wall time includes our compilation. "
+           "img/s = retain images / wall s; ratio = ours / theirs (= PyTorch wall / "
+           "ours). Quality: test accuracy, forgetting score (sklearn, whole D_f vs "
+           "D_t), NoMUS, ours / theirs. Produced by `python benchmarks/end_to_end.py`.",
+           "",
+           "| seed | devices | ours wall s (gate s) | torch wall s (gate s) | gate evals "
+           "| synth steps | ours img/s | torch img/s | ratio | test acc | forgetting "
+           "score | NoMUS |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+  both = lambda r, k, f: f"{r['ours_' + k]:{f}} / {r['theirs_' + k]:{f}}"
   for r in rows:
-    lines.append(f"| {r['seed']} | {r['framework']} | {r['devices']} | "
-                 f"{r['wall_time']:.1f} | {r['gate_time']:.1f} | {r['gate_calls']} | "
-                 f"{r['synth_steps']}/{r['steps']} | {r['test_acc']:.4f} | "
-                 f"{r['forgetting_score']:.4f} | {r['nomus']:.4f} | {r['speedup']:.2f} |")
-  with open(os.path.join(RESULTS, "end_to_end.md"), "w") as f:
-    f.write("\n".join(lines) + "\n")
+    lines.append(
+        f"| {r['seed']} | {r['devices']} | {r['ours_wall_s']:.1f} ({r['ours_gate_s']:.1f}) "
+        f"| {r['theirs_wall_s']:.1f} ({r['theirs_gate_s']:.1f}) | "
+        f"{both(r, 'gate_calls', 'd')} | {both(r, 'synth_steps', 'd')} of {r['steps']} | "
+        f"{r['ours_img_s']:.0f} | {r['theirs_img_s']:.0f} | {r['ratio']:.2f} | "
+        f"{both(r, 'test_acc', '.4f')} | {both(r, 'forgetting_score', '.4f')} | "
+        f"{both(r, 'nomus', '.4f')} |")
+  write_results("end_to_end", rows, meta, lines)
   print("\n".join(lines))
+
+
+def comparison_rows(runs: list, batch: int, images: int) -> list:
+  """One row per (seed, our devices): ours against the PyTorch run of the seed."""
+  theirs = {r["seed"]: r for r in runs if r["framework"] == "pytorch"}
+  rows = []
+  for r in runs:
+    if r["framework"] != "jaxunlearn":
+      continue
+    t = theirs[r["seed"]]
+    row = dict(method="dlfd", model="small_cnn", batch=batch, devices=r["devices"],
+               seed=r["seed"], steps=r["steps"], images=images,
+               ours_wall_s=r["wall_time"], theirs_wall_s=t["wall_time"],
+               ours_img_s=images / r["wall_time"], theirs_img_s=images / t["wall_time"],
+               ratio=t["wall_time"] / r["wall_time"])
+    for k in ("gate_time", "gate_calls", "synth_steps", "test_acc",
+              "forgetting_score", "nomus"):
+      name = "gate_s" if k == "gate_time" else k
+      row["ours_" + name], row["theirs_" + name] = r[k], t[k]
+    rows.append(row)
+  return rows
 
 
 if __name__ == "__main__":

@@ -28,7 +28,10 @@ everything; later seeds find some programs already cached), the second
 a sweep does. The difference is our compilation time.
 
 Run: python benchmarks/end_to_end_l2ul.py [--seeds 0,1,2] [--k 16]
-Writes benchmarks/results/end_to_end_l2ul.json and .md.
+Writes benchmarks/results/end_to_end_l2ul.json (a list of rows, one per seed
+and cache state: method, model, batch, devices, ours_img_s, theirs_img_s,
+ratio = ours/theirs, wall times and test accuracy both ways), .meta.json and
+.md.
 """
 from __future__ import annotations
 
@@ -61,11 +64,11 @@ from jaxunlearn.metrics.predict import accuracy, make_predict_fn  # noqa: E402
 from jaxunlearn.models import get_model  # noqa: E402
 from jaxunlearn.train import train_model  # noqa: E402
 
+from _timing import write_results  # noqa: E402
 from torch_models import (ce, eval_logits, normalizer, small_cnn_from_flax,  # noqa: E402
                           torch_images, torch_l2ul_forgotten, torch_l2ul_step,
                           torch_mas_importance)
 
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 
 def torch_l2ul(net, x_f, y_f, targets, cfg, mean, std, seed):
@@ -129,7 +132,7 @@ def main():
   mesh = parallel.make_mesh(1)
   predict_fn = make_predict_fn(model, mesh)
   test = splits["test"]
-  rows = []
+  runs = []
   for seed in (int(s) for s in args.seeds.split(",")):
     split_key, pretrain_key, unlearn_key = jax.random.split(jax.random.key(seed), 3)
     original, _ = train_model(model, config.train, splits["train"], spec.image_shape,
@@ -137,14 +140,14 @@ def main():
     data = random_forget_split(splits["train"], test, split_key, count=args.k)
     task = UnlearnTask(model, original, data, spec.num_classes, spec.image_shape, mesh,
                        loop.Augment(), config.train, progress=False)
-    for framework in ("jaxunlearn", "jaxunlearn, warm cache"):
+    for framework in ("cold", "warm"):
       start = time.perf_counter()
       variables, info = l2ul.run(task, cfg, unlearn_key)
       wall = time.perf_counter() - start
-      rows.append(dict(seed=seed, framework=framework, wall_time=wall,
+      runs.append(dict(seed=seed, framework=framework, wall_time=wall,
                        steps=info["steps"], stopped=info["stopped"],
                        test_acc=accuracy(predict_fn, variables, test, 64, mesh)))
-      print(json.dumps(rows[-1]), flush=True)
+      print(json.dumps(runs[-1]), flush=True)
     # The same adversarial targets as ours (l2ul.run's first key).
     target_key = jax.random.split(unlearn_key, 3)[0]
     targets = np.asarray(random_targets(target_key, jnp.asarray(data.forget.labels),
@@ -156,39 +159,60 @@ def main():
     stats = torch_l2ul(net, x_f, y_f, torch.from_numpy(targets.astype(np.int64)), cfg,
                        mean, std, seed)
     logits = eval_logits(net, test.images / 255.0, mean, std)
-    rows.append(dict(seed=seed, framework="pytorch (authors' structure)",
+    runs.append(dict(seed=seed, framework="pytorch",
                      stopped=stats["steps"] < cfg.max_iter,
                      test_acc=float(np.mean(logits.argmax(1) == test.labels)), **stats))
-    print(json.dumps(rows[-1]), flush=True)
-  theirs = {r["seed"]: r for r in rows if r["framework"].startswith("pytorch")}
-  for r in rows:
-    r["speedup"] = theirs[r["seed"]]["wall_time"] / r["wall_time"]
-    r["s_per_step"] = r["wall_time"] / max(r["steps"], 1)
+    print(json.dumps(runs[-1]), flush=True)
   meta = dict(jax=jax.__version__, torch=torch.__version__,
               torch_threads=torch.get_num_threads(), cpu_count=os.cpu_count(),
               machine=platform.machine(), k=args.k, config=dict(cfg))
-  os.makedirs(RESULTS, exist_ok=True)
-  with open(os.path.join(RESULTS, "end_to_end_l2ul.json"), "w") as f:
-    json.dump(dict(meta=meta, rows=rows), f, indent=1)
+  rows = comparison_rows(runs, args.k, cfg.adv_batch_size)
   lines = ["# End-to-end L2UL: jaxunlearn vs the authors' run structure in PyTorch", "",
            f"Digits, small CNN, k = {args.k} random training samples, L2UL full "
            f"variant with the library's digits settings ({cfg.n_adv} adversarial "
            f"examples per sample, {cfg.pgd_steps} PGD steps, stop rule after every "
            f"step). jax {meta['jax']}, torch {meta['torch']} ({meta['torch_threads']} "
            f"threads), {meta['cpu_count']} cores, 1 device. Wall time includes the "
-           "adversarial examples, and for `jaxunlearn` our compilation; `warm cache` "
-           "is the same run again with every program loaded from jax's persistent "
-           "compilation cache. speedup = PyTorch wall / ours. "
+           "adversarial examples, and for `cold` our compilation; `warm` is the same "
+           "run again with every program loaded from jax's persistent compilation "
+           "cache. The stop rule decides the steps, so they can differ: img/s = "
+           "images the loop's steps read (k + adversarial batch per step) / wall s, "
+           "ratio = ours / theirs in img/s, wall ratio = PyTorch wall / ours. "
            "Produced by `python benchmarks/end_to_end_l2ul.py`.", "",
-           "| seed | framework | wall s | steps | wall s / step | stopped | test acc | speedup |",
-           "|---|---|---|---|---|---|---|---|"]
+           "| seed | cache | ours wall s | torch wall s | steps ours / torch | ours img/s "
+           "| torch img/s | ratio | wall ratio | test acc ours / torch |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
   for r in rows:
-    lines.append(f"| {r['seed']} | {r['framework']} | {r['wall_time']:.1f} | {r['steps']} | "
-                 f"{r['s_per_step']:.3f} | {r['stopped']} | {r['test_acc']:.4f} | "
-                 f"{r['speedup']:.2f} |")
-  with open(os.path.join(RESULTS, "end_to_end_l2ul.md"), "w") as f:
-    f.write("\n".join(lines) + "\n")
+    lines.append(
+        f"| {r['seed']} | {r['cache']} | {r['ours_wall_s']:.1f} | {r['theirs_wall_s']:.1f} "
+        f"| {r['ours_steps']} / {r['theirs_steps']} | {r['ours_img_s']:.0f} | "
+        f"{r['theirs_img_s']:.0f} | {r['ratio']:.2f} | {r['wall_ratio']:.2f} | "
+        f"{r['ours_test_acc']:.4f} / {r['theirs_test_acc']:.4f} |")
+  write_results("end_to_end_l2ul", rows, meta, lines)
   print("\n".join(lines))
+
+
+def comparison_rows(runs: list, k: int, adv_batch: int) -> list:
+  """One row per (seed, cache): ours against the PyTorch run of the seed."""
+  theirs = {r["seed"]: r for r in runs if r["framework"] == "pytorch"}
+  rows = []
+  for r in runs:
+    if r["framework"] == "pytorch":
+      continue
+    t = theirs[r["seed"]]
+    per_step = k + adv_batch
+    ours_img_s = r["steps"] * per_step / r["wall_time"]
+    theirs_img_s = t["steps"] * per_step / t["wall_time"]
+    rows.append(dict(
+        method="l2ul", model="small_cnn", batch=per_step, devices=1, seed=r["seed"],
+        cache=r["framework"], ours_steps=r["steps"], theirs_steps=t["steps"],
+        ours_wall_s=r["wall_time"], theirs_wall_s=t["wall_time"],
+        ours_img_s=ours_img_s, theirs_img_s=theirs_img_s,
+        ratio=ours_img_s / theirs_img_s, wall_ratio=t["wall_time"] / r["wall_time"],
+        ours_stopped=r["stopped"], theirs_stopped=t["stopped"],
+        ours_test_acc=r["test_acc"], theirs_test_acc=t["test_acc"],
+        theirs_pgd_s=t["pgd_s"], theirs_loop_s=t["loop_s"]))
+  return rows
 
 
 if __name__ == "__main__":

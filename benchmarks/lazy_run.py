@@ -125,7 +125,7 @@ def main():
   step = os.path.join(HERE, "results", "step_vs_torch.json")
   if os.path.exists(step):
     with open(step) as f:
-      rows = [r for r in json.load(f)["rows"] if r["model"] == "resnet18"
+      rows = [r for r in json.load(f) if r["model"] == "resnet18"
               and r["method"] == "finetune" and r["devices"] == 1]
     if rows:
       results["resnet18_step_images_per_s"] = rows[0]["ours_img_s"]

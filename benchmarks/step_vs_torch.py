@@ -25,13 +25,15 @@ Steps:
   penalty, SGD). The adversarial examples (PGD) and the importance are made
   once before the loop and are not part of the step. 2B images. PyTorch:
   ``torch_l2ul_forgotten`` + ``torch_l2ul_step``.
-- ``dlfd``: ``synth_step`` of ``dlfd.jit_steps`` (``dlfd.default_config()``:
+- ``dlfd``: the synthesis step of ``dlfd.jit_steps`` (``dlfd.default_config()``:
   paper variant, K = 15 signed steps on δ through a 300-iteration Sinkhorn,
-  then one SGD step) on a retain and a forget batch. 2B images. PyTorch:
+  then one SGD step) on a retain and a forget batch, as the method runs it
+  on CPU: a host loop of jitted functions (the clean and forget features
+  once, K ascent steps, the update); ``--dlfd-loop device`` times the
+  one-program ``fori_loop`` form instead. 2B images. PyTorch:
   ``torch_dlfd_synthesis`` + ``torch_finetune_step``. Both do the same
-  work: the authors compute the forget logits once per step; ours writes
-  them into every ascent step's objective and XLA hoists them out of the
-  loop (and shares the last perturbed forward with the SGD step).
+  work: the forget logits once per step, K forward+backward passes of the
+  perturbed batch, one update.
 
 Columns besides images/s and ratio = ours / theirs:
 - ``compile_s``: our first call (compilation + one step); ``compiles``: the
@@ -45,8 +47,8 @@ Columns besides images/s and ratio = ours / theirs:
   its signed steps turn last-bit differences of ∇δ near zero into ±α.
 - ``gflop``: the step's FLOPs, XLA's cost analysis of the 1-device program
   (the same work on every device count; XLA counts only the multiply-adds
-  that do not fall in the padding). XLA counts a while loop's body once, so
-  for ``dlfd`` the K - 1 further ascent steps are added (``Ours.uncounted_flops``);
+  that do not fall in the padding). For ``dlfd`` the K - 1 further ascent
+  steps are added (``Ours.uncounted_flops``; XLA counts a loop body once);
   Sinkhorn's iterations are still counted once per solve (elementwise
   log-sum-exp over B x B: an undercount that matters for the small CNN
   only). GFLOP/s = gflop / step time for both frameworks (they do the same
@@ -63,9 +65,10 @@ data-parallel overhead (or gain from splitting across cores), not a
 scaling to more hardware.
 
 Run: python benchmarks/step_vs_torch.py [--quick] [--methods ...] [--models ...]
-[--devices 1,2,4]. Writes benchmarks/results/step_vs_torch.json (meta, and
-rows: method, model, batch, images, devices, ours_img_s, theirs_img_s,
-ratio = ours/theirs, ...) and benchmarks/results/step_vs_torch.md.
+[--devices 1,2,4] [--dlfd-loop auto|host|device]. Writes
+benchmarks/results/step_vs_torch.json (a list of rows: method, model, batch,
+images, devices, ours_img_s, theirs_img_s, ratio = ours/theirs, ...),
+step_vs_torch.meta.json (versions, machine, matmul peak) and step_vs_torch.md.
 """
 from __future__ import annotations
 
@@ -97,18 +100,18 @@ import torch  # noqa: E402
 from jaxunlearn import parallel  # noqa: E402
 from jaxunlearn.methods import delete, dlfd, ieu, l2ul  # noqa: E402
 from jaxunlearn.models import get_model  # noqa: E402
-from jaxunlearn.state import TrainState, apply_train, sgd  # noqa: E402
+from jaxunlearn.state import TrainState, sgd  # noqa: E402
 from jaxunlearn.train import make_supervised_step  # noqa: E402
 
 from _timing import (cpu_name, matmul_peak, program_stats,  # noqa: E402
-                     steps_per_block, time_blocks, torch_peak_bytes)
+                     steps_per_block, time_blocks, torch_peak_bytes,
+                     write_results)
 from torch_models import (TorchResNet18, TorchSmallCNN, channel_stats,  # noqa: E402
                           normalizer, torch_delete_step, torch_dlfd_synthesis,
                           torch_finetune_step, torch_ieu_step, torch_images,
                           torch_l2ul_forgotten, torch_l2ul_step,
                           torch_mas_importance)
 
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 METHODS = ("finetune", "delete", "ieu", "l2ul", "dlfd")
 CHECK_STEPS = 3  # compile + warm-up; the device counts are compared after them
@@ -188,8 +191,7 @@ def ours_l2ul(model, variables, data, mesh) -> Ours:
   forget = data["batch"]
   cond, body = l2ul.make_loop(model, tx, cfg, adv_batch=len(forget["label"]),
                               relabel=-1)
-  omega = l2ul.normalise_inverted(jax.jit(
-      lambda v, x: l2ul.mas_importance(model, v, x))(variables, forget["image"]))
+  omega = l2ul.normalised_importance(model, variables, jnp.asarray(forget["image"]))
   samples = (forget["image"], forget["label"])
   jit_fn, carry, args = l2ul.prepare_loop(
       tx, mesh, variables, omega, jax.random.key(0), samples, samples,
@@ -203,36 +205,42 @@ def ours_l2ul(model, variables, data, mesh) -> Ours:
               lambda c: [(cond_fn, (c, *args)), (body_fn, (c, *args))])
 
 
+DLFD_LOOP = ["auto"]  # --dlfd-loop: the K ascent steps' loop (dlfd.device_loop)
+
+
 def ours_dlfd(model, variables, data, mesh) -> Ours:
+  """The synthesis step as ``dlfd.jit_steps`` runs it: on CPU ("auto") a
+  host loop of jitted ``fixed``, K x ``ascend`` and ``finish``; with
+  ``--dlfd-loop device`` one program with a ``fori_loop``."""
   cfg = dlfd.default_config()
   tx = sgd(cfg.lr, cfg.momentum, cfg.weight_decay)
-  synth, _ = dlfd.jit_steps(model, tx, cfg, model.mean, model.std, mesh)
+  steps = dlfd.jit_each_step(model, tx, cfg, model.mean, model.std, mesh)
+  on_device = parallel.loop_on_device(DLFD_LOOP[0], mesh)
+  synth = steps.synth if on_device else dlfd.host_loop_synth(steps, cfg.steps)
   rep = parallel.replicated(mesh)
   batch = parallel.shard_batch(data["batch"], mesh)
   forget = parallel.shard_batch(data["paired"], mesh)
   w_r, key = jax.device_put((jnp.float32(0.5), jax.random.key(0)), rep)
 
+  def pieces(s):
+    features = steps.fixed(s, batch, forget, key)
+    delta = jnp.zeros_like(batch["image"])
+    return [(steps.fixed, (s, batch, forget, key)),
+            (steps.ascend, (s, batch, features, w_r, key, np.int32(0), delta)),
+            (steps.finish, (s, batch, features, w_r, key, delta))]
+
+  def programs(s):
+    return [(steps.synth, (s, batch, forget, w_r, key))] if on_device else pieces(s)
+
   def uncounted_flops():
-    """K - 1 further ascent steps: XLA counts the fori_loop's body once. It
-    hoists the loop-invariant forget forward out of the loop (seen in the
-    optimised HLO), so the body costs one standalone ascent step minus one
-    training-mode forward."""
-    objective = dlfd.make_objective(model, cfg, model.mean, model.std)
-    ascent = jax.jit(jax.grad(objective, has_aux=True))
-    host_retain, host_forget = data["batch"], data["paired"]
-    step_flops = program_stats(
-        ascent, np.zeros_like(host_retain["image"]), variables["params"],
-        variables["batch_stats"], host_retain, host_forget, np.float32(0.5),
-        jax.random.key(0))["flops"]
-    forward = jax.jit(lambda v, x, m: apply_train(model, v["params"], v["batch_stats"],
-                                                  x, m)[0])
-    forward_flops = program_stats(forward, variables, host_forget["image"],
-                                  host_forget["mask"])["flops"]
-    return (cfg.steps - 1) * (step_flops - forward_flops)
+    """K - 1 further ascent steps: counted once in the host loop's
+    ``programs`` and, in the fori_loop, by XLA's cost analysis (a loop body
+    is counted once)."""
+    ascend, args = pieces(state)[1]
+    return (cfg.steps - 1) * program_stats(ascend, *args)["flops"]
   state = parallel.replicate(TrainState.create(variables, tx), mesh)
   return Ours(state, lambda s: synth(s, batch, forget, w_r, key)[0],
-              lambda s: s.params, lambda s: [(synth, (s, batch, forget, w_r, key))],
-              uncounted_flops)
+              lambda s: s.params, programs, uncounted_flops)
 
 
 OURS = dict(finetune=ours_finetune, delete=ours_delete, ieu=ours_ieu, l2ul=ours_l2ul,
@@ -415,7 +423,7 @@ def add_step_columns(rows, gflop, theirs_peak_mb, peak_gflop_s):
     r["theirs_pct_of_peak"] = 100 * r["theirs_gflop_s"] / peak_gflop_s
 
 
-def write_markdown(meta, rows, path):
+def markdown(meta, rows) -> list:
   diff = lambda v: "n/a" if v is None else f"{v:.1e}"
   lines = ["# Step throughput: jaxunlearn vs PyTorch (same process, same CPU)", "",
            f"jax {meta['jax']}, torch {meta['torch']} ({meta['torch_threads']} "
@@ -446,8 +454,6 @@ def write_markdown(meta, rows, path):
         f"{r['theirs_gflop_s']:.0f} ({r['theirs_pct_of_peak']:.0f}%) | "
         f"{r['compile_s']:.1f} | {r['compiles']} | {r['ours_peak_mb']:.0f} | "
         f"{r['theirs_peak_mb']:.0f} | {diff(r['max_abs_diff_vs_1dev'])} |")
-  with open(path, "w") as f:
-    f.write("\n".join(lines) + "\n")
   return lines
 
 
@@ -458,10 +464,13 @@ def main():
   parser.add_argument("--models", default="small_cnn,resnet18")
   parser.add_argument("--devices", default="1,2,4", help="our device counts")
   parser.add_argument("--batch", type=int, default=64)
+  parser.add_argument("--dlfd-loop", default="auto", choices=("auto", "host", "device"),
+                      help="DLFD's K ascent steps: host loop (auto on CPU) or fori_loop")
   parser.add_argument("--skip", default="",
                       help="model:method pairs to leave out, e.g. resnet18:dlfd")
   args = parser.parse_args()
   skip = set(filter(None, args.skip.split(",")))
+  DLFD_LOOP[0] = args.dlfd_loop
   devices = sorted(int(d) for d in args.devices.split(","))
   blocks, block_s = (3, 0.5) if args.quick else (7, 3.0)
   matmul = matmul_peak()
@@ -487,11 +496,11 @@ def main():
   meta = dict(jax=jax.__version__, torch=torch.__version__,
               torch_threads=torch.get_num_threads(), cpu_count=os.cpu_count(),
               machine=platform.machine(), processor=cpu_name(),
-              blocks=blocks, block_s=block_s, matmul=matmul, peak_gflop_s=peak)
-  os.makedirs(RESULTS, exist_ok=True)
-  with open(os.path.join(RESULTS, "step_vs_torch.json"), "w") as f:
-    json.dump(dict(meta=meta, rows=rows), f, indent=1)
-  print("\n".join(write_markdown(meta, rows, os.path.join(RESULTS, "step_vs_torch.md"))))
+              blocks=blocks, block_s=block_s, matmul=matmul, peak_gflop_s=peak,
+              dlfd_loop=args.dlfd_loop)
+  lines = markdown(meta, rows)
+  write_results("step_vs_torch", rows, meta, lines)
+  print("\n".join(lines))
 
 
 if __name__ == "__main__":
