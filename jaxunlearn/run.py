@@ -92,7 +92,7 @@ def use_compilation_cache(directory: str) -> None:
   (``JAX_COMPILATION_CACHE_DIR`` or ``jax.config``: the user's choice
   wins). Programs that took more than 0.1 s to compile are kept, so a second
   run, another seed of a sweep, or a method that jits a fresh closure per
-  call (L2UL, the audit's shadow models) loads them from disk.
+  call (the audit's shadow models) loads them from disk.
   """
   if not directory or jax.config.jax_compilation_cache_dir:
     return
@@ -109,6 +109,7 @@ def run(cfg: ml_collections.ConfigDict, workdir: str,
         log=print) -> dict:
   """The full job; returns the report (also written to workdir/report.json)."""
   use_compilation_cache(cfg.get("compilation_cache_dir", ""))
+  parallel.configure_cpu(cfg.get("cpu_devices", 0), cfg.get("cpu_ynn_fusions", False))
   task = cfg.get("task", "classification")
   if task != "classification":
     if task not in TASKS:

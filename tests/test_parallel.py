@@ -1,4 +1,6 @@
 """Data parallelism: 2 devices (jit + NamedSharding, or shard_map) = 1 device."""
+import os
+
 import jax
 import numpy as np
 import pytest
@@ -100,3 +102,50 @@ def test_batch_size_must_divide_devices():
   from jaxunlearn.errors import UserError
   with pytest.raises(UserError, match="not divisible"):
     parallel.check_batch_size(7, parallel.make_mesh(2))
+
+
+def test_configure_cpu_in_a_fresh_process():
+  """cpu_devices / cpu_ynn_fusions take effect before JAX starts (the
+  devices exist, the flag is in XLA_FLAGS and a convolution's gradient
+  compiles and runs under it); repeating them is a no-op; changing the
+  device count afterwards is a one-line error naming the fix."""
+  import subprocess
+  import sys
+  code = """
+import os, jax, jax.numpy as jnp
+from jaxunlearn import parallel
+from jaxunlearn.errors import UserError
+parallel.configure_cpu(3, True)
+assert len(jax.devices()) == 3, jax.devices()
+assert parallel.YNN_FUSIONS_FLAG in os.environ["XLA_FLAGS"].split()
+x = jnp.ones((2, 8, 8, 4))
+g = jax.grad(lambda w: jnp.sum(jax.lax.conv_general_dilated(
+    x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))))(
+    jnp.ones((3, 3, 4, 5)))
+assert float(g[1, 1, 0, 0]) == 2 * 8 * 8, float(g[1, 1, 0, 0])
+parallel.configure_cpu(3, True)
+try:
+  parallel.configure_cpu(2)
+except UserError as e:
+  assert "cpu_devices=2" in str(e) and "fresh process" in str(e), e
+else:
+  raise AssertionError("no error")
+print("ok")
+"""
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                       text=True, timeout=120)
+  assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+def test_run_applies_the_cpu_settings():
+  """``run`` applies cpu_devices first: here JAX already runs with 2 CPU
+  devices, so asking for 3 fails before any work, naming the fix."""
+  from jaxunlearn import config as base_config
+  from jaxunlearn.errors import UserError
+  from jaxunlearn.run import run
+  cfg = base_config.get_config()
+  cfg.compilation_cache_dir = ""
+  cfg.cpu_devices = 3
+  with pytest.raises(UserError, match="cpu_devices=3"):
+    run(cfg, "/nonexistent/never-written")
