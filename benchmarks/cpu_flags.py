@@ -39,7 +39,8 @@ The ratio ours / torch is the robust number: both are timed in the same
 process minutes apart, and this shared machine's speed drifts by 10-20%.
 
 Run: python benchmarks/cpu_flags.py [--variants a,b] [--no-profile] (about
-15 minutes on 2 cores). Writes benchmarks/results/cpu_flags.json
+15 minutes on 2 cores; ``--variants`` or ``--no-profile`` update the stored
+results in place, keeping the rows and profile they did not rerun). Writes benchmarks/results/cpu_flags.json
 (``variants``: variant, flags, settings, ours_img_s, theirs_img_s, ratio =
 ours/theirs, note, ...; ``conv_profile``; ``step_profile``) and
 benchmarks/results/cpu_flags.md.
@@ -114,6 +115,15 @@ VARIANTS = [
      "as step_vs_torch.py configures jax"),
     ("YNN + 2 devices", YNN, dict(devices=2, cpu_devices=2),
      "YNNPACK fusions with the batch split over 2 forced CPU devices"),
+    ("YNN on 1 core", YNN, dict(cores="0"),
+     "YNNPACK fusions, both frameworks pinned to one core: kernels without threading"),
+    ("concurrency scheduler", "--xla_cpu_enable_concurrency_optimized_scheduler=true",
+     {}, "schedules independent ops (a convolution's dx and dw) to run concurrently"),
+    ("YNN + concurrency scheduler",
+     YNN + " --xla_cpu_enable_concurrency_optimized_scheduler=true", {},
+     "both"),
+    ("vector width 512", "--xla_cpu_prefer_vector_width=512", {},
+     "XLA's own kernels (BatchNorm, ReLU, transposes) with 512-bit vectors"),
 ]
 
 
@@ -658,7 +668,10 @@ def markdown(meta, variants, convs, steps) -> list:
       "## Variants (each in a fresh process; torch timed alternately in it)", "",
       "ratio = ours / torch images/s. `update error`: the first update's distance "
       "from the float64 update, relative to its norm (— where the batch differs or "
-      "the run failed); the default's is float32's own error.", ""] + variant_table(variants)
+      "the run failed); the default's is float32's own error. On this shared "
+      "machine a variant's ratio moves by up to ±0.07 between runs (YNN alone: "
+      "0.76, 0.75, 0.70 in three); the table keeps each variant's latest run "
+      "(`--variants` reruns some and keeps the rest).", ""] + variant_table(variants)
 
 
 def main():
@@ -677,6 +690,18 @@ def main():
   with tempfile.TemporaryDirectory() as tmp:
     variants = variant_rows(names, os.path.join(tmp, "default_update.npz"))
   convs, steps = ([], []) if args.no_profile else profile_rows()
+  previous = os.path.join(RESULTS, "cpu_flags.json")
+  if (names or args.no_profile) and os.path.exists(previous):
+    # A partial run updates the stored results: the variants it ran replace
+    # theirs (in VARIANTS order), the rest and the profile are kept.
+    with open(previous) as f:
+      old = json.load(f)
+    ran = {r["variant"]: r for r in variants}
+    kept = {r["variant"]: r for r in old["variants"]}
+    order = [name for name, *_ in VARIANTS]
+    variants = [dict(kept, **ran)[n] for n in order if n in ran or n in kept]
+    if args.no_profile:
+      convs, steps = old["conv_profile"], old["step_profile"]
   meta = dict(jax=jax.__version__, torch=torch.__version__, cpu_count=os.cpu_count(),
               machine=platform.machine(), processor=cpu_name(), timeout_s=TIMEOUT_S)
   os.makedirs(RESULTS, exist_ok=True)
