@@ -50,9 +50,9 @@ def configure_cpu(devices: int = 0, ynn_fusions: bool = False) -> None:
   convolutions, dots, elementwise ops and reductions to YNNPACK (the
   experimental ``--xla_cpu_experimental_ynn_fusion_type``, appended to
   ``XLA_FLAGS``). Measured on a 2-core CPU (benchmarks/results/cpu_flags.md,
-  step_vs_torch.md): the ResNet-18 train step goes from 0.61x to 0.76x of
-  PyTorch's with either (no further gain with both); the small digits CNN
-  gains nothing. Numbers change at float32 rounding level.
+  step_vs_torch.md): the ResNet-18 train step goes from about 0.6x to
+  0.70-0.76x of PyTorch's with either (no further gain with both); the small
+  digits CNN gains nothing. Numbers change at float32 rounding level.
   """
   if devices < 0:
     raise UserError(f"cpu_devices={devices}; use 0 (JAX's default) or a count")

@@ -30,7 +30,11 @@ depend on δ, so ∇_δ J = -w_r ∇_δ CE and synthesis is signed gradient
 *descent* on CE.
 
 Features ``φ``: "logits" (released) or "features" (penultimate layer).
-The forget features are treated as constants (stop_gradient).
+The forget features (and the clean retain features the released variant
+uses) are constants: computed once per synthesis step, before the K ascent
+steps (stop_gradient). The K steps run in one ``fori_loop`` on GPU/TPU and
+as a host loop of one jitted ascent step on CPU (``device_loop``; XLA:CPU
+runs a convolution's gradient several times slower inside a loop).
 
 Gate cost: the authors refit a 10-fold sklearn logistic regression after
 every step. Here the per-sample losses of D_f and of the unseen set come from
