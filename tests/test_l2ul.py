@@ -216,3 +216,23 @@ def test_bad_variant_and_empty_forget_set_are_user_errors(trained):
       forget=task.data.forget.take(np.arange(0))))
   with pytest.raises(UserError, match="forget set is empty"):
     l2ul.run(empty, small_config(), jax.random.key(0))
+
+
+def test_adversarial_examples_sharded_over_two_devices_equal_one_device():
+  """PGD with the examples split over 2 devices (as ``run`` does on a
+  multi-device mesh) gives the 1-device examples: the random starts are
+  drawn as on one device."""
+  model = get_model("small_cnn", num_classes=10, mean=(0.5,), std=(0.3,))
+  variables = init_variables(model, (8, 8, 1), jax.random.key(0))
+  x = jax.random.uniform(jax.random.key(1), (40, 8, 8, 1))
+  t = jnp.arange(40) % 10
+  kw = dict(epsilon=0.5, step_size=0.1, steps=10)
+  one = l2ul.adversarial_examples(model, variables, x, t, jax.random.key(2), **kw)
+  mesh = parallel.make_mesh(2)
+  xs, ts = jax.device_put((x, t), parallel.batch_sharded(mesh))
+  two = l2ul.adversarial_examples(
+      model, jax.device_put(variables, parallel.replicated(mesh)), xs, ts,
+      jax.random.key(2), **kw)
+  assert len(two.sharding.device_set) == 2
+  assert float(jnp.abs(one - x).max()) > 0.1  # the attack moved the images
+  np.testing.assert_allclose(np.asarray(one), np.asarray(two), atol=1e-6)

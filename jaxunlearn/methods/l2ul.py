@@ -238,8 +238,8 @@ def prepare_loop(tx, mesh, variables, omega, key, forget, stop, adv_x, adv_t):
            tx.init(params))
   if devices > 1:
     data = parallel.shard_batch(data, mesh)
-    carry, params, omega, key = jax.device_put((carry, params, omega, key),
-                                               parallel.replicated(mesh))
+    carry, params, omega, key, adv_x, adv_t = jax.device_put(
+        (carry, params, omega, key, adv_x, adv_t), parallel.replicated(mesh))
   args = (dict(data, adv_x=adv_x, adv_t=adv_t), params, omega, key)
   return functools.partial(loop_jit, mesh), carry, args
 
@@ -298,8 +298,15 @@ def run(task, cfg, key, keep=None):
   if cfg.variant != "ga":
     targets = random_targets(target_key, y_f, task.num_classes, cfg.n_adv).reshape(-1)
     sources = jnp.repeat(x_f, cfg.n_adv, axis=0)
+    attack_vars = variables
+    if mesh.devices.size > 1 and len(sources) % mesh.devices.size == 0:
+      # Every device attacks its share of the examples (the random starts
+      # are drawn as on one device: jax's partitionable threefry).
+      sources, targets = jax.device_put((sources, targets),
+                                        parallel.batch_sharded(mesh))
+      attack_vars = jax.device_put(variables, parallel.replicated(mesh))
     adv_x = adversarial_examples(
-        model, variables, sources, targets, pgd_key, epsilon=float(cfg.epsilon),
+        model, attack_vars, sources, targets, pgd_key, epsilon=float(cfg.epsilon),
         step_size=float(cfg.pgd_step_size), steps=int(cfg.pgd_steps))
   else:
     adv_x, targets = x_f[:1], y_f[:1]  # unused
