@@ -20,16 +20,18 @@ The stop rule decides the number of steps, so it can differ between the
 two; the table gives steps, seconds per step and final test accuracy
 besides the wall times.
 
-Ours runs twice per seed with jax's persistent compilation cache on (a
-fresh temporary directory, as ``jaxunlearn run`` does in
-``config.compilation_cache_dir``): the first run compiles (seed 0 compiles
-everything; later seeds find some programs already cached), the second
-("warm") loads every program from the cache, as a re-run or another seed of
-a sweep does. The difference is our compilation time.
+Ours runs twice per seed and device count (1 and 2 forced CPU devices; on
+2 each device makes half of the adversarial examples and trains on half of
+each batch), with jax's persistent compilation cache on (a fresh temporary
+directory, as ``jaxunlearn run`` does): the first run ("cold") compiles
+what this process has not compiled yet (seed 0 on a device count compiles
+everything; later seeds reuse the programs L2UL memoises per model and
+settings), the second ("warm") compiles nothing, as a re-run, a continual
+request or another seed of a sweep. The difference is our compilation time.
 
-Run: python benchmarks/end_to_end_l2ul.py [--seeds 0,1,2] [--k 16]
+Run: python benchmarks/end_to_end_l2ul.py [--seeds 0,1,2] [--k 16] [--devices 1,2]
 Writes benchmarks/results/end_to_end_l2ul.json (a list of rows, one per seed
-and cache state: method, model, batch, devices, ours_img_s, theirs_img_s,
+device count and cache state: method, model, batch, devices, ours_img_s, theirs_img_s,
 ratio = ours/theirs, wall times and test accuracy both ways), .meta.json and
 .md.
 """
@@ -120,6 +122,7 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--seeds", default="0,1,2")
   parser.add_argument("--k", type=int, default=16)
+  parser.add_argument("--devices", default="1,2", help="our device counts")
   args = parser.parse_args()
   config = base_config.get_config()
   spec, splits = load_dataset(config.dataset, os.environ.get("JAXUNLEARN_DATA_DIR") or None)
@@ -138,16 +141,18 @@ def main():
     original, _ = train_model(model, config.train, splits["train"], spec.image_shape,
                               pretrain_key, mesh, progress=False)
     data = random_forget_split(splits["train"], test, split_key, count=args.k)
-    task = UnlearnTask(model, original, data, spec.num_classes, spec.image_shape, mesh,
-                       loop.Augment(), config.train, progress=False)
-    for framework in ("cold", "warm"):
-      start = time.perf_counter()
-      variables, info = l2ul.run(task, cfg, unlearn_key)
-      wall = time.perf_counter() - start
-      runs.append(dict(seed=seed, framework=framework, wall_time=wall,
-                       steps=info["steps"], stopped=info["stopped"],
-                       test_acc=accuracy(predict_fn, variables, test, 64, mesh)))
-      print(json.dumps(runs[-1]), flush=True)
+    for devices in (int(d) for d in args.devices.split(",")):
+      task = UnlearnTask(model, original, data, spec.num_classes, spec.image_shape,
+                         parallel.make_mesh(devices), loop.Augment(), config.train,
+                         progress=False)
+      for framework in ("cold", "warm"):
+        start = time.perf_counter()
+        variables, info = l2ul.run(task, cfg, unlearn_key)
+        wall = time.perf_counter() - start
+        runs.append(dict(seed=seed, framework=framework, devices=devices,
+                         wall_time=wall, steps=info["steps"], stopped=info["stopped"],
+                         test_acc=accuracy(predict_fn, variables, test, 64, mesh)))
+        print(json.dumps(runs[-1]), flush=True)
     # The same adversarial targets as ours (l2ul.run's first key).
     target_key = jax.random.split(unlearn_key, 3)[0]
     targets = np.asarray(random_targets(target_key, jnp.asarray(data.forget.labels),
@@ -172,19 +177,20 @@ def main():
            f"variant with the library's digits settings ({cfg.n_adv} adversarial "
            f"examples per sample, {cfg.pgd_steps} PGD steps, stop rule after every "
            f"step). jax {meta['jax']}, torch {meta['torch']} ({meta['torch_threads']} "
-           f"threads), {meta['cpu_count']} cores, 1 device. Wall time includes the "
-           "adversarial examples, and for `cold` our compilation; `warm` is the same "
-           "run again with every program loaded from jax's persistent compilation "
-           "cache. The stop rule decides the steps, so they can differ: img/s = "
+           f"threads), {meta['cpu_count']} cores; ours on 1 and 2 forced CPU devices. "
+           "Wall time includes the adversarial examples, and for `cold` our "
+           "compilation (seed 0; later seeds reuse L2UL's memoised programs); `warm` "
+           "is the same run again, compiling nothing. The stop rule decides the steps, so they can differ: img/s = "
            "images the loop's steps read (k + adversarial batch per step) / wall s, "
            "ratio = ours / theirs in img/s, wall ratio = PyTorch wall / ours. "
            "Produced by `python benchmarks/end_to_end_l2ul.py`.", "",
-           "| seed | cache | ours wall s | torch wall s | steps ours / torch | ours img/s "
-           "| torch img/s | ratio | wall ratio | test acc ours / torch |",
-           "|---|---|---|---|---|---|---|---|---|---|"]
+           "| seed | devices | cache | ours wall s | torch wall s | steps ours / torch "
+           "| ours img/s | torch img/s | ratio | wall ratio | test acc ours / torch |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
   for r in rows:
     lines.append(
-        f"| {r['seed']} | {r['cache']} | {r['ours_wall_s']:.1f} | {r['theirs_wall_s']:.1f} "
+        f"| {r['seed']} | {r['devices']} | {r['cache']} | {r['ours_wall_s']:.1f} | "
+        f"{r['theirs_wall_s']:.1f} "
         f"| {r['ours_steps']} / {r['theirs_steps']} | {r['ours_img_s']:.0f} | "
         f"{r['theirs_img_s']:.0f} | {r['ratio']:.2f} | {r['wall_ratio']:.2f} | "
         f"{r['ours_test_acc']:.4f} / {r['theirs_test_acc']:.4f} |")
@@ -204,7 +210,8 @@ def comparison_rows(runs: list, k: int, adv_batch: int) -> list:
     ours_img_s = r["steps"] * per_step / r["wall_time"]
     theirs_img_s = t["steps"] * per_step / t["wall_time"]
     rows.append(dict(
-        method="l2ul", model="small_cnn", batch=per_step, devices=1, seed=r["seed"],
+        method="l2ul", model="small_cnn", batch=per_step, devices=r["devices"],
+        seed=r["seed"],
         cache=r["framework"], ours_steps=r["steps"], theirs_steps=t["steps"],
         ours_wall_s=r["wall_time"], theirs_wall_s=t["wall_time"],
         ours_img_s=ours_img_s, theirs_img_s=theirs_img_s,
