@@ -236,3 +236,12 @@ def test_adversarial_examples_sharded_over_two_devices_equal_one_device():
   assert len(two.sharding.device_set) == 2
   assert float(jnp.abs(one - x).max()) > 0.1  # the attack moved the images
   np.testing.assert_allclose(np.asarray(one), np.asarray(two), atol=1e-6)
+
+
+def test_settings_with_a_list_field_run(trained):
+  """The loop programs are memoised on the settings: a list-valued field
+  (unhashable as it is) must not break a run."""
+  cfg = small_config(max_iter=1)
+  cfg.note = ["a", "list"]
+  _, info = l2ul.run(make_task(trained, 4, 1), cfg, jax.random.key(0))
+  assert info["steps"] == 1

@@ -260,12 +260,21 @@ def loop_jit(mesh, fn):
   return jax.jit(fn)
 
 
+def _frozen(value):
+  """A hashable copy of a config value (dicts and lists as sorted tuples)."""
+  if isinstance(value, dict):
+    return tuple(sorted((k, _frozen(v)) for k, v in value.items()))
+  if isinstance(value, (list, tuple)):
+    return tuple(_frozen(v) for v in value)
+  return value
+
+
 @functools.lru_cache(maxsize=16)
 def _loop_programs(model, frozen_cfg, adv_batch, relabel, mesh, on_device):
   """The loop's jitted functions, memoised on everything they depend on, so
   that repeated runs in one process (continual requests, sweeps) trace and
   compile them once: ``(whole,)`` (one ``while_loop``) or ``(cond, body)``."""
-  cfg = ml_collections.ConfigDict(dict(frozen_cfg))
+  cfg = ml_collections.ConfigDict(dict(frozen_cfg))  # make_loop reads scalars only
   tx = sgd(cfg.lr, cfg.momentum, cfg.weight_decay)
   cond, body = make_loop(model, tx, cfg, adv_batch=adv_batch, relabel=relabel)
   if on_device:
@@ -314,9 +323,8 @@ def run(task, cfg, key, keep=None):
            if cfg.variant == "full" else jax.tree.map(jnp.zeros_like, variables["params"]))
   tx = sgd(cfg.lr, cfg.momentum, cfg.weight_decay)
   adv_batch = min(cfg.adv_batch_size, adv_x.shape[0])
-  programs = _loop_programs(model, tuple(sorted(cfg.to_dict().items())),
-                            adv_batch, int(cfg.relabel), mesh,
-                            on_device_loop(mesh, cfg))
+  programs = _loop_programs(model, _frozen(cfg.to_dict()), adv_batch,
+                            int(cfg.relabel), mesh, on_device_loop(mesh, cfg))
 
   stop_images, stop_labels = forget.images, forget.labels
   if keep is not None and len(keep.labels):
