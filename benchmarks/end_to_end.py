@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import importlib.util
 import json
 import os
 import platform
@@ -49,6 +48,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from jaxunlearn import loop, parallel  # noqa: E402
+from jaxunlearn.config import load_file  # noqa: E402
 from jaxunlearn.data import load_dataset, pipeline  # noqa: E402
 from jaxunlearn.data.pipeline import Split  # noqa: E402
 from jaxunlearn.data.splits import random_forget_split  # noqa: E402
@@ -65,13 +65,6 @@ from torch_models import (ce, channel_stats, eval_logits, normalizer,  # noqa: E
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CONFIG = os.path.join(HERE, os.pardir, "configs", "dlfd_digits.py")
-
-
-def load_config():
-  spec = importlib.util.spec_from_file_location("dlfd_digits_config", CONFIG)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
 
 
 # --------------------------------------------------------------------------
@@ -183,7 +176,7 @@ def main():
   parser.add_argument("--seeds", default="0")
   parser.add_argument("--devices", default="1,2", help="our device counts")
   args = parser.parse_args()
-  config = load_config()
+  config = load_file(CONFIG)
   spec, splits = load_dataset(config.dataset, os.environ.get("JAXUNLEARN_DATA_DIR") or None)
   model = get_model(config.model.name, num_classes=spec.num_classes, mean=spec.mean,
                     std=spec.std)

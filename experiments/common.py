@@ -3,7 +3,6 @@ write markdown / CSV / JSON tables."""
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import os
 from typing import Iterable, Sequence
@@ -95,9 +94,3 @@ def dataset_tag(args) -> str:
   return args.dataset.split(":")[0]
 
 
-def load_config(path: str):
-  """``get_config()`` of a config file (configs/*.py), as the CLI loads it."""
-  spec = importlib.util.spec_from_file_location("experiment_config", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()

@@ -17,10 +17,11 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import aggregate, fmt, load_config, mean_std, write_tables  # noqa: E402
+from common import aggregate, fmt, mean_std, write_tables  # noqa: E402
 from common import timing as run_times  # noqa: E402
 
 from jaxunlearn import run as run_lib  # noqa: E402
+from jaxunlearn.config import load_file  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WORK = os.path.join(HERE, ".work")
@@ -40,14 +41,14 @@ def main(argv=None):
                       help="a DLFD config file: configs/dlfd_digits.py (default), "
                            "configs/dlfd_mufac.py, configs/dlfd_rafdb.py")
   args = parser.parse_args(argv)
-  tag = load_config(args.config).dataset.split(":")[0]
+  tag = load_file(args.config).dataset.split(":")[0]
   shown = os.path.relpath(os.path.abspath(args.config),
                           os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
   rows, timing = [], []
   for seed in (int(s) for s in args.seeds.split(",")):
     workdir = os.path.join(WORK, f"dlfd-{tag}-seed{seed}")
     for label, method, variant in RUNS:
-      cfg = load_config(args.config)
+      cfg = load_file(args.config)
       cfg.seed, cfg.progress, cfg.method = seed, False, method
       if variant is not None:
         cfg.dlfd.variant = variant

@@ -19,7 +19,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common import (RESULTS, add_data_args, aggregate, apply_data_args,  # noqa: E402
-                    dataset_tag, load_config, timing, write_tables)
+                    dataset_tag, timing, write_tables)
 
 from jaxunlearn import config as base_config  # noqa: E402
 from jaxunlearn import run as run_lib  # noqa: E402
@@ -35,7 +35,7 @@ RANDOM30_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pa
 
 def setting_config(setting: str, seed: int, method: str):
   if setting == "random30":  # IEU's settings for random forgetting are there
-    cfg = load_config(RANDOM30_CONFIG)
+    cfg = base_config.load_file(RANDOM30_CONFIG)
   else:
     cfg = base_config.get_config()
   cfg.seed, cfg.progress, cfg.method = seed, False, method

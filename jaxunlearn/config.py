@@ -6,6 +6,9 @@ its ``default_config()``, so ``--config.delete.lr=1e-3`` works for any method.
 """
 from __future__ import annotations
 
+import importlib.util
+import os
+
 import ml_collections
 
 from jaxunlearn.methods import METHODS
@@ -75,3 +78,16 @@ def get_config() -> ml_collections.ConfigDict:
   c.distributed = False  # multi-host: call jax.distributed.initialize() first
   c.progress = True
   return c
+
+
+def load_file(path: str) -> ml_collections.ConfigDict:
+  """The config a file gives, as ``--config`` loads it: ``file.py`` calls
+  ``get_config()``, ``file.py:arg`` calls ``get_config("arg")``."""
+  file, _, arg = path.partition(":")
+  if not os.path.isfile(file):
+    raise FileNotFoundError(f"no config file {file!r}")
+  spec = importlib.util.spec_from_file_location(
+      "config_" + os.path.splitext(os.path.basename(file))[0], file)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg) if arg else module.get_config()

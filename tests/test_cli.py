@@ -54,3 +54,17 @@ def test_unprepared_dataset_fails_fast_offline(tmp_path):
   lines = result.stderr.strip().splitlines()
   assert len(lines) == 1, result.stderr
   assert "cifar-10-python.tar.gz" in lines[0] and str(tmp_path) in lines[0]
+
+
+@pytest.mark.parametrize("path", ["configs/dlfd_digits.py",
+                                  "configs/ieu_paper.py:cifar100,class30"])
+def test_load_file_gives_the_config_the_cli_loads(path):
+  """``config.load_file`` (the experiments' and benchmarks' loader) and
+  ``--config`` give the same config, ``file.py:arg`` included."""
+  from jaxunlearn.config import load_file
+  root = os.path.join(os.path.dirname(__file__), os.pardir)
+  path = os.path.join(root, path)
+  ours = load_file(path).to_dict()
+  cli_cfg, _ = cli._load_config(["--config", path])
+  assert ours == cli_cfg.to_dict()
+  assert ours != load_file(os.path.join(root, "configs", "baselines_digits.py")).to_dict()
