@@ -24,10 +24,11 @@ Ours runs twice per seed and device count (1 and 2 forced CPU devices; on
 2 each device makes half of the adversarial examples and trains on half of
 each batch), with jax's persistent compilation cache on (a fresh temporary
 directory, as ``jaxunlearn run`` does): the first run ("cold") compiles
-what this process has not compiled yet (seed 0 on a device count compiles
-everything; later seeds reuse the programs L2UL memoises per model and
-settings), the second ("warm") compiles nothing, as a re-run, a continual
-request or another seed of a sweep. The difference is our compilation time.
+what neither this process nor the cache has (seed 0 on a device count
+compiles everything; later seeds find PGD and MAS compiled and the loop in
+the cache), the second ("warm") loads every program from the cache, as a
+re-run, a continual request or another seed of a sweep. The difference is
+our compilation time.
 
 Run: python benchmarks/end_to_end_l2ul.py [--seeds 0,1,2] [--k 16] [--devices 1,2]
 Writes benchmarks/results/end_to_end_l2ul.json (a list of rows, one per seed
@@ -179,8 +180,9 @@ def main():
            f"step). jax {meta['jax']}, torch {meta['torch']} ({meta['torch_threads']} "
            f"threads), {meta['cpu_count']} cores; ours on 1 and 2 forced CPU devices. "
            "Wall time includes the adversarial examples, and for `cold` our "
-           "compilation (seed 0; later seeds reuse L2UL's memoised programs); `warm` "
-           "is the same run again, compiling nothing. The stop rule decides the steps, so they can differ: img/s = "
+           "compilation (seed 0; later seeds find most programs compiled or in "
+           "jax's persistent cache); `warm` is the same run again, every program "
+           "compiled or cached. The stop rule decides the steps, so they can differ: img/s = "
            "images the loop's steps read (k + adversarial batch per step) / wall s, "
            "ratio = ours / theirs in img/s, wall ratio = PyTorch wall / ours. "
            "Produced by `python benchmarks/end_to_end_l2ul.py`.", "",

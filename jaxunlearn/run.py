@@ -92,7 +92,7 @@ def use_compilation_cache(directory: str) -> None:
   (``JAX_COMPILATION_CACHE_DIR`` or ``jax.config``: the user's choice
   wins). Programs that took more than 0.1 s to compile are kept, so a second
   run, another seed of a sweep, or a method that jits a fresh closure per
-  call (the audit's shadow models) loads them from disk.
+  call (L2UL's loop, the audit's shadow models) loads them from disk.
   """
   if not directory or jax.config.jax_compilation_cache_dir:
     return

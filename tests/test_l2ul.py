@@ -162,19 +162,15 @@ def test_two_device_host_loop_compiles_no_step_after_the_first(trained,
   """1 step and 4 steps of the loop on 2 devices compile the same programs:
   the initial carry is replicated like every later one, so the second call
   does not see new shardings (it used to compile the stop check and the
-  update again). A repeated run compiles nothing (the programs are
-  memoised per model, settings and mesh)."""
+  update again)."""
   task = make_task(trained, 7, 2)
-  # Another λ: the same eager ops, PGD and MAS, but other loop programs.
-  l2ul.run(task, small_config(max_iter=1, lam=0.2), jax.random.key(3))
+  l2ul.run(task, small_config(max_iter=1), jax.random.key(3))  # eager ops' programs
   counts = {}
-  for steps in (1, 4, 4):
-    (_, info), n = backend_compiles(
+  for steps in (1, 4):
+    (_, info), counts[steps] = backend_compiles(
         lambda: l2ul.run(task, small_config(max_iter=steps), jax.random.key(3)))
-    counts.setdefault(steps, []).append(n)
     assert info["steps"] == steps
-  assert counts[1][0] > 0 and counts[4][0] == counts[1][0], counts
-  assert counts[4][1] == 0, counts
+  assert counts[1] > 0 and counts[4] == counts[1], counts
 
 
 def _predict(model, variables, split):
@@ -237,11 +233,3 @@ def test_adversarial_examples_sharded_over_two_devices_equal_one_device():
   assert float(jnp.abs(one - x).max()) > 0.1  # the attack moved the images
   np.testing.assert_allclose(np.asarray(one), np.asarray(two), atol=1e-6)
 
-
-def test_settings_with_a_list_field_run(trained):
-  """The loop programs are memoised on the settings: a list-valued field
-  (unhashable as it is) must not break a run."""
-  cfg = small_config(max_iter=1)
-  cfg.note = ["a", "list"]
-  _, info = l2ul.run(make_task(trained, 4, 1), cfg, jax.random.key(0))
-  assert info["steps"] == 1

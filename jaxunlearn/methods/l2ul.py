@@ -89,9 +89,11 @@ def normalise_inverted(importance):
 
 
 # Module-level jitted (the model static): one compilation per model and
-# shape in a process, however many runs (continual requests, sweeps) call
-# them. MAS run eagerly compiled ~250 single ops (9.9 s cold on the digits
-# CNN, against 1.7 s for this one program).
+# shape in a process. MAS run eagerly compiled ~250 single ops (9.9 s cold
+# on the digits CNN, against 1.7 s for this one program). The loop's
+# programs are jitted per run; across runs jax's persistent compilation
+# cache (on in ``jaxunlearn run``) serves them: memoising them here as well
+# saved 0.1 s of a 3.7 s repeated run.
 @functools.partial(jax.jit, static_argnums=0)
 def normalised_importance(model, variables, images):
   """Ω̂ = ``normalise_inverted(mas_importance(...))`` in one program."""
@@ -222,7 +224,9 @@ def _padded(images, labels, devices):
 def prepare_loop(tx, mesh, variables, omega, key, forget, stop, adv_x, adv_t):
   """What ``run``'s loop starts from on ``mesh``: (jit_fn, carry, args).
 
-  ``jit_fn(fn)`` is ``loop_jit(mesh, fn)`` (for ``make_loop``'s functions).
+  ``jit_fn(fn)`` jits ``fn(carry, data, theta0, omega, key, axis_name=None)``
+  (from ``make_loop``), under ``shard_map`` when the mesh has several devices
+  (forget and stop samples sharded, everything else replicated).
   ``carry`` = (steps, params, batch_stats, optimiser state) and ``args`` =
   (data, theta0, omega, key) are placed as every later carry comes out
   (replicated on several devices), so no call after the first compiles
@@ -233,6 +237,7 @@ def prepare_loop(tx, mesh, variables, omega, key, forget, stop, adv_x, adv_t):
   stop_x, stop_y, stop_mask = _padded(*stop, devices)
   data = dict(forget_x=forget_x, forget_y=forget_y, forget_mask=forget_mask,
               stop_x=stop_x, stop_y=stop_y, stop_mask=stop_mask)
+  spec = dict({k: P(parallel.DATA_AXIS) for k in data}, adv_x=P(), adv_t=P())
   params = variables["params"]
   carry = (jnp.zeros((), jnp.int32), params, variables["batch_stats"],
            tx.init(params))
@@ -241,49 +246,14 @@ def prepare_loop(tx, mesh, variables, omega, key, forget, stop, adv_x, adv_t):
     carry, params, omega, key, adv_x, adv_t = jax.device_put(
         (carry, params, omega, key, adv_x, adv_t), parallel.replicated(mesh))
   args = (dict(data, adv_x=adv_x, adv_t=adv_t), params, omega, key)
-  return functools.partial(loop_jit, mesh), carry, args
 
-
-_DATA_KEYS = ("forget_x", "forget_y", "forget_mask", "stop_x", "stop_y", "stop_mask")
-
-
-def loop_jit(mesh, fn):
-  """jits ``fn(carry, data, theta0, omega, key, axis_name=None)`` for
-  ``mesh``: under ``shard_map`` when it has several devices (forget and stop
-  samples sharded, everything else replicated)."""
-  if mesh.devices.size > 1:
-    spec = dict({k: P(parallel.DATA_AXIS) for k in _DATA_KEYS},
-                adv_x=P(), adv_t=P())
-    fn = jax.shard_map(functools.partial(fn, axis_name=parallel.DATA_AXIS),
-                       mesh=mesh, in_specs=(P(), spec, P(), P(), P()),
-                       out_specs=P(), check_vma=False)
-  return jax.jit(fn)
-
-
-def _frozen(value):
-  """A hashable copy of a config value (dicts and lists as sorted tuples)."""
-  if isinstance(value, dict):
-    return tuple(sorted((k, _frozen(v)) for k, v in value.items()))
-  if isinstance(value, (list, tuple)):
-    return tuple(_frozen(v) for v in value)
-  return value
-
-
-@functools.lru_cache(maxsize=16)
-def _loop_programs(model, frozen_cfg, adv_batch, relabel, mesh, on_device):
-  """The loop's jitted functions, memoised on everything they depend on, so
-  that repeated runs in one process (continual requests, sweeps) trace and
-  compile them once: ``(whole,)`` (one ``while_loop``) or ``(cond, body)``."""
-  cfg = ml_collections.ConfigDict(dict(frozen_cfg))  # make_loop reads scalars only
-  tx = sgd(cfg.lr, cfg.momentum, cfg.weight_decay)
-  cond, body = make_loop(model, tx, cfg, adv_batch=adv_batch, relabel=relabel)
-  if on_device:
-    def whole(carry, *args, axis_name=None):
-      return lax.while_loop(
-          lambda c: cond(c, *args, axis_name=axis_name),
-          lambda c: body(c, *args, axis_name=axis_name), carry)
-    return (loop_jit(mesh, whole),)
-  return loop_jit(mesh, cond), loop_jit(mesh, body)
+  def jit_fn(fn):
+    if devices > 1:
+      fn = jax.shard_map(functools.partial(fn, axis_name=parallel.DATA_AXIS),
+                         mesh=mesh, in_specs=(P(), spec, P(), P(), P()),
+                         out_specs=P(), check_vma=False)
+    return jax.jit(fn)
+  return jit_fn, carry, args
 
 
 def run(task, cfg, key, keep=None):
@@ -323,21 +293,25 @@ def run(task, cfg, key, keep=None):
            if cfg.variant == "full" else jax.tree.map(jnp.zeros_like, variables["params"]))
   tx = sgd(cfg.lr, cfg.momentum, cfg.weight_decay)
   adv_batch = min(cfg.adv_batch_size, adv_x.shape[0])
-  programs = _loop_programs(model, _frozen(cfg.to_dict()), adv_batch,
-                            int(cfg.relabel), mesh, on_device_loop(mesh, cfg))
+  cond, body = make_loop(model, tx, cfg, adv_batch=adv_batch,
+                         relabel=int(cfg.relabel))
 
   stop_images, stop_labels = forget.images, forget.labels
   if keep is not None and len(keep.labels):
     stop_images = np.concatenate([forget.images, keep.images])
     stop_labels = np.concatenate([forget.labels, keep.labels])
-  _, carry, args = prepare_loop(
+  jit_fn, carry, args = prepare_loop(
       tx, mesh, variables, omega, loop_key,
       (np.asarray(forget.images, np.float32) / 255.0, forget.labels),
       (np.asarray(stop_images, np.float32) / 255.0, stop_labels), adv_x, targets)
-  if len(programs) == 1:
-    carry = programs[0](carry, *args)
+  if on_device_loop(mesh, cfg):
+    def whole(carry, *args, axis_name=None):
+      return lax.while_loop(
+          lambda c: cond(c, *args, axis_name=axis_name),
+          lambda c: body(c, *args, axis_name=axis_name), carry)
+    carry = jit_fn(whole)(carry, *args)
   else:
-    cond_fn, body_fn = programs
+    cond_fn, body_fn = jit_fn(cond), jit_fn(body)
     while bool(cond_fn(carry, *args)):
       carry = body_fn(carry, *args)
   steps, params, batch_stats, _ = carry
