@@ -1,5 +1,6 @@
 """Models: parameter counts of the reference architectures, outputs, the
-PyTorch BatchNorm update, and checkpoints of another architecture."""
+PyTorch BatchNorm update, the max pool's gradients, and checkpoints of
+another architecture."""
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -9,7 +10,7 @@ import pytest
 from jaxunlearn import checkpoint as ckpt_lib
 from jaxunlearn.errors import UserError
 from jaxunlearn.models import get_model
-from jaxunlearn.models.layers import BatchNorm
+from jaxunlearn.models.layers import BatchNorm, max_pool
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 
@@ -101,6 +102,45 @@ def test_models_give_logits_features_and_finite_gradients(name, kwargs):
   assert eval_logits.shape == (4, 5)
   assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads))
   assert any(float(jnp.abs(g).max()) > 0 for g in jax.tree.leaves(grads))
+
+
+@pytest.mark.parametrize("shape,window", [
+    ((3, 8, 8, 5), (2, 2)), ((2, 7, 9, 3), (2, 2)), ((2, 9, 7, 4), (3, 3)),
+    ((2, 6, 6, 2), (2, 3))])
+def test_max_pool_has_flax_values_and_gradients_under_ties(shape, window):
+  # Values in {0, 1, 2}: most windows hold tied maxima, where the gradient
+  # must go to the first one (row-major), as nn.max_pool's select-and-scatter
+  # sends it; a plain jnp.max reduction would split it.
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.integers(0, 3, shape), jnp.float32)
+  flax_pool = lambda x: nn.max_pool(x, window, strides=window)
+  ours = lambda x: max_pool(x, window)
+  expected, flax_vjp = jax.vjp(flax_pool, x)
+  got, our_vjp = jax.vjp(ours, x)
+  cotangent = jnp.asarray(rng.normal(size=expected.shape), jnp.float32)
+  tangent = jnp.asarray(rng.normal(size=shape), jnp.float32)
+  np.testing.assert_array_equal(got, expected)
+  np.testing.assert_array_equal(our_vjp(cotangent)[0], flax_vjp(cotangent)[0])
+  np.testing.assert_array_equal(jax.jvp(ours, (x,), (tangent,))[1],
+                                jax.jvp(flax_pool, (x,), (tangent,))[1])
+  n, h, w = expected.shape[:3]
+  split = lambda x: x[:, :h * window[0], :w * window[1]].reshape(
+      n, h, window[0], w, window[1], -1).max(axis=(2, 4))
+  assert not np.array_equal(jax.vjp(split, x)[1](cotangent)[0],
+                            flax_vjp(cotangent)[0])
+
+
+def test_max_pool_gradient_is_pytorchs():
+  torch = pytest.importorskip("torch")
+  rng = np.random.default_rng(1)
+  x = rng.integers(0, 3, (2, 6, 7, 3)).astype(np.float32)
+  cotangent = rng.normal(size=(2, 3, 3, 3)).astype(np.float32)
+  ref = torch.from_numpy(x).permute(0, 3, 1, 2).requires_grad_()
+  torch.nn.functional.max_pool2d(ref, 2).backward(
+      torch.from_numpy(cotangent).permute(0, 3, 1, 2))
+  _, vjp = jax.vjp(lambda x: max_pool(x, (2, 2)), jnp.asarray(x))
+  np.testing.assert_array_equal(vjp(jnp.asarray(cotangent))[0],
+                                ref.grad.permute(0, 2, 3, 1).numpy())
 
 
 def test_torch_bn_updates_running_variance_as_pytorch():

@@ -7,7 +7,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from jaxunlearn.models import MODELS
-from jaxunlearn.models.layers import BatchNorm, bn_mask, normalize
+from jaxunlearn.models.layers import BatchNorm, bn_mask, max_pool, normalize
 
 
 @MODELS.register("small_cnn")
@@ -33,7 +33,7 @@ class SmallCNN(nn.Module):
                     name=f"bn{i}")(x, mask=bn_mask(mask, x.ndim))
       x = nn.relu(x)
       if i == 1:
-        x = nn.max_pool(x, (2, 2), strides=(2, 2))
+        x = max_pool(x, (2, 2))
     features = jnp.mean(x, axis=(1, 2))
     logits = nn.Dense(self.num_classes, name="head")(features)
     return logits, features

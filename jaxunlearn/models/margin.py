@@ -30,7 +30,7 @@ import jax.numpy as jnp
 
 from jaxunlearn.losses import cross_entropy
 from jaxunlearn.models import MODELS
-from jaxunlearn.models.layers import BatchNorm, bn_mask, normalize
+from jaxunlearn.models.layers import BatchNorm, bn_mask, max_pool, normalize
 
 MARGINS = ("arcface", "cosface", "none")
 
@@ -118,7 +118,7 @@ class FaceCNN(nn.Module):
     for i, width in enumerate(self.widths):
       x = nn.Conv(width, (3, 3), use_bias=False, name=f"conv{i}")(x)
       x = nn.relu(norm(f"bn{i}")(x, mask=bn_mask(mask, 4)))
-      x = nn.max_pool(x, (2, 2), strides=(2, 2))
+      x = max_pool(x, (2, 2))
     x = nn.Dense(self.embedding_dim, name="fc")(jnp.mean(x, axis=(1, 2)))
     embedding = norm("embedding_bn", use_scale=False)(x, mask=bn_mask(mask, 2))
     logits = CosineHead(self.num_classes, self.scale, name="head")(embedding)

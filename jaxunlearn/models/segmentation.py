@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxunlearn.models import MODELS
-from jaxunlearn.models.layers import BatchNorm, bn_mask, normalize
+from jaxunlearn.models.layers import BatchNorm, bn_mask, max_pool, normalize
 
 
 class ConvBN(nn.Module):
@@ -49,7 +49,7 @@ class SmallUNet(nn.Module):
       x = block(width, f"down{i}a")(x, mask)
       x = block(width, f"down{i}b")(x, mask)
       skips.append(x)
-      x = nn.max_pool(x, (2, 2), strides=(2, 2))
+      x = max_pool(x, (2, 2))
     x = block(self.widths[-1], "bottom_a")(x, mask)
     x = block(self.widths[-1], "bottom_b")(x, mask)
     for i in reversed(range(len(self.widths) - 1)):

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxunlearn.models import MODELS
-from jaxunlearn.models.layers import BatchNorm, bn_mask, normalize
+from jaxunlearn.models.layers import BatchNorm, bn_mask, max_pool, normalize
 
 VGG16 = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M",
          512, 512, 512, "M")
@@ -69,7 +69,7 @@ class VGG16BN(nn.Module):
     conv = 0
     for layer in self.layers:
       if layer == "M":
-        x = nn.max_pool(x, (2, 2), strides=(2, 2))
+        x = max_pool(x, (2, 2))
         continue
       x = nn.Conv(layer, (3, 3), padding=((1, 1), (1, 1)), name=f"conv{conv}")(x)
       x = nn.relu(norm(name=f"bn{conv}")(x, mask=bn_mask(mask, 4)))
