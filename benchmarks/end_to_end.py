@@ -41,25 +41,22 @@ import platform
 import time
 
 import jax
+import numpy as np
+import torch
 
-jax.config.update("jax_num_cpu_devices", 2)
+from jaxunlearn import loop, parallel
+from jaxunlearn.config import load_file
+from jaxunlearn.data import load_dataset, pipeline
+from jaxunlearn.data.pipeline import Split
+from jaxunlearn.data.splits import random_forget_split
+from jaxunlearn.methods import UnlearnTask, dlfd
+from jaxunlearn.metrics import forgetting
+from jaxunlearn.metrics.predict import make_predict_fn, predict
+from jaxunlearn.models import get_model
+from jaxunlearn.train import train_model
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from jaxunlearn import loop, parallel  # noqa: E402
-from jaxunlearn.config import load_file  # noqa: E402
-from jaxunlearn.data import load_dataset, pipeline  # noqa: E402
-from jaxunlearn.data.pipeline import Split  # noqa: E402
-from jaxunlearn.data.splits import random_forget_split  # noqa: E402
-from jaxunlearn.methods import UnlearnTask, dlfd  # noqa: E402
-from jaxunlearn.metrics import forgetting  # noqa: E402
-from jaxunlearn.metrics.predict import make_predict_fn, predict  # noqa: E402
-from jaxunlearn.models import get_model  # noqa: E402
-from jaxunlearn.train import train_model  # noqa: E402
-
-from _timing import write_results  # noqa: E402
-from torch_models import (ce, channel_stats, eval_logits, normalizer,  # noqa: E402
+from _timing import write_results
+from torch_models import (ce, channel_stats, eval_logits, normalizer,
                           small_cnn_from_flax, torch_dlfd_synthesis,
                           torch_finetune_step, torch_images)
 
@@ -175,7 +172,12 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--seeds", default="0")
   parser.add_argument("--devices", default="1,2", help="our device counts")
+  parser.add_argument("--cpu-ynn-fusions", default="auto",
+                      help="XLA's YNNPACK fusions, as config.cpu_ynn_fusions: "
+                           "auto (what `jaxunlearn run` does) | true | false")
   args = parser.parse_args()
+  # As `jaxunlearn run` sets up a CPU process, before any JAX operation.
+  parallel.configure_cpu(2, args.cpu_ynn_fusions)
   config = load_file(CONFIG)
   spec, splits = load_dataset(config.dataset, os.environ.get("JAXUNLEARN_DATA_DIR") or None)
   model = get_model(config.model.name, num_classes=spec.num_classes, mean=spec.mean,
@@ -225,7 +227,7 @@ def main():
   meta = dict(jax=jax.__version__, torch=torch.__version__,
               torch_threads=torch.get_num_threads(), cpu_count=os.cpu_count(),
               machine=platform.machine(), retain_images=len(data.retain),
-              config=dict(config.dlfd))
+              config=dict(config.dlfd), xla_flags=os.environ.get("XLA_FLAGS", ""))
   rows = comparison_rows(runs, cfg.batch_size, len(data.retain))
   lines = ["# End-to-end DLFD: jaxunlearn vs the authors' run structure in PyTorch", "",
            f"Digits, small CNN, random 10% forget set, configs/dlfd_digits.py (paper "
@@ -234,7 +236,8 @@ def main():
            f"one pass over D_r "
            f"({meta['retain_images']} images, batch {cfg.batch_size}). jax "
            f"{meta['jax']}, torch {meta['torch']} ({meta['torch_threads']} threads), "
-           f"{meta['cpu_count']} cores. Wall time includes our compilation. "
+           f"{meta['cpu_count']} cores, XLA_FLAGS `{meta['xla_flags'] or '(none)'}`. "
+           "Wall time includes our compilation. "
            "img/s = retain images / wall s; ratio = ours / theirs (= PyTorch wall / "
            "ours). Quality: test accuracy, forgetting score (sklearn, whole D_f vs "
            "D_t), NoMUS, ours / theirs. Produced by `python benchmarks/end_to_end.py`.",

@@ -47,7 +47,6 @@ import time
 
 import jax
 
-jax.config.update("jax_num_cpu_devices", 2)
 # Before the first compilation: the cache directory is read once.
 jax.config.update("jax_compilation_cache_dir", tempfile.mkdtemp(prefix="xla-cache-"))
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
@@ -124,7 +123,12 @@ def main():
   parser.add_argument("--seeds", default="0,1,2")
   parser.add_argument("--k", type=int, default=16)
   parser.add_argument("--devices", default="1,2", help="our device counts")
+  parser.add_argument("--cpu-ynn-fusions", default="auto",
+                      help="XLA's YNNPACK fusions, as config.cpu_ynn_fusions: "
+                           "auto (what `jaxunlearn run` does) | true | false")
   args = parser.parse_args()
+  # As `jaxunlearn run` sets up a CPU process, before any JAX operation.
+  parallel.configure_cpu(2, args.cpu_ynn_fusions)
   config = base_config.get_config()
   spec, splits = load_dataset(config.dataset, os.environ.get("JAXUNLEARN_DATA_DIR") or None)
   model = get_model(config.model.name, num_classes=spec.num_classes, mean=spec.mean,
@@ -171,14 +175,16 @@ def main():
     print(json.dumps(runs[-1]), flush=True)
   meta = dict(jax=jax.__version__, torch=torch.__version__,
               torch_threads=torch.get_num_threads(), cpu_count=os.cpu_count(),
-              machine=platform.machine(), k=args.k, config=dict(cfg))
+              machine=platform.machine(), k=args.k, config=dict(cfg),
+              xla_flags=os.environ.get("XLA_FLAGS", ""))
   rows = comparison_rows(runs, args.k, cfg.adv_batch_size)
   lines = ["# End-to-end L2UL: jaxunlearn vs the authors' run structure in PyTorch", "",
            f"Digits, small CNN, k = {args.k} random training samples, L2UL full "
            f"variant with the library's digits settings ({cfg.n_adv} adversarial "
            f"examples per sample, {cfg.pgd_steps} PGD steps, stop rule after every "
            f"step). jax {meta['jax']}, torch {meta['torch']} ({meta['torch_threads']} "
-           f"threads), {meta['cpu_count']} cores; ours on 1 and 2 forced CPU devices. "
+           f"threads), {meta['cpu_count']} cores, XLA_FLAGS "
+           f"`{meta['xla_flags'] or '(none)'}`; ours on 1 and 2 forced CPU devices. "
            "Wall time includes the adversarial examples, and for `cold` our "
            "compilation (seed 0; later seeds find most programs compiled or in "
            "jax's persistent cache); `warm` is the same run again, every program "

@@ -84,7 +84,6 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 
-jax.config.update("jax_num_cpu_devices", 4)
 # The memory and cost analyses compile each step again ahead of time; with
 # the persistent cache that is a cache hit. Set before the first compilation.
 CACHE_DIR = tempfile.mkdtemp(prefix="xla-cache-")
@@ -427,7 +426,8 @@ def markdown(meta, rows) -> list:
   diff = lambda v: "n/a" if v is None else f"{v:.1e}"
   lines = ["# Step throughput: jaxunlearn vs PyTorch (same process, same CPU)", "",
            f"jax {meta['jax']}, torch {meta['torch']} ({meta['torch_threads']} "
-           f"threads), {meta['cpu_count']} cores ({meta['processor']}); medians of "
+           f"threads), {meta['cpu_count']} cores ({meta['processor']}), XLA_FLAGS "
+           f"`{meta['xla_flags'] or '(none)'}`; medians of "
            f"{meta['blocks']} "
            "alternating blocks of steps (~" + f"{meta['block_s']} s each) after a "
            "warm-up. ratio = ours / theirs in images/s (> 1: ours faster). "
@@ -468,7 +468,12 @@ def main():
                       help="DLFD's K ascent steps: host loop (auto on CPU) or fori_loop")
   parser.add_argument("--skip", default="",
                       help="model:method pairs to leave out, e.g. resnet18:dlfd")
+  parser.add_argument("--cpu-ynn-fusions", default="auto",
+                      help="XLA's YNNPACK fusions, as config.cpu_ynn_fusions: "
+                           "auto (what `jaxunlearn run` does) | true | false")
   args = parser.parse_args()
+  # As `jaxunlearn run` sets up a CPU process, before any JAX operation.
+  parallel.configure_cpu(4, args.cpu_ynn_fusions)
   skip = set(filter(None, args.skip.split(",")))
   DLFD_LOOP[0] = args.dlfd_loop
   devices = sorted(int(d) for d in args.devices.split(","))
@@ -497,7 +502,7 @@ def main():
               torch_threads=torch.get_num_threads(), cpu_count=os.cpu_count(),
               machine=platform.machine(), processor=cpu_name(),
               blocks=blocks, block_s=block_s, matmul=matmul, peak_gflop_s=peak,
-              dlfd_loop=args.dlfd_loop)
+              dlfd_loop=args.dlfd_loop, xla_flags=os.environ.get("XLA_FLAGS", ""))
   lines = markdown(meta, rows)
   write_results("step_vs_torch", rows, meta, lines)
   print("\n".join(lines))

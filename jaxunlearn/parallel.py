@@ -39,9 +39,33 @@ def initialize_distributed(coordinator_address: Optional[str] = None,
 
 
 YNN_FUSIONS_FLAG = "--xla_cpu_experimental_ynn_fusion_type=dot,eltwise,reduce"
+# jaxlib versions [from, to) whose XLA knows the flag: an XLA_FLAGS entry XLA
+# does not know aborts the process, so "auto" stays off outside this range
+# (the flag is in jaxlib 0.9.0, 0.10.0 and 0.10.2, not in 0.8.0; measured on
+# 0.10.2). Extend the range once a newer jaxlib is checked.
+YNN_FUSIONS_JAXLIB = ((0, 9), (0, 11))
 
 
-def configure_cpu(devices: int = 0, ynn_fusions: bool = False) -> None:
+def ynn_fusions_known() -> bool:
+  """Whether the installed jaxlib's XLA knows ``YNN_FUSIONS_FLAG``."""
+  from jax._src.lib import version as jaxlib_version
+  low, high = YNN_FUSIONS_JAXLIB
+  return low <= tuple(jaxlib_version[:2]) < high
+
+
+def _on_off_auto(value, name: str):
+  """True, False or "auto" from a bool or its spelling on a command line."""
+  if isinstance(value, bool):
+    return value
+  spelled = str(value).strip().lower()
+  for meaning, words in ((True, ("true", "on", "1")), (False, ("false", "off", "0")),
+                         ("auto", ("auto",))):
+    if spelled in words:
+      return meaning
+  raise UserError(f"{name}={value!r}; use auto, true or false")
+
+
+def configure_cpu(devices: int = 0, ynn_fusions="auto") -> None:
   """CPU-only speed settings; they must be made before JAX starts its
   backends, and GPU/TPU runs ignore them.
 
@@ -49,13 +73,19 @@ def configure_cpu(devices: int = 0, ynn_fusions: bool = False) -> None:
   ``make_mesh`` splits each batch over the cores. ``ynn_fusions``: XLA hands
   convolutions, dots, elementwise ops and reductions to YNNPACK (the
   experimental ``--xla_cpu_experimental_ynn_fusion_type``, appended to
-  ``XLA_FLAGS``). Measured on a 2-core CPU (benchmarks/results/cpu_flags.md,
+  ``XLA_FLAGS``). ``"auto"`` (the default) turns it on when JAX has not
+  started yet and the jaxlib is one that knows the flag
+  (``YNN_FUSIONS_JAXLIB``), and otherwise leaves the process as it is;
+  ``True`` insists (a ``UserError`` if it cannot be applied); ``False``
+  does not add it. Measured on a 2-core CPU (benchmarks/results/cpu_flags.md,
   step_vs_torch.md): the ResNet-18 train step goes from about 0.6x to
-  0.70-0.76x of PyTorch's with either (no further gain with both); the small
-  digits CNN gains nothing. Numbers change at float32 rounding level.
+  0.70-0.76x of PyTorch's with either setting (no further gain with both), and
+  the small digits CNN's steps from 0.75-1.00x to 0.92-1.07x with YNNPACK.
+  Numbers change at float32 rounding level.
   """
   if devices < 0:
     raise UserError(f"cpu_devices={devices}; use 0 (JAX's default) or a count")
+  ynn_fusions = _on_off_auto(ynn_fusions, "cpu_ynn_fusions")
   from jax._src import xla_bridge  # no public "backends started?" query
   started = xla_bridge.backends_are_initialized()
   if devices and jax.config.jax_num_cpu_devices != devices:
@@ -67,12 +97,27 @@ def configure_cpu(devices: int = 0, ynn_fusions: bool = False) -> None:
           "XLA_FLAGS=--xla_force_host_platform_device_count=N")
     jax.config.update("jax_num_cpu_devices", devices)
   flags = os.environ.get("XLA_FLAGS", "")
+  if ynn_fusions == "auto":
+    ynn_fusions = not started and ynn_fusions_known()
+  elif ynn_fusions and not ynn_fusions_known():
+    raise UserError(
+        f"cpu_ynn_fusions=True: jaxlib {jax.lib.__version__} is outside the "
+        f"versions known to have {YNN_FUSIONS_FLAG.split('=')[0]} "
+        f"({YNN_FUSIONS_JAXLIB}); use auto or false, or set XLA_FLAGS yourself")
   if ynn_fusions and YNN_FUSIONS_FLAG not in flags.split():
     if started:
       raise UserError("cpu_ynn_fusions: JAX already started its backends; set "
                       "it before any JAX operation (a fresh process), or set "
                       f"XLA_FLAGS={YNN_FUSIONS_FLAG}")
     os.environ["XLA_FLAGS"] = f"{flags} {YNN_FUSIONS_FLAG}".strip()
+
+
+def describe() -> dict:
+  """What the numbers of a run depend on besides its config: backend,
+  device count, versions and the XLA flags."""
+  return dict(backend=jax.default_backend(), devices=jax.device_count(),
+              processes=jax.process_count(), jax=jax.__version__,
+              jaxlib=jax.lib.__version__, xla_flags=os.environ.get("XLA_FLAGS", ""))
 
 
 def make_mesh(num_devices: Optional[int] = None) -> Mesh:

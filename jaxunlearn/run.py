@@ -109,7 +109,8 @@ def run(cfg: ml_collections.ConfigDict, workdir: str,
         log=print) -> dict:
   """The full job; returns the report (also written to workdir/report.json)."""
   use_compilation_cache(cfg.get("compilation_cache_dir", ""))
-  parallel.configure_cpu(cfg.get("cpu_devices", 0), cfg.get("cpu_ynn_fusions", False))
+  parallel.configure_cpu(cfg.get("cpu_devices", 0),
+                         cfg.get("cpu_ynn_fusions", "auto"))
   task = cfg.get("task", "classification")
   if task != "classification":
     if task not in TASKS:
@@ -249,6 +250,7 @@ def run(cfg: ml_collections.ConfigDict, workdir: str,
       # RTE as the evaluation issue defines it: how many times faster than
       # retraining the unlearning was (per-model seconds: evaluator "rte").
       "rte": (t_retrain / t_unlearn if t_retrain and t_unlearn else None),
+      "platform": parallel.describe(),
   }
   if method_stats is not None:
     report["method_stats"] = method_stats

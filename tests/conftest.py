@@ -1,11 +1,14 @@
 """Test set-up: 2 forced CPU devices and one prepared digits data dir per session."""
 import os
 
-# Before JAX initialises its backend: every test sees 2 CPU devices, so the
-# data-parallel code paths run in the suite.
 import jax
 
-jax.config.update("jax_num_cpu_devices", 2)
+from jaxunlearn import parallel
+
+# Before JAX initialises its backend: every test sees 2 CPU devices, so the
+# data-parallel code paths run in the suite, and XLA's flags are those
+# `jaxunlearn run` sets by default (cpu_ynn_fusions "auto").
+parallel.configure_cpu(devices=2)
 
 import pytest  # noqa: E402
 

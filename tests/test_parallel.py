@@ -115,15 +115,16 @@ def test_configure_cpu_in_a_fresh_process():
 import os, jax, jax.numpy as jnp
 from jaxunlearn import parallel
 from jaxunlearn.errors import UserError
-parallel.configure_cpu(3, True)
+parallel.configure_cpu(3)  # ynn_fusions "auto": on where the jaxlib knows it
 assert len(jax.devices()) == 3, jax.devices()
-assert parallel.YNN_FUSIONS_FLAG in os.environ["XLA_FLAGS"].split()
+assert ((parallel.YNN_FUSIONS_FLAG in os.environ.get("XLA_FLAGS", "").split())
+        == parallel.ynn_fusions_known())
 x = jnp.ones((2, 8, 8, 4))
 g = jax.grad(lambda w: jnp.sum(jax.lax.conv_general_dilated(
     x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))))(
     jnp.ones((3, 3, 4, 5)))
 assert float(g[1, 1, 0, 0]) == 2 * 8 * 8, float(g[1, 1, 0, 0])
-parallel.configure_cpu(3, True)
+parallel.configure_cpu(3, parallel.ynn_fusions_known())
 try:
   parallel.configure_cpu(2)
 except UserError as e:
@@ -136,6 +137,27 @@ print("ok")
   out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                        text=True, timeout=120)
   assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+def test_ynn_fusions_auto_never_fails_and_true_needs_a_known_jaxlib(monkeypatch):
+  """JAX has started here (conftest): "auto" leaves the process alone; True
+  with a jaxlib outside the known versions is an error naming the fix, as
+  is a spelling that is neither; command-line spellings of the three work."""
+  from jaxunlearn.errors import UserError
+  flags = os.environ.get("XLA_FLAGS", "")
+  parallel.configure_cpu(0, "auto")
+  parallel.configure_cpu(0, "False")
+  assert os.environ.get("XLA_FLAGS", "") == flags
+  if parallel.ynn_fusions_known() and parallel.YNN_FUSIONS_FLAG in flags.split():
+    parallel.configure_cpu(0, "true")  # already on: nothing to do
+  monkeypatch.setattr(parallel, "YNN_FUSIONS_JAXLIB", ((9, 0), (9, 1)))
+  assert not parallel.ynn_fusions_known()
+  parallel.configure_cpu(0, "auto")
+  with pytest.raises(UserError, match="outside the versions known"):
+    parallel.configure_cpu(0, True)
+  with pytest.raises(UserError, match="use auto, true or false"):
+    parallel.configure_cpu(0, "yes")
+  assert os.environ.get("XLA_FLAGS", "") == flags
 
 
 def test_run_applies_the_cpu_settings():

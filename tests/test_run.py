@@ -3,9 +3,11 @@ keeps the rest; report.json has the documented shape; checkpoints are reused."""
 import json
 import os
 
+import jax
 import pytest
 
 from jaxunlearn import config as base_config
+from jaxunlearn import parallel
 from jaxunlearn import run as run_lib
 
 M_KEYS = {"forget_acc", "retain_acc", "test_acc", "test_forget_acc",
@@ -40,6 +42,12 @@ def test_report_shape(report):
       assert 0.0 <= metrics[key] <= 1.0
   assert set(on_disk["runtime_s"]) >= {"pretrain", "retrain", "unlearn", "evaluate"}
   assert on_disk["models"]["retrained"]["avg_gap"] == 0.0
+  # What the numbers depend on besides the config: the conftest's 2 devices
+  # and the XLA flags `run` applies by default.
+  assert on_disk["platform"]["devices"] == 2
+  assert on_disk["platform"]["jax"] == jax.__version__
+  assert ((parallel.YNN_FUSIONS_FLAG in on_disk["platform"]["xla_flags"])
+          == parallel.ynn_fusions_known())
   with open(os.path.join(workdir, "forget_ids.json")) as f:
     ids = json.load(f)["forget_ids"]
   assert len(ids) == rep["forget"]["size"] == 135
