@@ -72,7 +72,8 @@ DEFAULT = dict(model="flax", batch=64, donate=True, devices=1, cpu_devices=1,
 YNN = "--xla_cpu_experimental_ynn_fusion_type=dot,eltwise,reduce"
 PROFILE_FLAGS = YNN
 VARIANTS = [
-    ("default", "", {}, "the library's step: flax NHWC, f32, donated state, 1 device"),
+    ("default", "", {}, "the library's step: flax NHWC, f32, donated state, 1 device; "
+     "no XLA flags (cpu_ynn_fusions=false)"),
     ("thunk runtime off", "--xla_cpu_use_thunk_runtime=false", {},
      "the pre-thunk CPU runtime; this jaxlib says the flag is no longer supported"),
     ("single-threaded Eigen", "--xla_cpu_multi_thread_eigen=false", {},
@@ -87,6 +88,13 @@ VARIANTS = [
     ("YNN dot+eltwise+reduce", YNN, {},
      "YNNPACK fusions of dots, elementwise ops and reductions (the default "
      "trace already shows `ynn_fusion` ops)"),
+    ("YNN dot+eltwise", "--xla_cpu_experimental_ynn_fusion_type=dot,eltwise", {},
+     "YNNPACK fusions without reductions (BatchNorm's sums stay XLA's): the "
+     "library's default (config.cpu_ynn_fusions auto)"),
+    ("YNN dot", "--xla_cpu_experimental_ynn_fusion_type=dot", {},
+     "YNNPACK fusions of dots only"),
+    ("YNN eltwise+reduce", "--xla_cpu_experimental_ynn_fusion_type=eltwise,reduce", {},
+     "YNNPACK fusions without dots"),
     ("oneDNN", "--xla_cpu_use_onednn=true", {}, "oneDNN thunks for matmul/conv fusions"),
     ("oneDNN fusions", "--xla_cpu_experimental_onednn_fusion_type=dot,eltwise,reduce",
      {}, "oneDNN fusions of dots, elementwise ops and reductions"),
