@@ -81,7 +81,7 @@ def configure_cpu(devices: int = 0, ynn_fusions="auto") -> None:
   started yet and the jaxlib is one that knows the flag
   (``YNN_FUSIONS_JAXLIB``), and otherwise leaves the process as it is;
   ``True`` insists (a ``UserError`` if it cannot be applied); ``False``
-  does not add it. Measured on a 2-core CPU (benchmarks/results/cpu_flags.md,
+  does not add it. A value of the flag already in ``XLA_FLAGS`` stands. Measured on a 2-core CPU (benchmarks/results/cpu_flags.md,
   step_vs_torch.md): the ResNet-18 train step goes from about 0.6x to about
   0.75x of PyTorch's with either setting (no further gain with both), and the
   small digits CNN's steps about 20% faster with YNNPACK. Numbers change at
@@ -102,14 +102,17 @@ def configure_cpu(devices: int = 0, ynn_fusions="auto") -> None:
           "XLA_FLAGS=--xla_force_host_platform_device_count=N")
     jax.config.update("jax_num_cpu_devices", devices)
   flags = os.environ.get("XLA_FLAGS", "")
+  flag_name = YNN_FUSIONS_FLAG.split("=")[0]
+  if any(f.split("=")[0] == flag_name for f in flags.split()):
+    return  # set by the user (this or another value): theirs stands
   if ynn_fusions == "auto":
     ynn_fusions = not started and ynn_fusions_known()
   elif ynn_fusions and not ynn_fusions_known():
     raise UserError(
         f"cpu_ynn_fusions=True: jaxlib {jax.lib.__version__} is outside the "
-        f"versions known to have {YNN_FUSIONS_FLAG.split('=')[0]} "
-        f"({YNN_FUSIONS_JAXLIB}); use auto or false, or set XLA_FLAGS yourself")
-  if ynn_fusions and YNN_FUSIONS_FLAG not in flags.split():
+        f"versions known to have {flag_name} ({YNN_FUSIONS_JAXLIB}); use auto "
+        "or false, or set XLA_FLAGS yourself")
+  if ynn_fusions:
     if started:
       raise UserError("cpu_ynn_fusions: JAX already started its backends; set "
                       "it before any JAX operation (a fresh process), or set "

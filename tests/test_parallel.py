@@ -140,16 +140,22 @@ print("ok")
 
 
 def test_ynn_fusions_auto_never_fails_and_true_needs_a_known_jaxlib(monkeypatch):
-  """JAX has started here (conftest): "auto" leaves the process alone; True
+  """JAX has started here: "auto" leaves the process alone; True
   with a jaxlib outside the known versions is an error naming the fix, as
-  is a spelling that is neither; command-line spellings of the three work."""
+  is a spelling that is neither; command-line spellings of the three work;
+  a value of the flag the user set is kept."""
   from jaxunlearn.errors import UserError
+  jax.devices()  # JAX has started, whichever tests ran before
   flags = os.environ.get("XLA_FLAGS", "")
   parallel.configure_cpu(0, "auto")
   parallel.configure_cpu(0, "False")
   assert os.environ.get("XLA_FLAGS", "") == flags
-  if parallel.ynn_fusions_known() and parallel.YNN_FUSIONS_FLAG in flags.split():
+  if parallel.YNN_FUSIONS_FLAG in flags.split():
     parallel.configure_cpu(0, "true")  # already on: nothing to do
+  monkeypatch.setenv("XLA_FLAGS", "")
+  if parallel.ynn_fusions_known():
+    with pytest.raises(UserError, match="already started"):
+      parallel.configure_cpu(0, "on")
   monkeypatch.setattr(parallel, "YNN_FUSIONS_JAXLIB", ((9, 0), (9, 1)))
   assert not parallel.ynn_fusions_known()
   parallel.configure_cpu(0, "auto")
@@ -157,7 +163,14 @@ def test_ynn_fusions_auto_never_fails_and_true_needs_a_known_jaxlib(monkeypatch)
     parallel.configure_cpu(0, True)
   with pytest.raises(UserError, match="use auto, true or false"):
     parallel.configure_cpu(0, "yes")
-  assert os.environ.get("XLA_FLAGS", "") == flags
+  assert os.environ["XLA_FLAGS"] == ""
+  # A value the user set stands, whatever the setting.
+  monkeypatch.setattr(parallel, "YNN_FUSIONS_JAXLIB", ((0, 0), (99, 0)))
+  mine = "--xla_cpu_experimental_ynn_fusion_type=dot"
+  monkeypatch.setenv("XLA_FLAGS", mine)
+  for setting in ("auto", True, False):
+    parallel.configure_cpu(0, setting)
+    assert os.environ["XLA_FLAGS"] == mine
 
 
 def test_run_applies_the_cpu_settings():
@@ -166,6 +179,7 @@ def test_run_applies_the_cpu_settings():
   from jaxunlearn import config as base_config
   from jaxunlearn.errors import UserError
   from jaxunlearn.run import run
+  jax.devices()  # JAX has started, whichever tests ran before
   cfg = base_config.get_config()
   cfg.compilation_cache_dir = ""
   cfg.cpu_devices = 3
