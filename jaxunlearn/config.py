@@ -73,8 +73,8 @@ def get_config() -> ml_collections.ConfigDict:
   # over this many CPU devices (0 = JAX's default, one), and XLA's
   # experimental YNNPACK fusions ("auto": on when JAX has not started and the
   # jaxlib knows the flag; true; false). Measured on 2 cores: the ResNet-18
-  # step ~0.6x -> 0.70-0.76x of PyTorch with either, the small CNN's steps
-  # 0.75-1.00x -> 0.92-1.07x with YNNPACK.
+  # step 0.57x -> 0.75x of PyTorch with either, the small CNN's steps ~20%
+  # faster with YNNPACK (benchmarks/results/cpu_flags.md, step_vs_torch.md).
   c.cpu_devices = 0
   c.cpu_ynn_fusions = "auto"
   c.distributed = False  # multi-host: call jax.distributed.initialize() first
