@@ -23,6 +23,14 @@ import time
 from typing import Callable, Iterable
 
 
+def add_cpu_ynn_argument(parser) -> None:
+  """``--cpu-ynn-fusions``: XLA's YNNPACK fusions as ``config.cpu_ynn_fusions``
+  (pass it to ``parallel.configure_cpu`` before any JAX operation)."""
+  parser.add_argument("--cpu-ynn-fusions", default="auto",
+                      help="XLA's YNNPACK fusions, as config.cpu_ynn_fusions: "
+                           "auto (what `jaxunlearn run` does) | true | false")
+
+
 def time_blocks(run_ours: Callable[[int], None], run_theirs: Callable[[int], None],
                 blocks: int, steps: int) -> tuple[float, float]:
   """Alternating blocks of ``steps`` steps; per-step seconds (median over the

@@ -55,7 +55,7 @@ from jaxunlearn.metrics.predict import make_predict_fn, predict
 from jaxunlearn.models import get_model
 from jaxunlearn.train import train_model
 
-from _timing import write_results
+from _timing import add_cpu_ynn_argument, write_results
 from torch_models import (ce, channel_stats, eval_logits, normalizer,
                           small_cnn_from_flax, torch_dlfd_synthesis,
                           torch_finetune_step, torch_images)
@@ -172,9 +172,7 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--seeds", default="0")
   parser.add_argument("--devices", default="1,2", help="our device counts")
-  parser.add_argument("--cpu-ynn-fusions", default="auto",
-                      help="XLA's YNNPACK fusions, as config.cpu_ynn_fusions: "
-                           "auto (what `jaxunlearn run` does) | true | false")
+  add_cpu_ynn_argument(parser)
   args = parser.parse_args()
   # As `jaxunlearn run` sets up a CPU process, before any JAX operation.
   parallel.configure_cpu(2, args.cpu_ynn_fusions)

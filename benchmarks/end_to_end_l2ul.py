@@ -66,7 +66,7 @@ from jaxunlearn.metrics.predict import accuracy, make_predict_fn  # noqa: E402
 from jaxunlearn.models import get_model  # noqa: E402
 from jaxunlearn.train import train_model  # noqa: E402
 
-from _timing import write_results  # noqa: E402
+from _timing import add_cpu_ynn_argument, write_results  # noqa: E402
 from torch_models import (ce, eval_logits, normalizer, small_cnn_from_flax,  # noqa: E402
                           torch_images, torch_l2ul_forgotten, torch_l2ul_step,
                           torch_mas_importance)
@@ -123,9 +123,7 @@ def main():
   parser.add_argument("--seeds", default="0,1,2")
   parser.add_argument("--k", type=int, default=16)
   parser.add_argument("--devices", default="1,2", help="our device counts")
-  parser.add_argument("--cpu-ynn-fusions", default="auto",
-                      help="XLA's YNNPACK fusions, as config.cpu_ynn_fusions: "
-                           "auto (what `jaxunlearn run` does) | true | false")
+  add_cpu_ynn_argument(parser)
   args = parser.parse_args()
   # As `jaxunlearn run` sets up a CPU process, before any JAX operation.
   parallel.configure_cpu(2, args.cpu_ynn_fusions)

@@ -102,7 +102,7 @@ from jaxunlearn.models import get_model  # noqa: E402
 from jaxunlearn.state import TrainState, sgd  # noqa: E402
 from jaxunlearn.train import make_supervised_step  # noqa: E402
 
-from _timing import (cpu_name, matmul_peak, program_stats,  # noqa: E402
+from _timing import (add_cpu_ynn_argument, cpu_name, matmul_peak, program_stats,  # noqa: E402
                      steps_per_block, time_blocks, torch_peak_bytes,
                      write_results)
 from torch_models import (TorchResNet18, TorchSmallCNN, channel_stats,  # noqa: E402
@@ -468,9 +468,7 @@ def main():
                       help="DLFD's K ascent steps: host loop (auto on CPU) or fori_loop")
   parser.add_argument("--skip", default="",
                       help="model:method pairs to leave out, e.g. resnet18:dlfd")
-  parser.add_argument("--cpu-ynn-fusions", default="auto",
-                      help="XLA's YNNPACK fusions, as config.cpu_ynn_fusions: "
-                           "auto (what `jaxunlearn run` does) | true | false")
+  add_cpu_ynn_argument(parser)
   args = parser.parse_args()
   # As `jaxunlearn run` sets up a CPU process, before any JAX operation.
   parallel.configure_cpu(4, args.cpu_ynn_fusions)

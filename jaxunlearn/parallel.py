@@ -57,18 +57,6 @@ def ynn_fusions_known() -> bool:
   return low <= tuple(jaxlib_version[:2]) < high
 
 
-def _on_off_auto(value, name: str):
-  """True, False or "auto" from a bool or its spelling on a command line."""
-  if isinstance(value, bool):
-    return value
-  spelled = str(value).strip().lower()
-  for meaning, words in ((True, ("true", "on", "1")), (False, ("false", "off", "0")),
-                         ("auto", ("auto",))):
-    if spelled in words:
-      return meaning
-  raise UserError(f"{name}={value!r}; use auto, true or false")
-
-
 def configure_cpu(devices: int = 0, ynn_fusions="auto") -> None:
   """CPU-only speed settings; they must be made before JAX starts its
   backends, and GPU/TPU runs ignore them.
@@ -81,7 +69,8 @@ def configure_cpu(devices: int = 0, ynn_fusions="auto") -> None:
   started yet and the jaxlib is one that knows the flag
   (``YNN_FUSIONS_JAXLIB``), and otherwise leaves the process as it is;
   ``True`` insists (a ``UserError`` if it cannot be applied); ``False``
-  does not add it. A value of the flag already in ``XLA_FLAGS`` stands. Measured on a 2-core CPU (benchmarks/results/cpu_flags.md,
+  does not add it. A value of the flag already in ``XLA_FLAGS`` stands.
+  Measured on a 2-core CPU (benchmarks/results/cpu_flags.md,
   step_vs_torch.md): the ResNet-18 train step goes from about 0.6x to about
   0.75x of PyTorch's with either setting (no further gain with both), and the
   small digits CNN's steps about 20% faster with YNNPACK. Numbers change at
@@ -90,7 +79,11 @@ def configure_cpu(devices: int = 0, ynn_fusions="auto") -> None:
   """
   if devices < 0:
     raise UserError(f"cpu_devices={devices}; use 0 (JAX's default) or a count")
-  ynn_fusions = _on_off_auto(ynn_fusions, "cpu_ynn_fusions")
+  if not isinstance(ynn_fusions, bool):  # a config string, e.g. from the CLI
+    spelled = str(ynn_fusions).strip().lower()
+    if spelled not in ("auto", "true", "false"):
+      raise UserError(f"cpu_ynn_fusions={ynn_fusions!r}; use auto, true or false")
+    ynn_fusions = {"true": True, "false": False}.get(spelled, "auto")
   from jax._src import xla_bridge  # no public "backends started?" query
   started = xla_bridge.backends_are_initialized()
   if devices and jax.config.jax_num_cpu_devices != devices:

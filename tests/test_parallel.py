@@ -155,7 +155,7 @@ def test_ynn_fusions_auto_never_fails_and_true_needs_a_known_jaxlib(monkeypatch)
   monkeypatch.setenv("XLA_FLAGS", "")
   if parallel.ynn_fusions_known():
     with pytest.raises(UserError, match="already started"):
-      parallel.configure_cpu(0, "on")
+      parallel.configure_cpu(0, "True")
   monkeypatch.setattr(parallel, "YNN_FUSIONS_JAXLIB", ((9, 0), (9, 1)))
   assert not parallel.ynn_fusions_known()
   parallel.configure_cpu(0, "auto")
