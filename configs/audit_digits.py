@@ -13,9 +13,9 @@ from jaxunlearn.config import get_config as base_config
 
 def get_config(arg: str = "class"):
   config = base_config()
-  config.eval.evaluators = ("accuracy", "mia_efficacy", "mia_features",
-                            "entropy_mia", "forgetting_score", "zrf", "rte",
-                            "audit")
+  config.eval.evaluators = ("accuracy", "mia_efficacy", "mia_threshold",
+                            "mia_features", "entropy_mia", "forgetting_score",
+                            "zrf", "rte", "audit")
   config.eval.audit.num_shadows = 8
   config.eval.audit.epochs = 15  # shadow recipe: half the original's 30 epochs
   if arg == "random":  # 10% random samples, forgotten with fine-tune

@@ -25,8 +25,8 @@ from jaxunlearn import config as base_config  # noqa: E402
 from jaxunlearn import run as run_lib  # noqa: E402
 from jaxunlearn.methods import METHODS  # noqa: E402
 
-COLUMNS = ("forget_acc", "retain_acc", "test_acc", "mia_efficacy", "avg_gap",
-           "unlearn_s", "rel_time")
+COLUMNS = ("forget_acc", "retain_acc", "test_acc", "mia_efficacy", "mia_threshold",
+           "avg_gap", "unlearn_s", "rel_time")
 WORK = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".work")
 
 
@@ -70,7 +70,7 @@ def main(argv=None):
                                          for r in rows):
             continue
           m = report["models"][role]
-          rows.append({"method": label, "seed": seed, **{k: m.get(k) for k in COLUMNS[:5]},
+          rows.append({"method": label, "seed": seed, **{k: m.get(k) for k in COLUMNS[:6]},
                        "unlearn_s": times["unlearn"] if role == "unlearned" else None,
                        "rel_time": (times["unlearn"] / times["retrain"]
                                     if role == "unlearned" else None)})

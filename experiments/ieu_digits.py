@@ -27,7 +27,7 @@ from jaxunlearn.metrics.rcd import plot_curves  # noqa: E402
 
 METHODS = ("finetune", "random_label", "neggrad", "ieu")
 COLUMNS = ("rcd_steps", "rcd_weight_distance", "avg_gap", "forget_acc", "test_acc",
-           "mia_efficacy", "unlearn_s", "rel_time")
+           "mia_efficacy", "mia_threshold", "unlearn_s", "rel_time")
 WORK = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".work")
 RANDOM30_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir,
                                "configs", "ieu_digits.py")

@@ -27,8 +27,8 @@ from jaxunlearn.metrics import mia
 from jaxunlearn.metrics.predict import make_predict_fn, predict
 from jaxunlearn.registry import Registry
 
-GAP_METRICS = ("forget_acc", "retain_acc", "test_acc", "mia_efficacy")
-DEFAULT_EVALUATORS = ("accuracy", "mia_efficacy")
+GAP_METRICS = ("forget_acc", "retain_acc", "test_acc", "mia_threshold")
+DEFAULT_EVALUATORS = ("accuracy", "mia_efficacy", "mia_threshold")
 
 Evaluator = Callable[["EvalContext", str], Iterator[tuple[str, Any]]]
 EVALUATORS: Registry[Evaluator] = Registry("evaluator")
@@ -110,16 +110,43 @@ def accuracy_evaluator(ctx: EvalContext, role: str):
     yield key, None if out is None else accuracy(out.logits, out.labels)
 
 
+def shadow_outputs(ctx: EvalContext, role: str, nonmember_split: str = "test_retain"
+                   ) -> tuple[Outputs, Outputs, Outputs]:
+  """(members, non-members, target) for a membership attack on ``role``:
+  a seeded sample of D_r the size of ``nonmember_split``, that split, D_f."""
+  retain, non, forget = (ctx.outputs(role, s)
+                         for s in ("retain", nonmember_split, "forget"))
+  idx = mia.shadow_member_index(len(retain.labels), len(non.labels), ctx.seed)
+  members = Outputs(retain.logits[idx], retain.features[idx], retain.labels[idx])
+  return members, non, forget
+
+
+def _attack(name: str, fit: mia.Fit, feature, ctx: EvalContext, role: str):
+  """``name`` (fraction of D_f called member), ``name_attack_acc`` (held-out
+  balanced accuracy on the shadow sets) and ``name_signal`` (bool, not a
+  table column: whether that accuracy is above chance)."""
+  members, non, forget = (feature(o.logits, o.labels)
+                          for o in shadow_outputs(ctx, role))
+  acc = mia.attack_accuracy(fit, members, non, ctx.seed)
+  yield name, mia.member_fraction(fit, members, non, forget)
+  yield f"{name}_attack_acc", acc
+  yield f"{name}_signal", mia.has_signal(acc, len(members) + len(non))
+
+
 @EVALUATORS.register("mia_efficacy")
 def mia_efficacy_evaluator(ctx: EvalContext, role: str):
-  """SVC on the true-class confidence; fraction of D_f called 'member'."""
-  retain, test, forget = (ctx.outputs(role, s)
-                          for s in ("retain", "test_retain", "forget"))
-  shadow = mia.shadow_member_index(len(retain.labels), len(test.labels), ctx.seed)
-  yield "mia_efficacy", mia.svc_mia(
-      mia.confidence(retain.logits[shadow], retain.labels[shadow]),
-      mia.confidence(test.logits, test.labels),
-      mia.confidence(forget.logits, forget.labels))
+  """SalUn / DELETE's SVC on the true-class confidence: fraction of D_f
+  called 'member' (for comparison with those papers; see ``mia``)."""
+  yield from _attack("mia_efficacy", mia.fit_svc, mia.confidence, ctx, role)
+
+
+@EVALUATORS.register("mia_threshold")
+def mia_threshold_evaluator(ctx: EvalContext, role: str):
+  """A threshold on the logit-scaled confidence, fitted on the shadow sets:
+  fraction of D_f called 'member' (monotone, so it does not depend on the
+  CPU; the MIA of the gap to the retrained model)."""
+  yield from _attack("mia_threshold", mia.fit_threshold, mia.logit_confidence,
+                     ctx, role)
 
 
 def avg_gap(metrics: dict, reference: dict,

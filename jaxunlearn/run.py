@@ -37,7 +37,7 @@ TASKS = {
     "face": "jaxunlearn.tasks.faces",
 }
 METRIC_KEYS = ("forget_acc", "retain_acc", "test_acc", "test_forget_acc",
-               "test_retain_acc", "mia_efficacy")
+               "test_retain_acc", "mia_efficacy", "mia_threshold")
 
 
 def fingerprint_file(path: str) -> str:
@@ -254,8 +254,45 @@ def run(cfg: ml_collections.ConfigDict, workdir: str,
   }
   if method_stats is not None:
     report["method_stats"] = method_stats
+  report["notes"] = report_notes(report, unchanged=trees_equal(original, unlearned))
   ckpt_lib.write_json(os.path.join(workdir, "report.json"), report)
   return report
+
+
+def trees_equal(a, b) -> bool:
+  """Whether two variable trees hold the same structure and bit-identical
+  arrays (one host copy of each leaf, once per run)."""
+  import numpy as np
+  leaves_a, tree_a = jax.tree.flatten(a)
+  leaves_b, tree_b = jax.tree.flatten(b)
+  return tree_a == tree_b and all(
+      np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(leaves_a, leaves_b))
+
+
+def report_notes(report: dict, unchanged: bool = False) -> list[str]:
+  """Sentences the report must not leave unsaid: a method that returned the
+  original model, what the method says of its own outcome, and membership
+  attacks that have no signal (their number on D_f means nothing)."""
+  notes = []
+  if unchanged:
+    notes.append(f"{report['method']} returned the original model unchanged "
+                 "(bit-identical weights): nothing was unlearned.")
+  outcome = (report.get("method_stats") or {}).get("outcome")
+  if outcome:
+    notes.append(f"{report['method']}: {outcome}")
+  silent = {}  # attack -> [(role, held-out accuracy)]
+  for role in MODEL_ROLES:
+    metrics = report["models"].get(role) or {}
+    for key, value in metrics.items():
+      if key.endswith("_signal") and value is False:
+        attack = key[:-len("_signal")]
+        silent.setdefault(attack, []).append(
+            f"{role} {metrics.get(f'{attack}_attack_acc', float('nan')):.3f}")
+  for attack, roles in silent.items():
+    notes.append(f"{attack}: the attack tells shadow members from non-members "
+                 f"no better than chance (held-out accuracy: {', '.join(roles)}), "
+                 "so its value on D_f says nothing about membership there.")
+  return notes
 
 
 def format_report(report: dict) -> str:
@@ -279,4 +316,5 @@ def format_report(report: dict) -> str:
   if report.get("rte"):
     times += f"; rte (retrain / unlearn) {report['rte']:.1f}x"
   lines.append(f"runtime: {times}")
+  lines += [f"note: {n}" for n in report.get("notes", ())]
   return "\n".join(lines)

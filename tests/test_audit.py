@@ -10,7 +10,7 @@ import pytest
 from jaxunlearn import config as base_config
 from jaxunlearn import run as run_lib
 from jaxunlearn.errors import UserError
-from jaxunlearn.metrics import audit
+from jaxunlearn.metrics import audit, mia
 
 
 def test_logit_confidence_is_log_odds_of_the_label():
@@ -20,11 +20,11 @@ def test_logit_confidence_is_log_odds_of_the_label():
   p = np.exp(logits - logits.max(1, keepdims=True))
   p /= p.sum(1, keepdims=True)
   py = p[np.arange(50), labels]
-  np.testing.assert_allclose(audit.logit_confidence(logits, labels),
+  np.testing.assert_allclose(mia.logit_confidence(logits, labels),
                              np.log(py) - np.log1p(-py), rtol=1e-9, atol=1e-9)
   # stays finite where p_y rounds to 1 in float64
   big = np.array([[800.0, 0.0, 0.0]])
-  assert np.isclose(audit.logit_confidence(big, np.array([0])), 800 - np.log(2))
+  assert np.isclose(mia.logit_confidence(big, np.array([0])), 800 - np.log(2))
 
 
 def test_balanced_assignment_puts_each_example_in_half_the_shadows():

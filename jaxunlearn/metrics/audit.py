@@ -41,6 +41,7 @@ import numpy as np
 from jaxunlearn.data.pipeline import Split
 from jaxunlearn.errors import UserError
 from jaxunlearn.evaluate import EVALUATORS
+from jaxunlearn.metrics.mia import logit_confidence
 from jaxunlearn.metrics.predict import make_predict_fn, predict
 
 
@@ -51,17 +52,6 @@ def default_config() -> ml_collections.ConfigDict:
       fixed_variance=True,   # one variance per side (few shadows)
       epochs=0,              # shadow training epochs; 0 = the run's recipe
   ))
-
-
-def logit_confidence(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
-  """phi = log(p_y / (1 - p_y)) = z_y - logsumexp_{j != y} z_j (stable)."""
-  z = np.asarray(logits, np.float64)
-  rows = np.arange(len(labels))
-  zy = z[rows, labels]
-  others = z.copy()
-  others[rows, labels] = -np.inf
-  top = others.max(axis=1, keepdims=True)
-  return zy - (top[:, 0] + np.log(np.exp(others - top).sum(axis=1)))
 
 
 def balanced_assignment(key: jax.Array, num_shadows: int, num_examples: int

@@ -17,7 +17,7 @@ import jax
 import numpy as np
 from scipy.special import rel_entr, softmax
 
-from jaxunlearn.evaluate import EVALUATORS
+from jaxunlearn.evaluate import EVALUATORS, shadow_outputs
 from jaxunlearn.metrics import mia
 from jaxunlearn.metrics.predict import make_predict_fn
 
@@ -184,13 +184,10 @@ def topk_accuracy_evaluator(ctx, role: str):
 
 
 def _shadow_sets(ctx, role: str, nonmember_split: str):
-  """(members = seeded D_r sample of the non-members' size, non-members, D_f)."""
-  retain, non, forget = (ctx.outputs(role, s)
-                         for s in ("retain", nonmember_split, "forget"))
-  idx = mia.shadow_member_index(len(retain.labels), len(non.labels), ctx.seed)
-  return ((probabilities(retain.logits[idx]), retain.labels[idx]),
-          (probabilities(non.logits), non.labels),
-          (probabilities(forget.logits), forget.labels))
+  """(probabilities, labels) of the members, non-members and D_f
+  (``evaluate.shadow_outputs``)."""
+  return tuple((probabilities(o.logits), o.labels)
+               for o in shadow_outputs(ctx, role, nonmember_split))
 
 
 @EVALUATORS.register("mia_features")
