@@ -5,7 +5,10 @@ and the label 0; the poisoned model learns the backdoor; DELETE unlearns the
 poisoned samples. The report adds ``attack_success_rate`` per model.
 
 jaxunlearn run --config configs/backdoor_digits.py --workdir runs/backdoor
-jaxunlearn run --config configs/backdoor_digits.py --config.method=scrub
+jaxunlearn run --config configs/backdoor_digits.py:scrub
+
+The method runs with its digits tuning (configs/<method>_digits.py) where
+there is one, else with its authors' setting.
 
 Measured (experiments/backdoor_digits.py, 3 seeds; clean test accuracy /
 attack success): poisoned original 0.988 / 0.999; SCRUB 0.987 / 0.000 (meets
@@ -16,13 +19,15 @@ DELETE with retain_weight=1 0.965 / 0.539.
 import ml_collections
 
 from jaxunlearn.config import get_config as base_config
+from jaxunlearn.config import tuned_section
 
 
-def get_config():
+def get_config(method: str = "delete"):
   config = base_config()
   config.backdoor = ml_collections.ConfigDict(dict(
       enabled=True, fraction=0.1, target=0, size=2, position="bottom_right",
       value=255))
-  config.method = "delete"
+  config.method = method
+  config[method] = tuned_section(method, "digits")
   config.eval.evaluators = tuple(config.eval.evaluators) + ("backdoor",)
   return config

@@ -32,9 +32,8 @@ WORK = os.path.join(HERE, ".work")
 
 
 def method_config(seed: int, method: str):
-  cfg = backdoor_digits.get_config()
+  cfg = backdoor_digits.get_config("delete" if method.startswith("delete") else method)
   cfg.seed, cfg.progress = seed, False
-  cfg.method = "delete" if method.startswith("delete") else method
   if method == "delete_r1":
     cfg.delete.retain_weight = 1.0
   return cfg

@@ -48,6 +48,9 @@ def main(argv=None):
   parser.add_argument("--methods", default=",".join(METHODS.names()))
   parser.add_argument("--seeds", default="0,1,2")
   parser.add_argument("--settings", default="class,random")
+  parser.add_argument("--authors-settings", action="store_true",
+                      help="every method with its default_config() (the "
+                           "authors' setting) instead of configs/<method>_<dataset>.py")
   add_data_args(parser)
   args = parser.parse_args(argv)
   methods = args.methods.split(",")
@@ -62,6 +65,8 @@ def main(argv=None):
         cfg = setting_config(setting, seed)
         apply_data_args(cfg, args)
         cfg.method = name
+        if not args.authors_settings:
+          cfg[name] = base_config.tuned_section(name, dataset_tag(args))
         report = run_lib.run(cfg, workdir, log=lambda *_: None)
         times = report["runtime_s"]
         for role, label in (("unlearned", name), ("original", "original"),

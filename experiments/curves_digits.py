@@ -61,7 +61,8 @@ def main(argv=None):
     task = UnlearnTask(model, original, data, spec.num_classes, spec.image_shape,
                        mesh, augment, cfg.train, progress=False,
                        on_epoch_end=lambda epoch, v, c=curve: c.append(point(v)))
-    METHODS.get(name).unlearn(task, cfg[name], unlearn_key)
+    METHODS.get(name).unlearn(task, base_config.tuned_section(name, "digits"),
+                              unlearn_key)
     curves["methods"][name] = curve
     print(name, [round(p["forget_acc"], 3) for p in curve], flush=True)
   os.makedirs(RESULTS, exist_ok=True)

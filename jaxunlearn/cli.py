@@ -9,8 +9,8 @@
 to DIR/sweep.md, .csv and .json. ``seeds`` runs the config once per seed (DIR/seed-<s>) and writes
 DIR/summary.md and DIR/summary.json (mean ± std of every metric).
 
-With no ``--config`` the embedded default runs (digits, small CNN, forget
-class 3, DELETE). Mistakes the user can fix print one line and exit 2.
+With no ``--config`` the embedded default runs: ``configs/delete_digits.py``
+(digits, small CNN, forget class 3, DELETE tuned for 8x8 digits). Mistakes the user can fix print one line and exit 2.
 """
 from __future__ import annotations
 
@@ -43,7 +43,12 @@ def _load_config(argv: list[str]):
                       flag_values=flag_values)
   try:
     # sys_argv: the --config.FIELD overrides are read from it (else sys.argv).
-    config_flags.DEFINE_config_file("config", base_config.__file__,
+    if not os.path.isfile(base_config.DEFAULT_RUN) and not any(
+        a == "--config" or a.startswith("--config=") for a in argv):
+      raise _UsageError(f"the default run's config {base_config.DEFAULT_RUN} "
+                        "ships with the source tree, not with this install; "
+                        "pass --config FILE.py")
+    config_flags.DEFINE_config_file("config", base_config.DEFAULT_RUN,
                                     "A get_config() file.",
                                     flag_values=flag_values, lock_config=True,
                                     sys_argv=["jaxunlearn run"] + argv)

@@ -1,8 +1,11 @@
-"""The base configuration: the embedded default run (digits, small CNN, forget
-class 3, DELETE). Every file in ``configs/`` starts from ``get_config()``.
+"""The base configuration (digits, small CNN, forget class 3, DELETE). Every
+file in ``configs/`` starts from ``get_config()``.
 
 Each registered method has its own section, ``config.<method>``, filled from
-its ``default_config()``, so ``--config.delete.lr=1e-3`` works for any method.
+its ``default_config()``: the authors' published setting, so
+``--config.delete.lr=1e-3`` works for any method. Tuning for a dataset lives
+in ``configs/<method>_<dataset>.py``; the default run, ``jaxunlearn run``
+with no ``--config``, is ``configs/delete_digits.py`` (``DEFAULT_RUN``).
 """
 from __future__ import annotations
 
@@ -63,6 +66,9 @@ def get_config() -> ml_collections.ConfigDict:
       # CPU, so the gap to the retrained model uses it (metrics/mia.py).
       evaluators=("accuracy", "mia_efficacy", "mia_threshold"),
       gap_metrics=("forget_acc", "retain_acc", "test_acc", "mia_threshold"),
+      # Also run the evaluators of the method's own paper (DLFD: the
+      # forgetting score and NoMUS; IEU: the relearning convergence delay).
+      method_evaluators=True,
   ))
   from jaxunlearn.metrics import audit, rcd
   c.eval.rcd = rcd.default_config()      # the relearning-delay protocol
@@ -83,6 +89,20 @@ def get_config() -> ml_collections.ConfigDict:
   c.distributed = False  # multi-host: call jax.distributed.initialize() first
   c.progress = True
   return c
+
+
+CONFIGS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
+    __file__))), "configs")
+DEFAULT_RUN = os.path.join(CONFIGS_DIR, "delete_digits.py")
+
+
+def tuned_section(method: str, dataset: str) -> ml_collections.ConfigDict:
+  """``config.<method>`` as ``configs/<method>_<dataset>.py`` sets it, or the
+  method's default (the authors' setting) where no such file exists."""
+  path = os.path.join(CONFIGS_DIR, f"{method}_{dataset}.py")
+  if os.path.isfile(path):
+    return load_file(path)[method]
+  return METHODS.get(method).default_config()
 
 
 def load_file(path: str) -> ml_collections.ConfigDict:

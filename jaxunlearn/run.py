@@ -65,6 +65,15 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
   MODELS.get(cfg.model.name)
 
 
+def run_evaluators(cfg: ml_collections.ConfigDict) -> tuple[str, ...]:
+  """config.eval.evaluators, then those of the method's paper not yet in it
+  (unless config.eval.method_evaluators is False)."""
+  names = tuple(cfg.eval.evaluators)
+  if cfg.eval.get("method_evaluators", True):
+    names += tuple(e for e in METHODS.get(cfg.method).evaluators if e not in names)
+  return names
+
+
 def timed_phase(directory: str, fn):
   """Runs ``fn(checkpoint_dir)`` and records its wall time once it finishes.
 
@@ -120,7 +129,8 @@ def run(cfg: ml_collections.ConfigDict, workdir: str,
   if cfg.get("distributed", False):  # must precede any other JAX call
     parallel.initialize_distributed()
   validate(cfg)
-  for name in cfg.eval.evaluators:
+  evaluators = run_evaluators(cfg)
+  for name in evaluators:
     EVALUATORS.get(name)
   os.makedirs(workdir, exist_ok=True)
   mesh = parallel.make_mesh(cfg.num_devices or None)
@@ -238,7 +248,7 @@ def run(cfg: ml_collections.ConfigDict, workdir: str,
                                 phase_seconds={"pretrain": t_pretrain,
                                                "retrain": t_retrain,
                                                "unlearn": t_unlearn}))
-  results = evaluate(ctx, cfg.eval.evaluators, cfg.eval.gap_metrics)
+  results = evaluate(ctx, evaluators, cfg.eval.gap_metrics)
   t_evaluate = time.perf_counter() - start
 
   report = {
@@ -254,7 +264,8 @@ def run(cfg: ml_collections.ConfigDict, workdir: str,
   }
   if method_stats is not None:
     report["method_stats"] = method_stats
-  report["notes"] = report_notes(report, unchanged=trees_equal(original, unlearned))
+  report["notes"] = report_notes(report, unchanged=trees_equal(original, unlearned),
+                                 meant_for=method.forget_kinds)
   ckpt_lib.write_json(os.path.join(workdir, "report.json"), report)
   return report
 
@@ -269,11 +280,17 @@ def trees_equal(a, b) -> bool:
       np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(leaves_a, leaves_b))
 
 
-def report_notes(report: dict, unchanged: bool = False) -> list[str]:
+def report_notes(report: dict, unchanged: bool = False,
+                 meant_for: tuple[str, ...] = ()) -> list[str]:
   """Sentences the report must not leave unsaid: a method that returned the
-  original model, what the method says of its own outcome, and membership
-  attacks that have no signal (their number on D_f means nothing)."""
+  original model, what the method says of its own outcome, a forgetting
+  setting outside the method's paper, and membership attacks that have no
+  signal (their number on D_f means nothing)."""
   notes = []
+  kind = report.get("forget", {}).get("kind")
+  if meant_for and kind not in meant_for:
+    notes.append(f"{report['method']} is meant for {' / '.join(meant_for)} "
+                 f"forgetting (its paper's settings); this run forgets {kind}.")
   if unchanged:
     notes.append(f"{report['method']} returned the original model unchanged "
                  "(bit-identical weights): nothing was unlearned.")

@@ -16,7 +16,7 @@ M_KEYS = {"forget_acc", "retain_acc", "test_acc", "test_forget_acc",
 
 @pytest.fixture(scope="module")
 def cfg(data_dir):
-  c = base_config.get_config()
+  c = base_config.load_file(base_config.DEFAULT_RUN)
   c.data_dir = data_dir
   c.progress = False
   c.train.epochs = 12  # enough for ~97% test accuracy; keeps the test short

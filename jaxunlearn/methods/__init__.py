@@ -51,6 +51,12 @@ class Method(NamedTuple):
   unlearn: Callable[[UnlearnTask, ml_collections.ConfigDict, jax.Array], dict]
   default_config: Callable[[], ml_collections.ConfigDict]
   description: str = ""
+  # The forgetting settings (config.forget.kind) of the method's paper; a run
+  # outside them says so in its report. Empty: any.
+  forget_kinds: tuple[str, ...] = ()
+  # The evaluators its paper reports, added to config.eval.evaluators when it
+  # runs (unless config.eval.method_evaluators is False).
+  evaluators: tuple[str, ...] = ()
 
 
 METHODS: Registry[Method] = Registry("method")

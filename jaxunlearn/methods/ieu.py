@@ -138,4 +138,5 @@ def unlearn(task, cfg, key):
 
 register(Method("ieu", unlearn, default_config,
                 "retain descent, bounded forget ascent, weight decay, decaying noise "
-                "(our definition of IEU)"))
+                "(our definition of IEU)",
+                forget_kinds=("random", "class"), evaluators=("rcd",)))
