@@ -2,6 +2,10 @@
 
 Paper: Zhou et al., "Decoupled Distillation to Erase: A General Unlearning
 Method for Any Class-centric Tasks", CVPR 2025. Uses the forget data only.
+Meant for class forgetting (one or several classes; an identity of a face
+model; a class of pixels in segmentation): it teaches "never this label",
+so a forget set drawn from every class is outside its setting, and a run on
+one says so in its report.
 
 The frozen original model (the teacher, inference mode) gives logits on a
 forget image; the sample's own label is set to -1e10 so its probability is 0:

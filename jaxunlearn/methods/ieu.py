@@ -16,8 +16,11 @@ directly (with μ = 0 this equals PyTorch's coupled SGD weight decay); the noise
 ``σ_t`` follows ``noise_schedule``: ``constant`` (σ0), ``exponential``
 (σ0 γ^t) or ``cosine`` (σ0 (1 + cos(π t / T)) / 2). The noise comes from the
 step's explicit key, so it is identical on every device. One epoch = one pass
-over D_r with D_f cycled alongside. Works for class, random and instance
-forget sets (it only needs the two splits).
+over D_r with D_f cycled alongside. It runs on any forget set (it only needs
+the two splits); the paper's settings are random forgetting (30%, 50% of the
+training set) and 30% of the classes, and a run outside them says so in its
+report. The paper's metric, the relearning convergence delay (evaluator
+``rcd``), is evaluated whenever IEU runs.
 """
 from __future__ import annotations
 
