@@ -36,14 +36,17 @@ steps (stop_gradient). The K steps run in one ``fori_loop`` on GPU/TPU and
 as a host loop of one jitted ascent step on CPU (``device_loop``; XLA:CPU
 runs a convolution's gradient several times slower inside a loop).
 
-Gate cost: the authors refit a 10-fold sklearn logistic regression after
-every step. Here the per-sample losses of D_f and of the unseen set come from
-one jitted pass and the 10 folds are fitted in JAX by Newton's method
-(``metrics.forgetting.forgetting_score_jax``), every ``gate_every`` steps.
-The task carries no validation split, so a seeded ``val_fraction`` of D_t is
-the validation set for selection and the rest is the gate's unseen data
-(the reported test accuracy still uses all of D_t: selection has seen half of
-it — say so when comparing).
+Gate: the authors' ``MIA(model, retain, forget_test, val)`` after every
+step: the forgetting score (``metrics.forgetting``: validation losses then
+D_f losses, unbalanced, 10-fold logistic regression) on the validation set
+vs all of D_f, and the accuracy on the same validation set. The authors
+refit sklearn's logistic regression after every step; here the per-sample
+losses come from one jitted pass and the 10 folds are fitted in JAX by
+Newton's method (``metrics.forgetting.forgetting_score_jax``), every
+``gate_every`` steps. The task carries no validation split, so a seeded
+``val_fraction`` of D_t is the validation set (the reported test accuracy
+still uses all of D_t: selection has seen part of it; say so when
+comparing).
 """
 from __future__ import annotations
 
@@ -347,23 +350,21 @@ def _padded_images(split: Split, index: np.ndarray, batch: int):
 
 
 def gate_sets(data, cfg, seed: int):
-  """The gate's samples: (test split = D_t,f + D_t,r, forget pick (indices
-  into D_f), unseen pick and validation indices (into the test split), MIA
-  labels: 0 = unseen, 1 = forget). A seeded ``val_fraction`` of the test
-  split validates; of the rest and D_f, equally many are drawn."""
+  """The gate's samples: (test split = D_t,f + D_t,r, validation indices
+  into it (a seeded ``val_fraction``, in test order), MIA labels: 0 = the
+  validation samples, 1 = all of D_f in its order). As in the authors' loop
+  (``MIA(model, retain, forget_test, val)``), the validation set is both the
+  unseen set of the forgetting score and the set of the selection accuracy."""
   test = pipeline.concat([data.test_forget, data.test_retain])
   rng = np.random.default_rng(seed)
-  order = rng.permutation(len(test))
   n_val = int(round(cfg.val_fraction * len(test)))
-  val_idx, unseen_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
-  if len(unseen_idx) < 10 or len(data.forget) < 10:
-    raise UserError("dlfd: need >= 10 forget and unseen (test) samples; lower "
-                    "dlfd.val_fraction or enlarge the forget set")
-  n = min(len(data.forget), len(unseen_idx))
-  forget_pick = np.sort(rng.permutation(len(data.forget))[:n])
-  unseen_pick = np.sort(rng.permutation(unseen_idx)[:n])
-  labels = np.concatenate([np.zeros(n, np.int64), np.ones(n, np.int64)])
-  return test, forget_pick, unseen_pick, val_idx, labels
+  val_idx = np.sort(rng.permutation(len(test))[:n_val])
+  if n_val < 10 or len(data.forget) < 10:
+    raise UserError("dlfd: need >= 10 forget and validation (test) samples; "
+                    "raise dlfd.val_fraction or enlarge the forget set")
+  _, labels = forgetting.authors_samples(np.zeros(len(data.forget)),
+                                         np.zeros(n_val))
+  return test, val_idx, labels
 
 
 def forget_index(key: jax.Array, step: int, batch_size: int, num_forget: int
@@ -379,14 +380,14 @@ def forget_index(key: jax.Array, step: int, batch_size: int, num_forget: int
 
 def make_gate(model, data, cfg, seed: int, mesh: Optional[Mesh] = None):
   """gate(variables) -> (FS, val accuracy) on device; one jitted call (its
-  arrays replicated on ``mesh``)."""
-  test, forget_pick, unseen_pick, val_idx, labels = gate_sets(data, cfg, seed)
+  arrays replicated on ``mesh``). FS follows the authors' MIA() protocol
+  (``metrics.forgetting``) on the validation set vs D_f."""
+  test, val_idx, labels = gate_sets(data, cfg, seed)
   train_index, test_index = forgetting.cv_splits(labels)
   b = cfg.eval_batch_size
-  f_img, f_lab, nf = _padded_images(data.forget, forget_pick, b)
-  u_img, u_lab, nu = _padded_images(test, unseen_pick, b)
+  f_img, f_lab, nf = _padded_images(data.forget, np.arange(len(data.forget)), b)
   v_img, v_lab, nv = _padded_images(test, val_idx, b)
-  consts = jax.device_put(dict(f=(f_img, f_lab), u=(u_img, u_lab), v=(v_img, v_lab),
+  consts = jax.device_put(dict(f=(f_img, f_lab), v=(v_img, v_lab),
                                labels=labels, tr=train_index, te=test_index),
                           parallel.replicated(mesh) if mesh is not None else None)
 
@@ -403,9 +404,8 @@ def make_gate(model, data, cfg, seed: int, mesh: Optional[Mesh] = None):
   @jax.jit
   def gate(variables, c):
     f_loss, _ = losses_and_correct(variables, *c["f"])
-    u_loss, _ = losses_and_correct(variables, *c["u"])
-    _, v_correct = losses_and_correct(variables, *c["v"])
-    losses = jnp.concatenate([u_loss[:nu], f_loss[:nf]])
+    v_loss, v_correct = losses_and_correct(variables, *c["v"])
+    losses = jnp.concatenate([v_loss[:nv], f_loss[:nf]])
     score = forgetting.forgetting_score_jax(losses, c["labels"], c["tr"], c["te"])
     return score, jnp.mean(v_correct[:nv])
 
@@ -414,9 +414,9 @@ def make_gate(model, data, cfg, seed: int, mesh: Optional[Mesh] = None):
   def sklearn_gate(variables):
     """The authors' way: losses to the host, sklearn 10-fold CV (for timing)."""
     f_loss, _ = jax.device_get(losses_jit(variables, *consts["f"]))
-    u_loss, _ = jax.device_get(losses_jit(variables, *consts["u"]))
+    v_loss, _ = jax.device_get(losses_jit(variables, *consts["v"]))
     return forgetting.forgetting_score_sklearn(
-        np.concatenate([u_loss[:nu], f_loss[:nf]]), labels)
+        *forgetting.authors_samples(f_loss[:nf], v_loss[:nv]))
 
   return lambda variables: gate(variables, consts), sklearn_gate
 
