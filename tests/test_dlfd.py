@@ -327,3 +327,146 @@ def test_host_loop_on_two_devices_compiles_each_program_once(backend_compiles):
           lambda: jax.block_until_ready(synth(state, *args)))
   assert counts[1, 0] > 0 and counts[3, 0] == counts[1, 0], counts
   assert counts[3, 1] == 0 and counts[1, 1] == 0, counts
+
+
+class _TinyBNNet:
+  """Flatten -> Dense(6) -> BatchNorm (PyTorch running statistics) -> ReLU ->
+  Dense(3); returns (logits, hidden)."""
+
+  @staticmethod
+  def make():
+    import flax.linen as nn
+    from jaxunlearn.models.layers import BatchNorm, normalize
+
+    class TinyBNNet(nn.Module):
+      mean: tuple = (0.5,)
+      std: tuple = (0.3,)
+      bn_axis_name: object = None
+
+      @nn.compact
+      def __call__(self, images, train: bool = False, mask=None):
+        x = normalize(images, self.mean, self.std).reshape(images.shape[0], -1)
+        x = nn.Dense(6)(x)
+        x = BatchNorm(use_running_average=not train, axis_name=self.bn_axis_name,
+                      unbiased_running_var=True)(
+                          x, None if mask is None else mask[:, None])
+        hidden = nn.relu(x)
+        return nn.Dense(3)(hidden), hidden
+    return TinyBNNet()
+
+
+def torch_authors_dlfd_step(net, opt, x, y, xf, steps, alpha, w_r):
+  """One batch of the authors' train_dlfd (synthesis branch) in torch, on
+  normalised inputs, in whatever mode ``net`` is in. The OT term there is
+  computed on the clean retain and forget outputs, so it is constant in the
+  noise and left out; the two forwards it needs are kept (they update the
+  BatchNorm statistics in training mode)."""
+  import torch
+  ce = torch.nn.CrossEntropyLoss()
+  noise = torch.zeros_like(x, requires_grad=True)
+  for _ in range(steps):
+    perturbed = torch.clamp(x + noise, 0, 1)
+    perturbed_out = net(perturbed)
+    net(xf)
+    net(x)
+    total = -ce(perturbed_out, y) * w_r
+    opt.zero_grad()
+    total.backward()
+    grad = noise.grad.data
+    # No gradient entry so small that rounding could flip its sign.
+    assert torch.all((grad == 0) | (grad.abs() > 1e-7))
+    noise.data += alpha * torch.sign(grad)
+    noise.grad.zero_()
+  perturbed = torch.clamp(x + noise, 0, 1).detach()
+  loss = ce(net(perturbed), y)
+  opt.zero_grad()
+  loss.backward()
+  opt.step()
+
+
+def test_released_variant_model_mode_matches_the_authors_loop():
+  """Released variant: step 0 in training mode with 3K+1 running-statistics
+  updates (perturbed, forget, clean per ascent step, then the model step;
+  momentum 0.1, unbiased variance); step 1 in inference mode (running
+  statistics used, not updated). Parameters and statistics after each step
+  equal an independent torch run of the authors' loop."""
+  torch = pytest.importorskip("torch")
+  from jaxunlearn.state import TrainState, sgd
+  model = _TinyBNNet.make()
+  mean, std = model.mean, model.std
+  n = 8
+  keys = jax.random.split(jax.random.key(5), 6)
+  images = [np.asarray(jax.random.uniform(k, (n, 4, 4, 1))) for k in keys[:4]]
+  labels = [np.asarray(jax.random.randint(k, (n,), 0, 3)) for k in keys[4:]]
+  variables = model.init(jax.random.key(0), jnp.asarray(images[0]), train=False)
+  # Non-trivial running statistics before step 0.
+  variables = dict(variables, batch_stats=jax.tree.map(
+      lambda v: v + 0.3, variables["batch_stats"]))
+  cfg = ml_collections.ConfigDict(dict(dlfd.default_config(), variant="released",
+                                       steps=3, alpha=0.4))
+  tx = sgd(cfg.lr, cfg.momentum, cfg.weight_decay)
+  batch = lambda i, j: dict(image=jnp.asarray(images[i]),
+                            label=jnp.asarray(labels[j]), mask=jnp.ones(n))
+  w_r = (0.5, 0.7)
+  state = TrainState.create(variables, tx)
+  state, _ = jax.jit(dlfd.make_steps(model, tx, cfg, mean, std, train=True).synth)(
+      state, batch(0, 0), batch(1, 1), jnp.float32(w_r[0]), jax.random.key(1))
+  after_step0 = jax.device_get(state.variables)
+  state, _ = jax.jit(dlfd.make_steps(model, tx, cfg, mean, std, train=False).synth)(
+      state, batch(2, 0), batch(3, 1), jnp.float32(w_r[1]), jax.random.key(2))
+  after_step1 = jax.device_get(state.variables)
+
+  p = variables["params"]
+  net = torch.nn.Sequential(torch.nn.Linear(16, 6), torch.nn.BatchNorm1d(6),
+                            torch.nn.ReLU(), torch.nn.Linear(6, 3))
+  with torch.no_grad():
+    net[0].weight.copy_(torch.tensor(np.asarray(p["Dense_0"]["kernel"]).T))
+    net[0].bias.copy_(torch.tensor(np.asarray(p["Dense_0"]["bias"])))
+    net[1].weight.copy_(torch.tensor(np.asarray(p["BatchNorm_0"]["scale"])))
+    net[1].bias.copy_(torch.tensor(np.asarray(p["BatchNorm_0"]["bias"])))
+    net[1].running_mean.copy_(torch.tensor(np.asarray(
+        variables["batch_stats"]["BatchNorm_0"]["mean"])))
+    net[1].running_var.copy_(torch.tensor(np.asarray(
+        variables["batch_stats"]["BatchNorm_0"]["var"])))
+    net[3].weight.copy_(torch.tensor(np.asarray(p["Dense_1"]["kernel"]).T))
+    net[3].bias.copy_(torch.tensor(np.asarray(p["Dense_1"]["bias"])))
+  opt = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                        weight_decay=cfg.weight_decay)
+  norm = [torch.tensor(((im - 0.5) / 0.3).reshape(n, -1)) for im in images]
+  ys = [torch.tensor(lab, dtype=torch.long) for lab in labels]
+
+  def check(ours):
+    bn = ours["batch_stats"]["BatchNorm_0"]
+    np.testing.assert_allclose(bn["mean"], net[1].running_mean.numpy(), atol=1e-6)
+    np.testing.assert_allclose(bn["var"], net[1].running_var.numpy(), atol=1e-6)
+    q = ours["params"]
+    np.testing.assert_allclose(q["Dense_0"]["kernel"],
+                               net[0].weight.detach().numpy().T, atol=1e-6)
+    np.testing.assert_allclose(q["BatchNorm_0"]["scale"],
+                               net[1].weight.detach().numpy(), atol=1e-6)
+    np.testing.assert_allclose(q["Dense_1"]["kernel"],
+                               net[3].weight.detach().numpy().T, atol=1e-6)
+
+  net.train()  # load_model returns a module in training mode
+  torch_authors_dlfd_step(net, opt, norm[0], ys[0], norm[1], cfg.steps, cfg.alpha,
+                          w_r[0])
+  assert net[1].num_batches_tracked.item() == 3 * cfg.steps + 1
+  check(after_step0)
+  net.eval()  # calculate_accuracy / MIA after step 0; nothing calls train()
+  torch_authors_dlfd_step(net, opt, norm[2], ys[0], norm[3], cfg.steps, cfg.alpha,
+                          w_r[1])
+  assert net[1].num_batches_tracked.item() == 3 * cfg.steps + 1
+  check(after_step1)
+  jax.tree.map(np.testing.assert_array_equal, after_step1["batch_stats"],
+               after_step0["batch_stats"])
+
+
+def test_outcome_says_when_the_original_is_kept():
+  cfg = dlfd.default_config()
+  trace = [(0, 0.01, 0.9), (1, 0.02, 0.91), (2, 0.2, 0.92)]
+  text = dlfd.outcome(cfg, trace, 0, 2, None, True)
+  assert "0.0100 was already below forget_threshold 0.15" in text
+  assert "original model, unchanged" in text
+  text = dlfd.outcome(cfg, trace, 2, 2, 1, False)
+  assert "2 of 2 steps synthesised" in text and "after step 1" in text
+  assert "unchanged" not in text
