@@ -101,6 +101,22 @@ def solve_potentials(cost, log_a, log_b, epsilon: float, tol: float,
   return lax.while_loop(cond, body, init)
 
 
+def _spd_solve(matrix, rhs):
+  """``matrix⁻¹ rhs`` for a symmetric positive definite ``matrix`` by
+  Gauss-Jordan elimination without pivoting (stable for SPD matrices), in
+  plain array ops. Not ``jnp.linalg.solve``/LAPACK: XLA:CPU's YNNPACK
+  elementwise fusion (the library's CPU setting, ``parallel.configure_cpu``)
+  rejects the column-major operand LAPACK needs, at run time."""
+  def body(i, carry):
+    a, b = carry
+    row, b_i = a[i] / a[i, i], b[i] / a[i, i]
+    col = a[:, i]
+    a = (a - col[:, None] * row[None, :]).at[i].set(row)
+    b = (b - col * b_i).at[i].set(b_i)
+    return a, b
+  return lax.fori_loop(0, matrix.shape[0], body, (matrix, rhs))[1]
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5))
 def _potentials(cost, log_a, log_b, epsilon, tol, max_iters):
   f, g, _, _ = solve_potentials(cost, log_a, log_b, epsilon, tol, max_iters)
@@ -123,11 +139,12 @@ def _potentials_bwd(epsilon, tol, max_iters, res, cotangents):
                     [plan.T, jnp.diag(plan.sum(0))]])
   gauge = jnp.concatenate([jnp.ones(n), -jnp.ones(m)]) * real
   scale = jnp.sum(jnp.diag(hess)) / jnp.maximum(jnp.sum(real), 1.0)
-  # Padded points carry no mass: an identity row keeps H invertible there.
+  # H + (gauge term) is positive definite; padded points carry no mass, so an
+  # identity row keeps it so there.
   hess = (hess + scale * jnp.outer(gauge, gauge) / jnp.sum(gauge * gauge)
           + jnp.diag(jnp.where(real, 0.0, 1.0)))
   rhs = epsilon * jnp.concatenate([f_bar, g_bar]) * real
-  lam = jnp.linalg.solve(hess, rhs)
+  lam = _spd_solve(hess, rhs)
   cost_bar = plan * (lam[:n, None] + lam[None, n:]) / epsilon
   return cost_bar, jnp.zeros_like(log_a), jnp.zeros_like(log_b)
 
