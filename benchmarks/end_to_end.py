@@ -14,7 +14,7 @@ samples, for the same number of steps (one pass over D_r):
   the gate's losses in one jitted pass and the 10-fold logistic regression
   fitted in JAX; the wall time includes compilation.
 - theirs: the structure of the authors' released code, written in PyTorch:
-  per retain batch, the gate (eval-mode losses on the forget and unseen
+  per retain batch, the gate (eval-mode losses on D_f and the validation
   samples, ``sklearn`` 10-fold ``cross_val_score``, validation accuracy,
   a ``deepcopy`` of the best state), then K steps of ``autograd.grad`` on the
   perturbation through a 300-iteration log-domain Sinkhorn (Python loop)
@@ -74,11 +74,9 @@ def torch_run(net, data, cfg, key, mean, std):
   opt = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                         weight_decay=cfg.weight_decay)
   seed, order_key, forget_key = dlfd.run_keys(key)
-  test, forget_pick, unseen_pick, val_idx, labels = dlfd.gate_sets(data, cfg, seed)
-  gate_f = (torch_images(data.forget.images[forget_pick] / 255.0),
-            torch.from_numpy(data.forget.labels[forget_pick].astype(np.int64)))
-  gate_u = (torch_images(test.images[unseen_pick] / 255.0),
-            torch.from_numpy(test.labels[unseen_pick].astype(np.int64)))
+  test, val_idx, labels = dlfd.gate_sets(data, cfg, seed)
+  gate_f = (torch_images(data.forget.images / 255.0),
+            torch.from_numpy(data.forget.labels.astype(np.int64)))
   gate_v = (torch_images(test.images[val_idx] / 255.0),
             torch.from_numpy(test.labels[val_idx].astype(np.int64)))
   retain, forget = data.retain, data.forget
@@ -91,10 +89,11 @@ def torch_run(net, data, cfg, key, mean, std):
     net.eval()
     with torch.no_grad():
       f_loss = ce(net(norm(gate_f[0])), gate_f[1], reduction="none").numpy()
-      u_loss = ce(net(norm(gate_u[0])), gate_u[1], reduction="none").numpy()
-      val_acc = float((net(norm(gate_v[0])).argmax(1) == gate_v[1]).float().mean())
-    score = forgetting.forgetting_score_sklearn(np.concatenate([u_loss, f_loss]),
-                                                labels)
+      v_logits = net(norm(gate_v[0]))
+      v_loss = ce(v_logits, gate_v[1], reduction="none").numpy()
+      val_acc = float((v_logits.argmax(1) == gate_v[1]).float().mean())
+    score = forgetting.forgetting_score_sklearn(
+        *forgetting.authors_samples(f_loss, v_loss))
     return score, val_acc
 
   def consider(step, score, val_acc):
@@ -139,7 +138,7 @@ def quality(losses_and_correct, data):
                                                          data.test_retain)))
   f_loss, _ = losses_and_correct(data.forget)
   t_loss, t_correct = losses_and_correct(test)
-  losses, labels = forgetting.balanced_samples(f_loss, t_loss, seed=0)
+  losses, labels = forgetting.authors_samples(f_loss, t_loss)
   score = forgetting.forgetting_score_sklearn(losses, labels)
   test_acc = float(np.mean(t_correct))
   return dict(test_acc=test_acc, forgetting_score=score,

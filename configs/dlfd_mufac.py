@@ -1,4 +1,5 @@
-"""DLFD on MUFAC age groups (8 classes), the authors' settings (METHODS.md §3).
+"""DLFD on MUFAC age groups (8 classes), the authors' settings: Dasol-Choi/DLFD
+age_cls_experiments.ipynb (the train_dlfd cell; batch size from the data-loader cell).
 
 ResNet-18 + 512-256-128-C MLP head (dropout 0.5), 128x128 inputs. The dataset
 "mufac" is provided by the face-data builder.
@@ -12,7 +13,9 @@ def get_config():
   c = base.get_config()
   c.method = "dlfd"
   c.dataset = "mufac"
-  c.model = ml_collections.ConfigDict({"name": "resnet18_mlp"})
+  # torch_bn: running variance updated with the unbiased batch variance, as
+  # their PyTorch BatchNorm (it matters for the released variant's step 0).
+  c.model = ml_collections.ConfigDict({"name": "resnet18_mlp", "torch_bn": True})
   c.eval.evaluators = ("accuracy", "mia_efficacy", "forgetting_score")
   d = c.dlfd
   d.batch_size, d.lr, d.momentum, d.weight_decay = 32, 0.008, 0.9, 5e-4

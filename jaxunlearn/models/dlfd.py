@@ -9,7 +9,9 @@ Dropout(0.5)-Linear(128,C). Returns (logits, 128-d penultimate features).
 Dropout is active only in training mode *and* when a ``"dropout"`` rng is
 passed (``model.apply(..., rngs={"dropout": key})``); without one (e.g. the
 library's generic training loop) the head is deterministic, so the model
-works everywhere without changing ``state.apply_train``.
+works everywhere without changing ``state.apply_train``. ``torch_bn=True``
+updates the BatchNorm running variance with the unbiased batch variance, as
+the authors' PyTorch model does (``models.resnet``).
 """
 from __future__ import annotations
 
@@ -31,12 +33,14 @@ class ResNet18MLP(nn.Module):
   hidden: Sequence[int] = (256, 128)
   dropout: float = 0.5
   bn_axis_name: Optional[str] = None
+  torch_bn: bool = False
 
   @nn.compact
   def __call__(self, images, train: bool = False, mask=None):
     features, _ = ResNet18(num_classes=0, mean=self.mean, std=self.std,
                            stem=self.stem, width=self.width,
-                           bn_axis_name=self.bn_axis_name, name="trunk")(
+                           bn_axis_name=self.bn_axis_name,
+                           torch_bn=self.torch_bn, name="trunk")(
                                images, train, mask)
     deterministic = not (train and self.has_rng("dropout"))
     x = features
