@@ -16,7 +16,8 @@ def get_config():
   # torch_bn: running variance updated with the unbiased batch variance, as
   # their PyTorch BatchNorm (it matters for the released variant's step 0).
   c.model = ml_collections.ConfigDict({"name": "resnet18_mlp", "torch_bn": True})
-  c.eval.evaluators = ("accuracy", "mia_efficacy", "forgetting_score")
+  # every method of a comparison, not only DLFD, reports the forgetting score
+  c.eval.evaluators = tuple(c.eval.evaluators) + ("forgetting_score",)
   d = c.dlfd
   d.batch_size, d.lr, d.momentum, d.weight_decay = 32, 0.008, 0.9, 5e-4
   d.w_f, d.w_r0, d.w_r1, d.steps, d.alpha = 3.0, 0.0, 1.0, 15, 0.4

@@ -25,8 +25,8 @@ from jaxunlearn.config import load_file  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WORK = os.path.join(HERE, ".work")
-COLUMNS = ("test_acc", "forgetting_score", "nomus", "forget_acc", "mia_efficacy",
-           "unlearn_s", "rel_time")
+COLUMNS = ("test_acc", "forgetting_score", "forgetting_score_balanced", "nomus",
+           "forget_acc", "mia_efficacy", "mia_threshold", "unlearn_s", "rel_time")
 RUNS = (("finetune", "finetune", None), ("neggrad", "neggrad", None),
         ("dlfd-paper", "dlfd", "paper"), ("dlfd-released", "dlfd", "released"))
 
@@ -75,9 +75,13 @@ def main(argv=None):
   table = aggregate(rows, "method", COLUMNS)
   notes = [f"{tag}, `{shown}`; seeds " + args.seeds +
            "; mean ± std. Forgetting score = |0.5 - 10-fold LR accuracy| on the "
-           "per-sample loss, D_f vs D_t (sklearn reference); NoMUS = (test_acc + 1 - "
-           "2 FS) / 2. DLFD selection uses a seeded half of D_t as validation "
-           "(digits has no validation split), so its test accuracy is slightly "
+           "per-sample loss, D_f vs D_t, as the authors' MIA() computes it (neither "
+           "shuffled nor balanced: 144 forget vs 360 test images, so a model that leaks "
+           "nothing scores about 0.21); forgetting_score_balanced truncates D_t to the "
+           "size of D_f after a seeded shuffle. NoMUS = (test_acc + 1 - 2 FS) / 2 with "
+           "the authors' FS. DLFD's gate and selection use a seeded 40% of D_t as "
+           "validation (144 images, the size of D_f: digits has no validation split), "
+           "so its test accuracy is slightly "
            "optimistic. Produced by `python experiments/dlfd_digits.py`.", ""]
   for label in ("dlfd-paper", "dlfd-released"):
     t = [x for x in timing if x["method"] == label]

@@ -635,4 +635,5 @@ def unlearn(task: UnlearnTask, cfg: ml_collections.ConfigDict, key: jax.Array,
 
 
 register(Method("dlfd", unlearn, default_config,
-                "distribution-level feature distancing with OT (Choi et al., AAAI 2025)"))
+                "distribution-level feature distancing with OT (Choi et al., AAAI 2025)",
+                forget_kinds=("random", "ids"), evaluators=("forgetting_score",)))
