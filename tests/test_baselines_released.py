@@ -11,7 +11,7 @@ import pytest
 from jaxunlearn import loop, parallel
 from jaxunlearn.data.pipeline import Split
 from jaxunlearn.data.splits import ForgetSplit
-from jaxunlearn.methods import UnlearnTask, _stats, ssd
+from jaxunlearn.methods import UnlearnTask, _stats, salun, ssd
 
 
 class BatchNormLinear(nn.Module):
@@ -167,3 +167,121 @@ def test_ssd_dampening_matches_the_released_rule():
 def test_ssd_defaults_are_the_authors():
   cfg = ssd.default_config()
   assert (cfg.alpha, cfg.lam, cfg.batch_size, cfg.forget_batch_size) == (10.0, 1.0, 64, 128)
+
+
+# --- SalUn ------------------------------------------------------------------
+
+def test_salun_saliency_gradient_sums_batch_mean_gradients():
+  """generate_mask.py: Σ over forget batches of grad(mean CE), eval mode."""
+  model, variables = _tiny()
+  split = _split(10, seed=4)
+  got = _stats.summed_batch_gradient(model, variables, split, 4,
+                                     parallel.make_mesh(2))
+  want = None
+  for start in range(0, 10, 4):
+    g = _batch_mean_gradient(variables, split.images[start:start + 4],
+                             split.labels[start:start + 4])
+    want = g if want is None else jax.tree.map(np.add, want, g)
+  _assert_tree_close(got, want)
+
+
+def test_salun_mask_keeps_int_of_fraction_times_size():
+  gradient = {"a": np.arange(1.0, 36.0).reshape(7, 5), "b": -np.arange(36.0, 49.0)}
+  mask = salun.saliency_mask(gradient, 0.1)  # 48 entries: int(4.8) = 4
+  flat = np.concatenate([np.ravel(mask["a"]), np.ravel(mask["b"])])
+  assert flat.sum() == 4
+  np.testing.assert_array_equal(np.flatnonzero(mask["b"]), [9, 10, 11, 12])
+
+
+def _torch_rl_steps(variables, mask, batches, lr, momentum, wd):
+  """RL.py's steps on the same network in torch: grad *= mask, SGD step,
+  masked-out weights restored to theta0, their momentum buffers zeroed."""
+  torch = pytest.importorskip("torch")
+  p = variables["params"]
+  bn = torch.nn.BatchNorm1d(p["bn"]["scale"].shape[0], eps=1e-5)
+  fc = torch.nn.Linear(*p["head"]["kernel"].shape)
+  with torch.no_grad():
+    bn.weight.copy_(torch.tensor(p["bn"]["scale"]))
+    bn.bias.copy_(torch.tensor(p["bn"]["bias"]))
+    fc.weight.copy_(torch.tensor(p["head"]["kernel"].T))
+    fc.bias.copy_(torch.tensor(p["head"]["bias"]))
+  net = torch.nn.Sequential(bn, fc).train()
+  masks = {"0.weight": mask["bn"]["scale"], "0.bias": mask["bn"]["bias"],
+           "1.weight": mask["head"]["kernel"].T, "1.bias": mask["head"]["bias"]}
+  masks = {k: torch.tensor(np.ascontiguousarray(v)) for k, v in masks.items()}
+  theta0 = {n: q.detach().clone() for n, q in net.named_parameters()}
+  opt = torch.optim.SGD(net.parameters(), lr, momentum=momentum, weight_decay=wd)
+  for batch in batches:
+    x = torch.tensor(batch["image"].reshape(len(batch["image"]), -1))
+    loss = torch.nn.functional.cross_entropy(net(x), torch.tensor(batch["label"]).long())
+    opt.zero_grad()
+    loss.backward()
+    for n, q in net.named_parameters():
+      q.grad *= masks[n]
+    opt.step()
+    with torch.no_grad():
+      for n, q in net.named_parameters():
+        q.data.mul_(masks[n]).add_(theta0[n] * (1 - masks[n]))
+        opt.state[q]["momentum_buffer"].mul_(masks[n])
+  w = dict(net.named_parameters())
+  return {"bn": {"scale": w["0.weight"].detach().numpy(),
+                 "bias": w["0.bias"].detach().numpy()},
+          "head": {"kernel": w["1.weight"].detach().numpy().T,
+                   "bias": w["1.bias"].detach().numpy()}}
+
+
+def test_salun_step_moves_only_salient_weights_as_the_released_code():
+  from jaxunlearn.methods import _common, random_label
+  from jaxunlearn.state import TrainState
+  model, variables = _tiny()
+  rng = np.random.default_rng(5)
+  mask = jax.tree.map(lambda a: (rng.random(a.shape) < 0.5).astype(np.float32),
+                      variables["params"])
+  cfg = ml_collections.ConfigDict(dict(lr=0.1, momentum=0.9, weight_decay=0.05))
+  tx = salun.masked_sgd(cfg, mask)
+  step = jax.jit(_common.make_step(model, tx, random_label.loss_fn))
+  state = _common.MethodState(TrainState.create(variables, tx), {})
+  batches = []
+  for _ in range(3):
+    b = _split(8, seed=int(rng.integers(1 << 30)))
+    batches.append({"image": (b.images / 255.0).astype(np.float32),
+                    "label": b.labels, "mask": np.ones(8, np.float32)})
+    state, _ = step(state, batches[-1], jax.random.key(0))
+  params = jax.device_get(state.train.params)
+  for got, before, m in zip(jax.tree.leaves(params), jax.tree.leaves(variables["params"]),
+                            jax.tree.leaves(mask)):
+    np.testing.assert_array_equal(got[m == 0], before[m == 0])  # bit-identical
+    assert np.all(got[m == 1] != before[m == 1])
+  trace = state.train.opt_state[-1][0].trace  # momentum of optax.sgd
+  for t, m in zip(jax.tree.leaves(trace), jax.tree.leaves(mask)):
+    assert np.all(np.asarray(t)[m == 0] == 0)
+  want = _torch_rl_steps(variables, mask, batches, 0.1, 0.9, 0.05)
+  _assert_tree_close(params, want)
+
+
+def test_salun_unlearn_keeps_non_salient_weights_and_matches_the_mask(monkeypatch):
+  model, variables = _tiny()
+  task = _task(model, variables, _split(6, seed=6), _split(10, seed=7, offset=6))
+  cfg = salun.default_config()
+  cfg.update(epochs=2, batch_size=4)
+  seen = {}
+  compute = salun.compute_mask
+  monkeypatch.setattr(salun, "compute_mask",
+                      lambda t, c: seen.setdefault("mask", compute(t, c)))
+  out = salun.unlearn(task, cfg, jax.random.key(3))
+  mask = seen["mask"]
+  assert sum(int(m.sum()) for m in jax.tree.leaves(mask)) == int(
+      sum(m.size for m in jax.tree.leaves(mask)) * 0.5)
+  moved = 0
+  for got, before, m in zip(jax.tree.leaves(out["params"]),
+                            jax.tree.leaves(variables["params"]), jax.tree.leaves(mask)):
+    np.testing.assert_array_equal(got[m == 0], before[m == 0])
+    moved += int(np.sum(got[m == 1] != before[m == 1]))
+  assert moved > 0
+
+
+def test_salun_defaults_are_the_authors():
+  cfg = salun.default_config()
+  assert (cfg.lr, cfg.epochs, cfg.fraction, cfg.batch_size, cfg.momentum,
+          cfg.weight_decay, cfg.augment, cfg.variant) == (
+              0.013, 10, 0.5, 256, 0.9, 5e-4, True, "released")
