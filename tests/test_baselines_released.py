@@ -371,3 +371,16 @@ def test_scrub_defaults_are_the_authors():
           cfg.augment, cfg.temperature, cfg.alpha, cfg.gamma, cfg.momentum,
           cfg.weight_decay, tuple(cfg.lr_decay_epochs), cfg.lr_decay_rate) == (
               5e-4, 3, 2, 128, 512, False, 4.0, 0.001, 0.99, 0.9, 5e-4, (3, 5, 9), 0.1)
+
+
+@pytest.mark.parametrize("method", ["salun", "ssd", "scrub"])
+def test_digits_config_changes_only_its_method(method):
+  import os
+  from jaxunlearn.config import get_config, load_file
+  from jaxunlearn.methods import METHODS
+  root = os.path.join(os.path.dirname(__file__), os.pardir)
+  cfg = load_file(os.path.join(root, "configs", f"{method}_digits.py")).to_dict()
+  base = get_config().to_dict()
+  assert cfg["method"] == method
+  assert {k for k in base if cfg[k] != base[k]} == {"method", method}
+  assert set(cfg[method]) == set(METHODS.get(method).default_config().to_dict())
