@@ -271,11 +271,13 @@ def test_salun_step_moves_only_salient_weights_as_the_released_code():
   _assert_tree_close(params, want)
 
 
-def test_salun_unlearn_keeps_non_salient_weights_and_matches_the_mask(monkeypatch):
+@pytest.mark.parametrize("variant", ["released", "paired"])
+def test_salun_unlearn_keeps_non_salient_weights_and_matches_the_mask(monkeypatch,
+                                                                    variant):
   model, variables = _tiny()
   task = _task(model, variables, _split(6, seed=6), _split(10, seed=7, offset=6))
   cfg = salun.default_config()
-  cfg.update(epochs=2, batch_size=4)
+  cfg.update(epochs=2, batch_size=4, variant=variant)
   seen = {}
   compute = salun.compute_mask
   monkeypatch.setattr(salun, "compute_mask",

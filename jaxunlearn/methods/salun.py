@@ -7,7 +7,9 @@ Released code: OPTML-Group/Unlearn-Saliency, Classification/generate_mask.py
    forget batches (in order, the last one partial), summed, with the original
    model in eval mode. The mask keeps the ``int(fraction · N)`` entries of all
    ``N`` parameters with the largest ``|g|`` (one global ranking across
-   tensors; the released ``with_0.5.pt`` is ``fraction = 0.5``).
+   tensors; the released ``with_0.5.pt`` is ``fraction = 0.5``). Their
+   forget loader is shuffled, so which examples share the partial batch is
+   random there; here the batches follow D_f's order (deterministic).
 2. Random-label unlearning where only the salient weights move. With PyTorch
    SGD (coupled weight decay ``wd``, momentum ``μ``) and mask ``m``:
    ``d = m ⊙ (∇L + wd θ)``, ``b ← μ b + d``, ``θ ← θ - lr b``. Masking after
