@@ -51,6 +51,8 @@ def test_every_method_runs_and_returns_a_model(small, name):
   for field in ("max_iter",):
     if field in cfg:
       cfg[field] = 2
+  if name == "ssd":  # the authors' alpha (10) selects nothing on this random-init CNN
+    cfg.alpha = 2.0
   seen = []
   task = task._replace(on_epoch_end=lambda epoch, v: seen.append((epoch, v)))
   out = METHODS.get(name).unlearn(task, cfg, jax.random.key(5))
@@ -79,7 +81,7 @@ def test_salun_mask_keeps_exactly_the_fraction(fraction):
   mask = salun.saliency_mask(gradient, fraction)
   flat_mask = np.concatenate([np.ravel(m) for m in jax.tree.leaves(mask)])
   flat_grad = np.abs(np.concatenate([np.ravel(g) for g in jax.tree.leaves(gradient)]))
-  assert flat_mask.sum() == round(fraction * flat_grad.size)
+  assert flat_mask.sum() == int(flat_grad.size * fraction)  # generate_mask.py
   assert flat_grad[flat_mask == 1].min() >= flat_grad[flat_mask == 0].max()
 
 

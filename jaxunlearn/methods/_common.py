@@ -14,6 +14,7 @@ from typing import Any, Callable, Optional
 import flax
 import jax
 import ml_collections
+import optax
 
 from jaxunlearn import loop, parallel
 from jaxunlearn.data.pipeline import Split
@@ -65,10 +66,12 @@ def optimizer(cfg: ml_collections.ConfigDict):
 def run(task: UnlearnTask, cfg: ml_collections.ConfigDict, key: jax.Array,
         loss_fn: Callable, split: Split, *, frozen: Any = None,
         paired: Optional[Split] = None, grad_transform=None, desc: str = "",
-        variables: Optional[dict] = None) -> dict:
+        variables: Optional[dict] = None,
+        tx: Optional[optax.GradientTransformation] = None) -> dict:
   """Trains from the original model (or ``variables``) with ``loss_fn`` for
-  ``cfg.epochs`` passes over ``split`` (``paired`` cycled alongside)."""
-  tx = optimizer(cfg)
+  ``cfg.epochs`` passes over ``split`` (``paired`` cycled alongside), with
+  ``tx`` (default: ``optimizer(cfg)``)."""
+  tx = optimizer(cfg) if tx is None else tx
   start = task.variables if variables is None else variables
   state = MethodState(TrainState.create(start, tx), {} if frozen is None else frozen)
   step = parallel.jit_step(make_step(task.model, tx, loss_fn, grad_transform),

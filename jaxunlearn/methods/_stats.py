@@ -1,7 +1,9 @@
-"""Gradient statistics over a split: mean gradient and diagonal Fisher.
+"""Gradient statistics over a split: per-example (mean gradient, diagonal
+Fisher) and per-batch (sums of batch-mean gradients, as the SalUn and SSD
+released code compute them).
 
-Both are one jitted, sharded pass over padded batches (inference mode, so
-examples are independent and padding is exact).
+Each is one jitted, sharded pass over padded batches in the split's order
+(inference mode, so examples are independent and padding is exact).
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import jax.numpy as jnp
 from jaxunlearn import parallel
 from jaxunlearn.data import pipeline
 from jaxunlearn.data.pipeline import Split
-from jaxunlearn.losses import cross_entropy
+from jaxunlearn.losses import cross_entropy, weighted_mean
 from jaxunlearn.state import apply_eval
 
 
@@ -62,3 +64,51 @@ def fisher_diagonal(model, variables, split: Split, batch_size: int, mesh):
   """Empirical diagonal Fisher: (1/N) sum_i (grad CE(x_i, y_i))^2, per-example
   gradients (not squared batch gradients)."""
   return _accumulate(model, variables, split, batch_size, mesh, "fisher")
+
+
+def _batch_gradient_sum(model, variables, split: Split, batch_size: int, mesh,
+                        power: int):
+  """(sum over batches of g_b ** power, number of batches), where g_b is the
+  gradient of the batch's mean CE; the last batch may be partial."""
+  from jax.sharding import PartitionSpec as P
+
+  def batch_power(variables, batch):
+    def batch_loss(params):
+      logits, _ = apply_eval(model, {"params": params,
+                                     "batch_stats": variables["batch_stats"]},
+                             batch["image"])
+      return weighted_mean(cross_entropy(logits, batch["label"]), batch["mask"],
+                           parallel.DATA_AXIS)
+    grads = jax.lax.psum(jax.grad(batch_loss)(variables["params"]),
+                         parallel.DATA_AXIS)
+    return jax.tree.map(lambda g: g ** power, grads)
+
+  batch_fn = jax.jit(jax.shard_map(
+      batch_power, mesh=mesh, in_specs=(P(), P(parallel.DATA_AXIS)), out_specs=P(),
+      check_vma=False))
+
+  parallel.check_batch_size(batch_size, mesh)
+  variables = parallel.replicate(variables, mesh)
+  total = jax.tree.map(jnp.zeros_like, variables["params"])
+  count = 0
+  for batch in pipeline.in_order(split, batch_size):
+    total = jax.tree.map(jnp.add, total,
+                         batch_fn(variables, parallel.shard_batch(batch, mesh)))
+    count += 1
+  return total, count
+
+
+def summed_batch_gradient(model, variables, split: Split, batch_size: int, mesh):
+  """sum_b grad mean_{i in b} CE(x_i, y_i): the saliency gradient of SalUn's
+  ``generate_mask.py`` (inference mode, summed over batches, not averaged)."""
+  total, _ = _batch_gradient_sum(model, variables, split, batch_size, mesh, 1)
+  return jax.device_get(total)
+
+
+def mean_squared_batch_gradient(model, variables, split: Split, batch_size: int,
+                                mesh):
+  """(1/K) sum_b (grad mean_{i in b} CE(x_i, y_i))^2 over the K batches (the
+  last one partial): SSD's importance (``calc_importance`` in
+  if-loops/selective-synaptic-dampening src/ssd.py; model in eval mode)."""
+  total, count = _batch_gradient_sum(model, variables, split, batch_size, mesh, 2)
+  return jax.device_get(jax.tree.map(lambda t: t / max(count, 1), total))

@@ -1,25 +1,45 @@
 """SCRUB (Kurmanji et al., "Towards Unbounded Machine Unlearning", NeurIPS 2023).
 
+Released code: meghdadk/SCRUB (the notebooks' ``scrub`` cells and
+thirdparty/repdistiller/helper/loops.py ``train_distill``).
+
 The student starts from the original model (also the frozen teacher).
-Epochs alternate: during the first ``msteps`` epochs a *max* pass over D_f
-maximises ``KL_T(teacher || student)``; every epoch a *min* pass over D_r
-minimises ``α KL_T(teacher || student) + γ CE``. ``KL_T`` is the released
-``DistillKL``: ``T² · KL(softmax(t/T) || softmax(s/T))`` averaged over the
-batch. Teacher in inference mode, student in training mode.
+Epochs ``e = 1..epochs`` alternate: while ``e <= msteps`` a *max* pass over D_f
+(batches of ``forget_batch_size``) maximises ``KL_T(teacher || student)``;
+every epoch a *min* pass over D_r (batches of ``batch_size``) minimises
+``α KL_T(teacher || student) + γ CE``. ``KL_T`` is the released ``DistillKL``:
+``T² · KL(softmax(t/T) || softmax(s/T))`` averaged over the batch. Teacher in
+inference mode, student in training mode, one SGD optimiser (coupled weight
+decay, momentum) for both passes. The learning rate of epoch ``e`` is
+``lr · rate^#{d in lr_decay_epochs : e > d}`` (``adjust_learning_rate``).
 """
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
 
 from jaxunlearn import loop, parallel
-from jaxunlearn.losses import kl_divergence, weighted_mean
-from jaxunlearn.methods import Method, _common, register
-from jaxunlearn.state import TrainState, apply_eval, apply_train
+from jaxunlearn.losses import cross_entropy, kl_divergence, weighted_mean
+from jaxunlearn.methods import Method, _common, epoch_callback, register
+from jaxunlearn.state import TrainState, apply_eval, apply_train, sgd
 
 
 def default_config():
-  return _common.base_config(lr=0.005, epochs=5, msteps=3, temperature=4.0,
-                             alpha=0.001, gamma=0.99, weight_decay=5e-4)
+  # The authors' CIFAR-10 setting (BadT_experiments.ipynb, scrub() and the
+  # loaders of the seeds loop; large_scale_unlearning.ipynb the same but a
+  # D_r batch of 256): optim sgd, sgda_learning_rate 5e-4, sgda_epochs 3,
+  # msteps 2, kd_T 4, alpha 0.001, gamma 0.99, beta 0 (no other KD term),
+  # sgda_weight_decay 5e-4, sgda_momentum 0.9, lr_decay_epochs [3,5,9] with
+  # rate 0.1 (no decay within 3 epochs), retain_bs 128, forget_bs 512,
+  # augment=False. Their `smoothing` is unused since the SGDA smoothing was
+  # removed (commit 812dd5d).
+  return _common.base_config(lr=5e-4, epochs=3, msteps=2, temperature=4.0,
+                             alpha=0.001, gamma=0.99, momentum=0.9,
+                             weight_decay=5e-4, batch_size=128,
+                             forget_batch_size=512, augment=False,
+                             lr_decay_epochs=(3, 5, 9), lr_decay_rate=0.1)
 
 
 def distill_kl(student_logits, teacher_logits, temperature: float):
@@ -37,27 +57,47 @@ def make_loss(mode: str, cfg):
                                   cfg.temperature), batch["mask"], axis_name)
     if mode == "max":
       return -kl, batch_stats, {}
-    from jaxunlearn.losses import cross_entropy
     ce = weighted_mean(cross_entropy(logits, batch["label"]), batch["mask"], axis_name)
     return cfg.alpha * kl + cfg.gamma * ce, batch_stats, {}
   return loss_fn
 
 
+def epoch_lr(cfg, epoch: int) -> float:
+  """The learning rate of 1-based ``epoch`` (``adjust_learning_rate``)."""
+  decays = int(np.sum(epoch > np.asarray(cfg.get("lr_decay_epochs", ()), float)))
+  return cfg.lr * cfg.get("lr_decay_rate", 0.1) ** decays
+
+
+def optimizer(cfg) -> optax.GradientTransformation:
+  """PyTorch SGD whose learning rate the epoch loop sets (in the state)."""
+  return optax.inject_hyperparams(sgd, static_args=("momentum", "weight_decay"))(
+      learning_rate=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
 def unlearn(task, cfg, key):
-  tx = _common.optimizer(cfg)
+  tx = optimizer(cfg)
   state = _common.MethodState(TrainState.create(task.variables, tx),
                               {"teacher": task.variables})
   steps = {mode: parallel.jit_step(_common.make_step(task.model, tx,
                                                      make_loss(mode, cfg)), task.mesh)
            for mode in ("max", "min")}
   augment = task.augment if cfg.augment else loop.Augment()
+  batch_size = {"max": cfg.get("forget_batch_size", None) or cfg.batch_size,
+                "min": cfg.batch_size}
+  on_epoch_end = epoch_callback(task, lambda s: s.train.variables)
   for epoch in range(cfg.epochs):
+    opt_state = state.train.opt_state
+    lr = jnp.asarray(epoch_lr(cfg, epoch + 1), opt_state.hyperparams["learning_rate"].dtype)
+    state = state.replace(train=state.train.replace(opt_state=opt_state._replace(
+        hyperparams=dict(opt_state.hyperparams, learning_rate=lr))))
     passes = (("max", task.data.forget),) if epoch < cfg.msteps else ()
     for mode, split in passes + (("min", task.data.retain),):
-      state = loop.run_epochs(steps[mode], state, split, batch_size=cfg.batch_size,
+      state = loop.run_epochs(steps[mode], state, split, batch_size=batch_size[mode],
                               epochs=1, key=jax.random.fold_in(key, 2 * epoch + (mode == "min")),
                               mesh=task.mesh, augment=augment,
                               desc=f"scrub {mode}", progress=task.progress)
+    if on_epoch_end is not None:
+      on_epoch_end(epoch, state)
   return jax.device_get(state.train.variables)
 
 
