@@ -12,9 +12,10 @@ def get_config():
   config = base_config()
   config.method = "salun"
   # The released loop (a D_f pass, then a D_r pass, each epoch): D_f is one
-  # class of ~1,400 training images here, so a few forget steps per epoch
-  # face ten times as many retain steps, which undo them at the authors'
-  # learning rate; a larger step and smaller batches let class 3 be forgotten.
+  # class, 135 images, against ~1,300 retain images, so a few forget steps
+  # per epoch face ten times as many retain steps, which undo them at the
+  # authors' learning rate; a larger step and smaller batches let class 3 be
+  # forgotten.
   config.salun.update(
       lr=0.1,         # authors 0.013
       batch_size=32,  # authors 256: at 256 D_f is a single batch per epoch
