@@ -130,8 +130,10 @@ def make_task(trained, count, num_devices, seed=0):
 
 
 def small_config(**overrides):
+  """The digits settings (configs/l2ul_digits.py) with few, short attacks."""
   cfg = l2ul.default_config()
-  cfg.update(dict(n_adv=4, pgd_steps=5, adv_batch_size=20), **overrides)
+  cfg.update(dict(epsilon=0.5, lr=0.01, lam=0.1, n_adv=4, pgd_steps=5,
+                  adv_batch_size=20), **overrides)
   return cfg
 
 
@@ -296,3 +298,31 @@ def test_unknown_importance_rule_is_a_user_error(model_vars):
   model, variables, images, _ = model_vars
   with pytest.raises(UserError, match="l2ul.importance"):
     l2ul.mas_importance(model, variables, images, 32, importance="mas")
+
+
+def test_defaults_are_the_authors_cifar10_setting():
+  """csm9493/L2UL run_unlearn_cifar_imagenet.sh (--num-adv-images 20
+  --pgd-eps 4.0 --unlearn-lr 0.001 --reg-lamb 1.0) on
+  main_unlearn_cifar10_mixed_label_resnet18.py (--pgd-alpha 0.1,
+  --pgd-iter 100, SGD momentum 0.9 weight decay 1e-4, loaders of 32 and
+  256, max_iter 1000)."""
+  authors = dict(variant="full", n_adv=20, epsilon=4.0, pgd_step_size=0.1,
+                 pgd_steps=100, lr=1e-3, momentum=0.9, weight_decay=1e-4,
+                 lam=1.0, max_iter=1000, forget_batch_size=32,
+                 adv_batch_size=256, importance="released", relabel=-1)
+  cfg = l2ul.default_config()
+  assert {k: cfg[k] for k in authors} == authors
+
+
+def test_digits_config_starts_from_the_base_config_and_changes_five_values():
+  import os
+  from jaxunlearn.config import get_config, load_file
+  cfg = load_file(os.path.join(os.path.dirname(__file__), "..", "configs",
+                               "l2ul_digits.py"))
+  assert cfg.method == "l2ul" and cfg.forget.kind == "random"
+  assert cfg.forget.count == 16
+  changed = {k: v for k, v in cfg.l2ul.items() if v != l2ul.default_config()[k]}
+  assert changed == dict(epsilon=0.5, pgd_steps=50, lr=0.01, lam=0.1,
+                         adv_batch_size=64)
+  base = get_config()
+  assert cfg.train == base.train and cfg.model == base.model
