@@ -188,9 +188,12 @@ def ours_l2ul(model, variables, data, mesh) -> Ours:
   cfg = l2ul.default_config()
   tx = sgd(cfg.lr, cfg.momentum, cfg.weight_decay)
   forget = data["batch"]
-  cond, body = l2ul.make_loop(model, tx, cfg, adv_batch=len(forget["label"]),
-                              relabel=-1)
-  omega = l2ul.normalised_importance(model, variables, jnp.asarray(forget["image"]))
+  # One step trains on the whole forget batch and an adversarial batch of
+  # the same size (the comparison's torch step).
+  cfg.forget_batch_size = cfg.adv_batch_size = len(forget["label"])
+  cond, body = l2ul.make_loop(model, tx, cfg, relabel=-1)
+  omega = l2ul.normalised_importance(model, variables, jnp.asarray(forget["image"]),
+                                     batch_size=cfg.forget_batch_size)
   samples = (forget["image"], forget["label"])
   jit_fn, carry, args = l2ul.prepare_loop(
       tx, mesh, variables, omega, jax.random.key(0), samples, samples,

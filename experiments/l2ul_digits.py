@@ -3,11 +3,14 @@ continual requests.
 
   python experiments/l2ul_digits.py [--seeds 0,1,2] [--ks 1,16,64,128]
 
+Settings: configs/l2ul_digits.py (the L2UL section; the pretraining recipe
+is the base one).
+
 Per seed: pretrain the small CNN (base recipe); for each k draw k random
 training samples and run L2UL "full" (-CE + adversarial-example CE + weight
 importance), "adv" (no weight importance) and "ga" (-CE only: the gradient
 ascent baseline) to the same stop rule (none of the k classified as its
-label, at most max_iter steps) with the same lr; report steps, forget
+label, at most max_iter + 1 passes) with the same lr; report steps, forget
 accuracy and test accuracy drop. Then 4 continual requests of 16 samples
 each (first seed's model): per request steps, test accuracy and accuracy on
 every sample forgotten so far. Writes experiments/results/l2ul_digits.{md,json}.
@@ -27,7 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common import RESULTS, add_data_args, dataset_tag, fmt, mean_std  # noqa: E402
 
-from jaxunlearn import config as base_config  # noqa: E402
+from jaxunlearn.config import load_file  # noqa: E402
 from jaxunlearn import loop, parallel  # noqa: E402
 from jaxunlearn.data import load_dataset  # noqa: E402
 from jaxunlearn.data.splits import random_forget_split  # noqa: E402
@@ -38,6 +41,8 @@ from jaxunlearn.train import train_model  # noqa: E402
 
 K, REQUESTS = 16, 4  # continual requests: REQUESTS of K samples
 VARIANTS = ("full", "adv", "ga")
+CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs",
+                      "l2ul_digits.py")
 
 
 def main(argv=None):
@@ -49,7 +54,7 @@ def main(argv=None):
   ks = [int(k) for k in args.ks.split(",")]
   tag = dataset_tag(args)
   stem = "l2ul_digits" if tag == "digits" else f"l2ul_{tag}"
-  cfg = base_config.get_config()
+  cfg = load_file(CONFIG)
   if args.model:
     cfg.model.name = args.model
   spec, splits = load_dataset(args.dataset, os.environ.get("JAXUNLEARN_DATA_DIR") or None)
@@ -99,24 +104,27 @@ def main(argv=None):
         r["test_acc_original"] = test0
         print(r, flush=True)
   lines = [f"# L2UL on {tag} (k random samples)", "",
-           f"Config: `{dict(cfg.l2ul)}`; pretrain: base recipe; seeds {args.seeds}.", "",
+           f"Config (configs/l2ul_digits.py): `{dict(cfg.l2ul)}`; pretrain: base "
+           f"recipe; seeds {args.seeds}.", "",
            "Every variant runs to the same stop rule (none of the k classified as "
-           "its label, at most max_iter steps) with the same lr. full = the method; "
+           "its label, at most max_iter + 1 passes; max_steps = that budget in steps) "
+           "with the same lr. full = the method; "
            "adv = without the weight-importance term; ga = gradient ascent only "
            "(the baseline); retrained = trained from scratch without the k samples (the "
            "reference; rel_time = seconds / its training time). Lower test accuracy "
            "drop is better.", "",
-           "| k | variant | steps | stopped | forget acc | test acc drop | seconds | rel_time |",
-           "|---|---|---|---|---|---|---|---|"]
+           "| k | variant | steps | max_steps | stopped | forget acc | test acc drop | seconds | rel_time |",
+           "|---|---|---|---|---|---|---|---|---|"]
   for k in ks:
     for variant in ("retrained",) + VARIANTS:
       mine = [r for r in rows if r["variant"] == variant and r["k"] == k]
       if variant == "retrained":
-        steps, stopped = "-", "-"
+        steps, budget, stopped = "-", "-", "-"
       else:
         steps = fmt(*mean_std([r["steps"] for r in mine]), digits=1)
+        budget = "/".join(sorted({str(r["max_steps"]) for r in mine}))
         stopped = f"{sum(r['stopped'] for r in mine)}/{len(mine)}"
-      lines.append(f"| {k} | {variant} | {steps} | {stopped} | " + " | ".join(
+      lines.append(f"| {k} | {variant} | {steps} | {budget} | {stopped} | " + " | ".join(
           fmt(*mean_std([r[c] for r in mine]), digits=d)
           for c, d in (("forget_acc", 3), ("test_drop", 4), ("seconds", 1),
                        ("rel_time", 3))) + " |")

@@ -29,37 +29,65 @@ def random_targets(key: jax.Array, labels: jnp.ndarray, num_classes: int,
   return (labels[:, None] + shift) % num_classes
 
 
+def _flat_l2(x):
+  """Per-example L2 norm, shaped to broadcast against ``x``."""
+  return jnp.sqrt(jnp.sum(x * x, axis=tuple(range(1, x.ndim)), keepdims=True))
+
+
+def clamp_l2(delta: jnp.ndarray, epsilon: float) -> jnp.ndarray:
+  """``delta · min(ε/||delta||₂, 1)`` per example (advertorch ``clamp_by_pnorm``;
+  a zero ``delta`` gives ε/0 = inf, so factor 1, not NaN)."""
+  return delta * jnp.minimum(epsilon / _flat_l2(delta), 1.0)
+
+
+def normalise_l2(grad: jnp.ndarray) -> jnp.ndarray:
+  """``g / max(||g||₂, 1e-6)`` per example (advertorch ``normalize_by_pnorm``:
+  a zero gradient stays zero)."""
+  return grad / jnp.maximum(_flat_l2(grad), 1e-6)
+
+
+def l2_random_start(images: jnp.ndarray, uniform: jnp.ndarray,
+                    epsilon: float) -> jnp.ndarray:
+  """advertorch's L2 random start as a perturbation ``delta``.
+
+  ``uniform`` ~ U[0, 1] of the images' shape (a random image of the data
+  domain): ``delta = clamp_l2(uniform - x, ε)``, then ``clip(x + delta, 0, 1)
+  - x`` twice (``rand_init_delta`` and ``PGDAttack.perturb`` each clamp).
+  The start is on the ε-sphere when the random image is farther than ε from
+  ``x`` (always at ε = 4 on CIFAR), inside otherwise; its direction is that
+  of ``uniform - x``, not an isotropic one.
+  """
+  delta = clamp_l2(uniform - images, epsilon)
+  delta = jnp.clip(images + delta, 0.0, 1.0) - images
+  return jnp.clip(images + delta, 0.0, 1.0) - images
+
+
 def pgd_l2_targeted(model, variables, images: jnp.ndarray, targets: jnp.ndarray,
                     key: jax.Array, *, epsilon: float, step_size: float,
                     steps: int) -> jnp.ndarray:
-  """Targeted L2 PGD (L2UL, AAAI 2024) in raw [0, 1] pixel space.
+  """Targeted L2 PGD of the L2UL code (advertorch ``L2PGDAttack``,
+  ``rand_init=True``, ``targeted=True``, clip [0, 1]) in raw [0, 1] pixel
+  space, model in inference mode.
 
-  Random start uniformly in direction with radius ~ U(0, ε); then ``steps``
-  steps ``x ← x - α g/||g||₂`` on the summed CE toward ``targets``
-  (minimising it), clip to [0, 1], project onto the L2 ball of radius ε
-  around the source image. Model in inference mode. Vectorised: every row of
-  ``images`` is attacked at once (repeat a source image per target).
+  Start ``delta = l2_random_start(x, U, ε)`` with
+  ``U = jax.random.uniform(key, x.shape)``; then ``steps`` times (advertorch
+  ``perturb_iterative``, ord 2, minimize):
+  ``g = normalise_l2(∇_δ -Σ CE(f(x + δ), t))``, ``δ ← δ + α g``,
+  ``δ ← clip(x + δ, 0, 1) - x``, ``δ ← clamp_l2(δ, ε)``; return
+  ``clip(x + δ, 0, 1)``. Vectorised: every row of ``images`` is attacked at
+  once (repeat a source image per target).
+  Source: BorealisAI/advertorch advertorch/attacks/iterative_projected_gradient.py
+  and advertorch/attacks/utils.py (``rand_init_delta``).
   """
-  def flat_norm(x):
-    return jnp.sqrt(jnp.sum(x * x, axis=tuple(range(1, x.ndim)), keepdims=True))
+  delta = l2_random_start(images, jax.random.uniform(key, images.shape), epsilon)
 
-  key_dir, key_rad = jax.random.split(key)
-  direction = jax.random.normal(key_dir, images.shape)
-  direction = direction / (flat_norm(direction) + 1e-12)
-  radius = jax.random.uniform(key_rad, (images.shape[0],) + (1,) * (images.ndim - 1))
-  start = jnp.clip(images + epsilon * radius * direction, 0.0, 1.0)
+  def objective(delta):
+    logits, _ = apply_eval(model, variables, images + delta)
+    return -jnp.sum(cross_entropy(logits, targets))
 
-  def loss(x):
-    logits, _ = apply_eval(model, variables, x)
-    return jnp.sum(cross_entropy(logits, targets))
-
-  def project(x):
-    delta = x - images
-    scale = jnp.minimum(1.0, epsilon / (flat_norm(delta) + 1e-12))
-    return images + delta * scale
-
-  def body(_, x):
-    grad = jax.grad(loss)(x)
-    x = x - step_size * grad / (flat_norm(grad) + 1e-12)
-    return project(jnp.clip(x, 0.0, 1.0))
-  return jax.lax.fori_loop(0, steps, body, project(start))
+  def body(_, delta):
+    delta = delta + step_size * normalise_l2(jax.grad(objective)(delta))
+    delta = jnp.clip(images + delta, 0.0, 1.0) - images
+    return clamp_l2(delta, epsilon)
+  delta = jax.lax.fori_loop(0, steps, body, delta)
+  return jnp.clip(images + delta, 0.0, 1.0)

@@ -55,7 +55,7 @@ def test_importance_is_zero_for_a_parameter_the_logits_ignore(model_vars):
   model, variables, images, _ = model_vars
   # A parameter tensor the forward pass never reads.
   params = dict(variables["params"], unused={"w": jnp.ones((3,))})
-  omega = l2ul.mas_importance(model, dict(variables, params=params), images)
+  omega = l2ul.mas_importance(model, dict(variables, params=params), images, 5)
   np.testing.assert_array_equal(np.asarray(omega["unused"]["w"]), 0.0)
   norm = l2ul.normalise_inverted(omega)
   assert np.all(np.asarray(norm["unused"]["w"]) == 1.0)  # max == min: defined, no NaN
@@ -130,8 +130,10 @@ def make_task(trained, count, num_devices, seed=0):
 
 
 def small_config(**overrides):
+  """The digits settings (configs/l2ul_digits.py) with few, short attacks."""
   cfg = l2ul.default_config()
-  cfg.update(dict(n_adv=4, pgd_steps=5, adv_batch_size=20), **overrides)
+  cfg.update(dict(epsilon=0.5, lr=0.01, lam=0.1, n_adv=4, pgd_steps=5,
+                  adv_batch_size=20), **overrides)
   return cfg
 
 
@@ -141,15 +143,19 @@ def _assert_same(a, b, atol):
 
 
 def test_two_devices_and_the_on_device_loop_give_the_single_device_numbers(trained):
-  """5 steps of the full method, k = 7 (padded to 8 on 2 devices): the
-  shard_map version (2 devices) and the lax.while_loop version give the
-  numbers of the single-device host loop."""
-  cfg = small_config(max_iter=5, adv_batch_size=15)
+  """6 steps of the full method, k = 7 in forget batches of 3 (the last one
+  of 1 sample: 1 row per device and a padding row on 2 devices) and 28
+  adversarial examples in batches of 15: the shard_map version (2 devices)
+  and the lax.while_loop version give the numbers of the single-device host
+  loop."""
+  cfg = small_config(max_iter=2, adv_batch_size=15, forget_batch_size=3)
   one, info_one = l2ul.run(make_task(trained, 7, 1), cfg, jax.random.key(3))
   two, info_two = l2ul.run(make_task(trained, 7, 2), cfg, jax.random.key(3))
   cfg.device_loop = "device"
   dev, info_dev = l2ul.run(make_task(trained, 7, 1), cfg, jax.random.key(3))
-  assert info_one["steps"] == info_two["steps"] == info_dev["steps"] == 5
+  # max_iter + 1 = 3 passes of 2 adversarial batches.
+  assert info_one["steps"] == info_two["steps"] == info_dev["steps"] == 6
+  assert info_one["max_steps"] == 6
   moved = max(float(np.abs(np.asarray(a) - np.asarray(b)).max()) for a, b in
               zip(jax.tree.leaves(one), jax.tree.leaves(trained[3])))
   assert moved > 1e-3  # the steps did change the model
@@ -159,17 +165,17 @@ def test_two_devices_and_the_on_device_loop_give_the_single_device_numbers(train
 
 def test_two_device_host_loop_compiles_no_step_after_the_first(trained,
                                                                backend_compiles):
-  """1 step and 4 steps of the loop on 2 devices compile the same programs:
+  """2 steps and 8 steps of the loop on 2 devices compile the same programs:
   the initial carry is replicated like every later one, so the second call
   does not see new shardings (it used to compile the stop check and the
   update again)."""
   task = make_task(trained, 7, 2)
-  l2ul.run(task, small_config(max_iter=1), jax.random.key(3))  # eager ops' programs
+  l2ul.run(task, small_config(max_iter=0), jax.random.key(3))  # eager ops' programs
   counts = {}
-  for steps in (1, 4):
-    (_, info), counts[steps] = backend_compiles(
-        lambda: l2ul.run(task, small_config(max_iter=steps), jax.random.key(3)))
-    assert info["steps"] == steps
+  for passes in (1, 4):  # of 2 adversarial batches (4 x 7 examples, batch 20)
+    (_, info), counts[passes] = backend_compiles(
+        lambda: l2ul.run(task, small_config(max_iter=passes - 1), jax.random.key(3)))
+    assert info["steps"] == 2 * passes
   assert counts[1] > 0 and counts[4] == counts[1], counts
 
 
@@ -233,3 +239,105 @@ def test_adversarial_examples_sharded_over_two_devices_equal_one_device():
   assert float(jnp.abs(one - x).max()) > 0.1  # the attack moved the images
   np.testing.assert_allclose(np.asarray(one), np.asarray(two), atol=1e-6)
 
+
+
+@pytest.mark.parametrize("count", [64, 70])
+def test_importance_is_the_released_accumulation_over_batches_of_32(count):
+  """k = 64 and 70 (batches 32, 32, 6): the released
+  ``estimate_parameter_importance`` zeroes the gradients of another model,
+  so the copy's ``p.grad`` accumulates; Ω += |accumulated grad| · batch
+  size, divided by (k // 32 + 1) · 32; then min-max inverted. Written here
+  with per-batch gradients on the exact (unpadded) batches."""
+  model = get_model("small_cnn", num_classes=10, mean=(0.5,), std=(0.3,),
+                    widths=(4, 8, 8))
+  variables = init_variables(model, (8, 8, 1), jax.random.key(0))
+  images = jax.random.uniform(jax.random.key(1), (count, 8, 8, 1))
+
+  def batch_grad(x):
+    def objective(params):
+      # The mask (all ones) selects the BatchNorm code path the library's
+      # padded batches use, so the two differ by rounding only.
+      logits = model.apply(dict(variables, params=params), x, train=True,
+                           mask=jnp.ones(len(x)), mutable=["batch_stats"])[0][0]
+      return jnp.mean(jnp.sqrt(jnp.sum(logits ** 2, -1)))
+    return jax.tree.map(np.asarray, jax.grad(objective)(variables["params"]))
+
+  def reference(accumulate):
+    """(Ω with the authors' divisor, Ω̂) per parameter tensor."""
+    grads = [batch_grad(images[i:i + 32]) for i in range(0, count, 32)]
+    sizes = [min(32, count - i) for i in range(0, count, 32)]
+    leaves = [jax.tree.leaves(g) for g in grads]
+    out = []
+    for n in range(len(leaves[0])):
+      p_grad, omega = np.zeros_like(leaves[0][n]), np.zeros_like(leaves[0][n])
+      for g, size in zip(leaves, sizes):
+        p_grad = p_grad + g[n] if accumulate else g[n]
+        omega += np.abs(p_grad) * size
+      omega = omega / ((count // 32 + 1) * 32)
+      out.append((omega, 1 - (omega - omega.min()) / (omega.max() - omega.min())))
+    return out
+
+  for name, accumulate in (("released", True), ("per_batch", False)):
+    raw = jax.tree.leaves(l2ul.mas_importance(model, variables, images, 32, name))
+    normalised = jax.tree.leaves(l2ul.normalised_importance(
+        model, variables, images, batch_size=32, importance=name))
+    for a, a_hat, (b, b_hat) in zip(raw, normalised, reference(accumulate)):
+      # Ours divides by k: the divisors differ by a constant the min-max
+      # normalisation cancels.
+      a = np.asarray(a) * count / ((count // 32 + 1) * 32)
+      np.testing.assert_allclose(a, b, atol=1e-6)
+      # Ω̂ = 1 - (Ω - min)/(max - min) carries Ω's tolerance divided by the span.
+      np.testing.assert_allclose(np.asarray(a_hat), b_hat,
+                                 atol=2e-6 / (b.max() - b.min()))
+  gap = max(float(np.abs(a[1] - b[1]).max())
+            for a, b in zip(reference(True), reference(False)))
+  assert gap > 0.05  # the two rules differ at this k
+
+
+def test_unknown_importance_rule_is_a_user_error(model_vars):
+  model, variables, images, _ = model_vars
+  with pytest.raises(UserError, match="l2ul.importance"):
+    l2ul.mas_importance(model, variables, images, 32, importance="mas")
+
+
+def test_defaults_are_the_authors_cifar10_setting():
+  """csm9493/L2UL run_unlearn_cifar_imagenet.sh (--num-adv-images 20
+  --pgd-eps 4.0 --unlearn-lr 0.001 --reg-lamb 1.0) on
+  main_unlearn_cifar10_mixed_label_resnet18.py (--pgd-alpha 0.1,
+  --pgd-iter 100, SGD momentum 0.9 weight decay 1e-4, loaders of 32 and
+  256, max_iter 1000)."""
+  authors = dict(variant="full", n_adv=20, epsilon=4.0, pgd_step_size=0.1,
+                 pgd_steps=100, lr=1e-3, momentum=0.9, weight_decay=1e-4,
+                 lam=1.0, max_iter=1000, forget_batch_size=32,
+                 adv_batch_size=256, importance="released", relabel=-1)
+  cfg = l2ul.default_config()
+  assert {k: cfg[k] for k in authors} == authors
+
+
+def test_digits_config_starts_from_the_base_config_and_changes_five_values():
+  import os
+  from jaxunlearn.config import get_config, load_file
+  cfg = load_file(os.path.join(os.path.dirname(__file__), "..", "configs",
+                               "l2ul_digits.py"))
+  assert cfg.method == "l2ul" and cfg.forget.kind == "random"
+  assert cfg.forget.count == 16
+  changed = {k: v for k, v in cfg.l2ul.items() if v != l2ul.default_config()[k]}
+  assert changed == dict(epsilon=0.5, pgd_steps=50, lr=0.01, lam=0.1,
+                         adv_batch_size=64)
+  base = get_config()
+  assert cfg.train == base.train and cfg.model == base.model
+
+
+def test_unlearn_writes_steps_budget_and_stop_flag(trained, tmp_path):
+  """method_stats.json (read into the run's report) holds the steps, the
+  budget and whether the stop rule held, in one dict."""
+  import json
+  import os
+  task = make_task(trained, 4, 1)._replace(checkpoint_dir=str(tmp_path))
+  l2ul.unlearn(task, small_config(max_iter=1, variant="ga"), jax.random.key(0))
+  with open(os.path.join(tmp_path, "method_stats.json")) as f:
+    stats = json.load(f)
+  assert set(stats) == {"steps", "max_steps", "stopped"}
+  assert stats["max_steps"] == 2  # 2 passes over one forget batch of 4
+  assert 0 <= stats["steps"] <= 2 and isinstance(stats["stopped"], bool)
+  assert stats["stopped"] or stats["steps"] == 2

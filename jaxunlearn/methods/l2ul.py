@@ -6,32 +6,42 @@ instances only.
 
 1. Adversarial examples, once, on the original model (inference mode):
    ``n_adv`` targeted L2 PGD examples per forget sample toward random other
-   classes (``attacks.pgd_l2_targeted``); each keeps its *target* label.
-2. MAS weight importance on D_f (training mode):
-   ``Ω = |∇_θ mean_i ||f_θ(x_i)||₂|`` per parameter, min-max normalised per
-   tensor and inverted, ``Ω̂ = 1 - (Ω - min)/(max - min)``; a tensor with
-   max = min gets Ω̂ = 1 (the released code divides by zero there).
-3. Update: ``L = -(B_f/(B_f+B_a)) CE(f(x_f), y_f) + (B_a/(B_f+B_a)) CE(f(x_a), t_a)
-   + λ Σ Ω̂ (θ - θ0)² / 2``; two training-mode forward passes (BatchNorm
-   statistics update twice per step, as released); SGD lr 1e-3, momentum 0.9,
-   coupled weight decay 1e-4.
+   classes (``attacks.pgd_l2_targeted``, advertorch's L2PGDAttack); each
+   keeps its *target* label.
+2. MAS weight importance on D_f in batches of 32 (training mode):
+   ``Ω = Σ_b B_b |G_b| / k``, ``G_b`` the gradient of the batch mean of
+   ``||f_θ(x_i)||₂`` accumulated over batches as released
+   (``mas_importance``), min-max normalised per tensor and inverted,
+   ``Ω̂ = 1 - (Ω - min)/(max - min)``; a tensor with max = min gets Ω̂ = 1
+   (the released code divides by zero there).
+3. Update, on forget batch ``s mod ceil(k/32)`` and adversarial batch
+   ``s mod ceil(N_a/256)`` at step s (the released sequential loaders,
+   ``loader_batch``): ``L = -(B_f/(B_f+B_a)) CE(f(x_f), y_f) + (B_a/(B_f+B_a))
+   CE(f(x_a), t_a) + λ Σ Ω̂ (θ - θ0)² / 2``; two training-mode forward passes
+   (BatchNorm statistics update twice per step, as released); SGD lr 1e-3,
+   momentum 0.9, coupled weight decay 1e-4.
 4. Stop: after every step, the forget samples in inference mode; stop when
-   none is classified as its label, at most ``max_iter`` steps. On GPU/TPU the
-   whole loop is one jitted ``lax.while_loop`` (no host sync per step); on CPU
-   a host loop of jitted steps is faster (``on_device_loop``).
+   none is classified as its label, at most ``max_iter + 1`` passes over the
+   adversarial examples (``max_steps``). On GPU/TPU the whole loop is one
+   jitted ``lax.while_loop`` (no host sync per step); on CPU a host loop of
+   jitted steps is faster (``on_device_loop``).
 
-Data-parallel: D_f (and the stop set) are sharded over the mesh and each
-step runs under ``shard_map`` with cross-device BatchNorm statistics and
-psum'd gradients; 1 and 2 devices give the same numbers (tests/test_l2ul.py).
+Released code: csm9493/L2UL main_unlearn_cifar10_mixed_label_resnet18.py
+and utils.py; ``default_config()`` is its CIFAR-10 setting.
+
+Data-parallel: each step's two batches (and the stop set) are split over
+the mesh and the step runs under ``shard_map`` with cross-device BatchNorm
+statistics and psum'd gradients; 1 and 2 devices give the same numbers
+(tests/test_l2ul.py).
 ``continual`` applies a sequence of deletion requests, each stop rule
 covering all samples forgotten so far.
 
 ``variant``: "ga" (-CE only), "adv" (+ adversarial term), "full" (+
-importance). ``relabel >= 0``: train the forget instances toward that label
-instead of away from their own (the paper's relabelling objective). The
-forget set and one adversarial batch must fit on the device (k ≤ 256 in the
-paper); the adversarial batch is resampled every step. ``run`` also returns
-the number of steps and whether the stop rule held.
+importance); ``ga`` checks the stop rule after each pass over D_f and
+counts ``max_iter`` in those passes, as the released ``naive_train`` loop.
+``relabel >= 0``: train the forget instances toward that label instead of
+away from their own (the paper's relabelling objective). ``run`` also
+returns the number of steps, the budget and whether the stop rule held.
 """
 from __future__ import annotations
 
@@ -59,24 +69,66 @@ from jaxunlearn.train import for_axis
 
 
 def default_config():
-  # Tuned on the embedded digits (k = 16, seed 0; experiments/l2ul_digits.py):
-  # λ = 1 holds the small CNN so tightly that 1 of 16 samples survives 1000
-  # steps; λ = 0.1 with ε = 0.5 (ε scaled to 8x8 images) forgets all 16 in ~30
-  # steps. The authors' CIFAR-10 values (ε 4, PGD step 0.1, 100 PGD steps,
-  # 20 per sample, lr 1e-3, λ 1, max_iter 1000) are in
-  # configs/l2ul_cifar10_resnet18.py.
+  # The authors' CIFAR-10 setting: csm9493/L2UL run_unlearn_cifar_imagenet.sh
+  # (--num-adv-images 20 --pgd-eps 4.0 --unlearn-lr 0.001 --reg-lamb 1.0) on
+  # main_unlearn_cifar10_mixed_label_resnet18.py (PGD step 0.1 and 100 steps
+  # by default there; SGD momentum 0.9, weight decay 1e-4; forget loader
+  # batch 32, adversarial loader batch 256; max_iter 1000 passes). The values
+  # for the embedded 8x8 digits are in configs/l2ul_digits.py.
   return ml_collections.ConfigDict(dict(
-      variant="full", n_adv=20, epsilon=0.5, pgd_step_size=0.1, pgd_steps=50,
-      lr=0.01, momentum=0.9, weight_decay=1e-4, lam=0.1, max_iter=1000,
-      adv_batch_size=64, relabel=-1, device_loop="auto"))
+      variant="full", n_adv=20, epsilon=4.0, pgd_step_size=0.1, pgd_steps=100,
+      lr=1e-3, momentum=0.9, weight_decay=1e-4, lam=1.0, max_iter=1000,
+      forget_batch_size=32, adv_batch_size=256, importance="released",
+      relabel=-1, device_loop="auto"))
 
 
-def mas_importance(model, variables, images):
-  """|∇ mean ||logits||₂| in training mode (the MAS importance Ω)."""
-  def objective(params):
-    logits, _, _ = apply_train(model, params, variables["batch_stats"], images, None)
-    return jnp.mean(jnp.sqrt(jnp.sum(logits ** 2, -1)))
-  return jax.tree.map(jnp.abs, jax.grad(objective)(variables["params"]))
+def mas_importance(model, variables, images, batch_size: int,
+                   importance: str = "released"):
+  """MAS importance Ω on D_f in batches of ``batch_size`` (training mode).
+
+  Per sequential batch b of ``B_b`` samples (the last one partial):
+  ``g_b = ∇_θ mean_{i∈b} ||f_θ(x_i)||₂``, with BatchNorm statistics of that
+  batch. ``importance="released"``: ``Ω = Σ_b B_b |G_b| / k`` with
+  ``G_b = Σ_{c≤b} g_c``: the released code calls ``zero_grad`` on the
+  optimiser of the model being unlearned, not of the deep copy it
+  differentiates, so the copy's gradients accumulate over the batches
+  (csm9493/L2UL utils.py ``estimate_parameter_importance``; that is how
+  every published number with k > 32 was computed). ``"per_batch"``:
+  ``G_b = g_b``, MAS as the paper describes it. The two agree for
+  k ≤ ``batch_size`` (one batch). The authors divide by
+  ``(k // B + 1) · B`` instead of k; the min-max normalisation cancels it.
+  """
+  if importance not in ("released", "per_batch"):
+    raise UserError(f"unknown l2ul.importance {importance!r}; use released or "
+                    "per_batch")
+  count = images.shape[0]
+  batch_size = min(batch_size, count)
+  batches = -(-count // batch_size)
+  padded = jnp.concatenate([images, jnp.zeros(
+      (batches * batch_size - count, *images.shape[1:]), images.dtype)])
+  masks = (jnp.arange(batches * batch_size) < count).astype(jnp.float32)
+
+  def batch_gradient(params, x, mask):
+    def objective(params):
+      logits, _, _ = apply_train(model, params, variables["batch_stats"], x, mask)
+      return weighted_mean(jnp.sqrt(jnp.sum(logits ** 2, -1)), mask)
+    return jax.grad(objective)(params)
+
+  def one_batch(carry, batch):
+    gradient, omega = carry
+    x, mask = batch
+    g = batch_gradient(variables["params"], x, mask)
+    gradient = (jax.tree.map(jnp.add, gradient, g) if importance == "released"
+                else g)
+    size = jnp.sum(mask)
+    omega = jax.tree.map(lambda o, a: o + size * jnp.abs(a), omega, gradient)
+    return (gradient, omega), None
+
+  zeros = jax.tree.map(jnp.zeros_like, variables["params"])
+  (_, omega), _ = lax.scan(one_batch, (zeros, zeros), (
+      padded.reshape(batches, batch_size, *images.shape[1:]),
+      masks.reshape(batches, batch_size)))
+  return jax.tree.map(lambda o: o / count, omega)
 
 
 def normalise_inverted(importance):
@@ -94,10 +146,13 @@ def normalise_inverted(importance):
 # programs are jitted per run; across runs jax's persistent compilation
 # cache (on in ``jaxunlearn run``) serves them: memoising them here as well
 # saved 0.1 s of a 3.7 s repeated run.
-@functools.partial(jax.jit, static_argnums=0)
-def normalised_importance(model, variables, images):
+@functools.partial(jax.jit, static_argnums=0,
+                   static_argnames=("batch_size", "importance"))
+def normalised_importance(model, variables, images, *, batch_size: int,
+                          importance: str = "released"):
   """Ω̂ = ``normalise_inverted(mas_importance(...))`` in one program."""
-  return normalise_inverted(mas_importance(model, variables, images))
+  return normalise_inverted(mas_importance(model, variables, images, batch_size,
+                                           importance))
 
 
 @functools.partial(jax.jit, static_argnums=0,
@@ -109,11 +164,26 @@ def adversarial_examples(model, variables, sources, targets, key, *, epsilon,
                          epsilon=epsilon, step_size=step_size, steps=steps)
 
 
+def adversarial_sources(images, targets):
+  """(source images, targets) of the adversarial examples in the released
+  order: round r = 0..n_adv-1, then the forget samples in order, so example
+  ``r k + j`` attacks sample j with target ``targets[j, r]`` (``targets``:
+  [k, n_adv]). The first-commit ``adv_attack`` loops ``for i in
+  range(n_adv): for batch in forget_loader`` (csm9493/L2UL utils.py at
+  b8b335b, the version the CIFAR-10 script's call matches; the later one
+  loops batches first, which differs for k > 32); the sequential
+  adversarial batches of 256 depend on this order."""
+  n_adv = targets.shape[1]
+  return (jnp.tile(images, (n_adv,) + (1,) * (images.ndim - 1)),
+          targets.T.reshape(-1))
+
+
 def l2ul_loss(params, batch_stats, model, batch, theta0, omega, lam,
               variant: str, relabel: int, axis_name=None):
   """(loss, new batch_stats). Formula in the module docstring.
 
-  ``batch``: ``forget_x, forget_y, forget_mask`` (D_f, padding mask) and
+  ``batch``: ``forget_x, forget_y, forget_mask`` (a forget batch and its
+  padding mask) and
   ``adv_x, adv_t, adv_mask`` (an adversarial batch and its targets). Under
   ``shard_map`` with ``axis_name`` each device holds a shard; the means are
   global (``weighted_mean`` sums the denominators over devices) and the
@@ -147,19 +217,80 @@ def _global_sum(mask, axis_name):
   return total if axis_name is None else lax.psum(total, axis_name)
 
 
-def make_loop(model, tx, cfg, *, adv_batch: int, relabel: int):
+def loader_batch(step, count: int, batch_size: int):
+  """Rows of the batch a sequential loader gives at ``step``: ``(rows, mask)``.
+
+  A ``DataLoader`` without shuffling, last partial batch kept, restarted
+  (or ``itertools.cycle``d) at its end: batch ``step mod ceil(count / B)``,
+  rows ``[b B, min((b+1) B, count))``; ``rows`` has ``B = min(batch_size,
+  count)`` entries, padding rows (index 0) masked out.
+  """
+  batch_size = min(batch_size, count)
+  batches = -(-count // batch_size)
+  rows = (step % batches) * batch_size + jnp.arange(batch_size)
+  mask = rows < count
+  return jnp.where(mask, rows, 0), mask.astype(jnp.float32)
+
+
+def _batches(count: int, batch_size: int) -> int:
+  return -(-count // min(batch_size, count))
+
+
+def steps_per_pass(cfg, forget_count: int, adv_count: int) -> int:
+  """Steps in one pass of the loop ``max_iter`` counts: over the
+  adversarial loader (``adv``/``full``: the authors zip it with the cycled
+  forget loader, so a pass ends with the adversarial examples) or over the
+  forget loader (``ga``: their ``naive_train`` epoch)."""
+  if cfg.variant == "ga":
+    return _batches(forget_count, cfg.forget_batch_size)
+  return _batches(adv_count, cfg.adv_batch_size)
+
+
+def max_steps(cfg, forget_count: int, adv_count: int) -> int:
+  """The step budget: ``max_iter + 1`` passes. The released loop increments
+  the pass counter ``j`` after each pass and breaks on ``max_iter < j``, so
+  it runs passes j = 0..max_iter (at k = 16, 20 examples each, batches of
+  256: 1001 x 2 = 2002 steps)."""
+  return (int(cfg.max_iter) + 1) * steps_per_pass(cfg, forget_count, adv_count)
+
+
+def _my_share(rows, mask, axis_name):
+  """This device's slice of a batch's ``rows`` (padded to a multiple of the
+  device count, the padding masked out); the whole batch on one device."""
+  if axis_name is None:
+    return rows, mask
+  devices, device = lax.psum(1, axis_name), lax.axis_index(axis_name)
+  per_device = -(-rows.shape[0] // devices)
+  pad = per_device * devices - rows.shape[0]
+  rows, mask = jnp.pad(rows, (0, pad)), jnp.pad(mask, (0, pad))
+  return (lax.dynamic_slice(rows, (device * per_device,), (per_device,)),
+          lax.dynamic_slice(mask, (device * per_device,), (per_device,)))
+
+
+def make_loop(model, tx, cfg, *, relabel: int):
   """``(cond, body)`` of the L2UL loop over ``carry = (step, params,
   batch_stats, opt_state)``; each takes ``(carry, data, theta0, omega, key,
-  axis_name=None)``. ``cond`` is "not stopped": fewer than ``cfg.max_iter``
-  steps and some sample of the stop set still classified as its label.
+  axis_name=None)``.
 
-  ``data``: ``forget_x/y/mask`` and ``stop_x/y/mask`` (the samples the stop
-  rule checks: D_f and, in continual unlearning, the earlier requests'),
-  sharded over the batch axis under ``shard_map``; ``adv_x``, ``adv_t``
-  (every adversarial example) replicated. Each step draws one adversarial
-  batch of ``adv_batch`` with the same key on every device; device ``i``
-  trains on its slice, so the numbers do not depend on the device count.
+  The released loop (csm9493/L2UL main_unlearn_cifar10_mixed_label_resnet18.py):
+  ``for (adv, forget) in zip(adv_loader, cycle(forget_loader))`` inside
+  ``while``, both loaders sequential (no shuffle, last partial batch kept),
+  the cycle made once, so step s trains on forget batch
+  ``s mod ceil(k/32)`` and adversarial batch ``s mod ceil(N_a/256)``
+  (``loader_batch``); ``ga`` trains on forget batch ``s mod ceil(k/32)``.
+  ``cond`` is "not stopped": fewer than ``max_steps`` steps and some sample
+  of the stop set still classified as its label, checked after every step
+  (``ga``: after every pass over D_f, as ``naive_train`` runs whole epochs).
+
+  ``data``: ``forget_x/y``, ``adv_x``, ``adv_t`` (every forget sample and
+  adversarial example) replicated; ``stop_x/y/mask`` (the samples the stop
+  rule checks: D_f and, in continual unlearning, the earlier requests')
+  sharded over the batch axis under ``shard_map``. Device ``i`` trains on
+  its slice of each batch, so the numbers do not depend on the device count.
+  ``key`` is unused (the loaders are deterministic); it stays in the
+  signature every loop function shares.
   """
+
   def forgotten(net, params, batch_stats, data, axis_name):
     logits, _ = apply_eval(net, {"params": params, "batch_stats": batch_stats},
                            data["stop_x"])
@@ -173,25 +304,23 @@ def make_loop(model, tx, cfg, *, adv_batch: int, relabel: int):
   def cond(carry, data, theta0, omega, key, axis_name=None):
     step, params, batch_stats, _ = carry
     net = for_axis(model, axis_name)
-    return (step < cfg.max_iter) & ~forgotten(net, params, batch_stats, data,
-                                              axis_name)
+    forget_count, adv_count = data["forget_x"].shape[0], data["adv_x"].shape[0]
+    # ga checks at the end of each pass over D_f, the others after every step.
+    check = (step % _batches(forget_count, cfg.forget_batch_size) == 0
+             if cfg.variant == "ga" else True)
+    return (step < max_steps(cfg, forget_count, adv_count)) & ~(
+        check & forgotten(net, params, batch_stats, data, axis_name))
 
   def body(carry, data, theta0, omega, key, axis_name=None):
     step, params, batch_stats, opt_state = carry
     net = for_axis(model, axis_name)
-    n_adv = data["adv_x"].shape[0]
-    devices = 1 if axis_name is None else lax.psum(1, axis_name)
-    device = 0 if axis_name is None else lax.axis_index(axis_name)
-    per_device = -(-adv_batch // devices)
-    index = jax.random.choice(jax.random.fold_in(key, step), n_adv,
-                              (adv_batch,), replace=False)
-    index = jnp.pad(index, (0, per_device * devices - adv_batch))
-    mine = lax.dynamic_slice(index, (device * per_device,), (per_device,))
-    position = device * per_device + jnp.arange(per_device)
-    batch = dict(forget_x=data["forget_x"], forget_y=data["forget_y"],
-                 forget_mask=data["forget_mask"], adv_x=data["adv_x"][mine],
-                 adv_t=data["adv_t"][mine],
-                 adv_mask=(position < adv_batch).astype(jnp.float32))
+    f_rows, f_mask = _my_share(*loader_batch(
+        step, data["forget_x"].shape[0], cfg.forget_batch_size), axis_name)
+    a_rows, a_mask = _my_share(*loader_batch(
+        step, data["adv_x"].shape[0], cfg.adv_batch_size), axis_name)
+    batch = dict(forget_x=data["forget_x"][f_rows], forget_y=data["forget_y"][f_rows],
+                 forget_mask=f_mask, adv_x=data["adv_x"][a_rows],
+                 adv_t=data["adv_t"][a_rows], adv_mask=a_mask)
     grads, batch_stats = jax.grad(l2ul_loss, has_aux=True)(
         params, batch_stats, net, batch, theta0, omega, cfg.lam, cfg.variant,
         relabel, axis_name)
@@ -226,26 +355,29 @@ def prepare_loop(tx, mesh, variables, omega, key, forget, stop, adv_x, adv_t):
 
   ``jit_fn(fn)`` jits ``fn(carry, data, theta0, omega, key, axis_name=None)``
   (from ``make_loop``), under ``shard_map`` when the mesh has several devices
-  (forget and stop samples sharded, everything else replicated).
+  (the stop samples sharded, everything else replicated: each step picks
+  its batches from all of D_f and the adversarial examples).
   ``carry`` = (steps, params, batch_stats, optimiser state) and ``args`` =
   (data, theta0, omega, key) are placed as every later carry comes out
   (replicated on several devices), so no call after the first compiles
   again. ``forget``, ``stop``: (images in [0, 1], labels) on the host.
   """
   devices = mesh.devices.size
-  forget_x, forget_y, forget_mask = _padded(*forget, devices)
   stop_x, stop_y, stop_mask = _padded(*stop, devices)
-  data = dict(forget_x=forget_x, forget_y=forget_y, forget_mask=forget_mask,
-              stop_x=stop_x, stop_y=stop_y, stop_mask=stop_mask)
-  spec = dict({k: P(parallel.DATA_AXIS) for k in data}, adv_x=P(), adv_t=P())
+  data = dict(stop_x=stop_x, stop_y=stop_y, stop_mask=stop_mask)
+  replicated = dict(forget_x=np.asarray(forget[0], np.float32),
+                    forget_y=np.asarray(forget[1], np.int32), adv_x=adv_x,
+                    adv_t=adv_t)
+  spec = dict({k: P(parallel.DATA_AXIS) for k in data},
+              **{k: P() for k in replicated})
   params = variables["params"]
   carry = (jnp.zeros((), jnp.int32), params, variables["batch_stats"],
            tx.init(params))
   if devices > 1:
     data = parallel.shard_batch(data, mesh)
-    carry, params, omega, key, adv_x, adv_t = jax.device_put(
-        (carry, params, omega, key, adv_x, adv_t), parallel.replicated(mesh))
-  args = (dict(data, adv_x=adv_x, adv_t=adv_t), params, omega, key)
+    carry, params, omega, key, replicated = jax.device_put(
+        (carry, params, omega, key, replicated), parallel.replicated(mesh))
+  args = (dict(data, **replicated), params, omega, key)
 
   def jit_fn(fn):
     if devices > 1:
@@ -261,8 +393,11 @@ def run(task, cfg, key, keep=None):
 
   ``keep`` (optional ``Split``): samples forgotten by earlier requests; the
   stop rule then also requires none of them to be classified as its label
-  (continual unlearning); no gradient flows on them. ``info``: ``steps`` taken
-  and ``stopped`` (the stop rule held; False when ``max_iter`` ran out).
+  (continual unlearning); no gradient flows on them. ``info``: ``steps``
+  taken, ``max_steps`` (the budget, ``max_steps``) and ``stopped`` (the stop
+  rule held; False when the budget ran out).
+  The adversarial examples are in the released order
+  (``adversarial_sources``).
   """
   model, forget, mesh = task.model, task.data.forget, task.mesh
   if len(forget.labels) == 0:
@@ -275,8 +410,8 @@ def run(task, cfg, key, keep=None):
   variables = task.variables
 
   if cfg.variant != "ga":
-    targets = random_targets(target_key, y_f, task.num_classes, cfg.n_adv).reshape(-1)
-    sources = jnp.repeat(x_f, cfg.n_adv, axis=0)
+    sources, targets = adversarial_sources(
+        x_f, random_targets(target_key, y_f, task.num_classes, cfg.n_adv))
     attack_vars = variables
     if mesh.devices.size > 1 and len(sources) % mesh.devices.size == 0:
       # Every device attacks its share of the examples (the random starts
@@ -289,12 +424,13 @@ def run(task, cfg, key, keep=None):
         step_size=float(cfg.pgd_step_size), steps=int(cfg.pgd_steps))
   else:
     adv_x, targets = x_f[:1], y_f[:1]  # unused
-  omega = (normalised_importance(model, variables, x_f)
+  omega = (normalised_importance(model, variables, x_f,
+                                  batch_size=int(cfg.forget_batch_size),
+                                  importance=cfg.importance)
            if cfg.variant == "full" else jax.tree.map(jnp.zeros_like, variables["params"]))
   tx = sgd(cfg.lr, cfg.momentum, cfg.weight_decay)
-  adv_batch = min(cfg.adv_batch_size, adv_x.shape[0])
-  cond, body = make_loop(model, tx, cfg, adv_batch=adv_batch,
-                         relabel=int(cfg.relabel))
+  cond, body = make_loop(model, tx, cfg, relabel=int(cfg.relabel))
+  budget = max_steps(cfg, len(forget.labels), adv_x.shape[0])
 
   stop_images, stop_labels = forget.images, forget.labels
   if keep is not None and len(keep.labels):
@@ -317,7 +453,7 @@ def run(task, cfg, key, keep=None):
   steps, params, batch_stats, _ = carry
   steps = int(steps)
   out = jax.device_get({"params": params, "batch_stats": batch_stats})
-  return out, dict(steps=steps, stopped=steps < cfg.max_iter or _stop_holds(
+  return out, dict(steps=steps, max_steps=budget, stopped=steps < budget or _stop_holds(
       model, out, stop_images, stop_labels, int(cfg.relabel)))
 
 
@@ -329,14 +465,15 @@ def _stop_holds(model, variables, images, labels, relabel) -> bool:
 
 
 def unlearn(task, cfg, key):
-  """``run`` for the method registry; its steps and stop flag go to the
+  """``run`` for the method registry; its steps, budget and stop flag go to the
   task's checkpoint directory as ``method_stats.json`` (and so into the
   run's report.json)."""
   variables, stats = run(task, cfg, key)
   if task.checkpoint_dir:
     os.makedirs(task.checkpoint_dir, exist_ok=True)
     write_json(os.path.join(task.checkpoint_dir, "method_stats.json"),
-               dict(steps=int(stats["steps"]), stopped=bool(stats["stopped"])))
+               dict(steps=int(stats["steps"]), max_steps=int(stats["max_steps"]),
+                    stopped=bool(stats["stopped"])))
   return variables
 
 
