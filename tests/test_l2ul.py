@@ -337,7 +337,18 @@ def test_unlearn_writes_steps_budget_and_stop_flag(trained, tmp_path):
   l2ul.unlearn(task, small_config(max_iter=1, variant="ga"), jax.random.key(0))
   with open(os.path.join(tmp_path, "method_stats.json")) as f:
     stats = json.load(f)
-  assert set(stats) == {"steps", "max_steps", "stopped"}
+  assert set(stats) == {"steps", "max_steps", "stopped", "outcome"}
   assert stats["max_steps"] == 2  # 2 passes over one forget batch of 4
   assert 0 <= stats["steps"] <= 2 and isinstance(stats["stopped"], bool)
   assert stats["stopped"] or stats["steps"] == 2
+  assert stats["outcome"] == l2ul.outcome(stats, small_config(max_iter=1))
+
+
+def test_outcome_says_whether_the_stop_rule_held():
+  cfg = small_config()
+  assert l2ul.outcome(dict(steps=7, max_steps=10, stopped=True), cfg) == (
+      "stopped after 7 steps: no forget sample keeps its label.")
+  assert "budget of 10 steps ran out" in l2ul.outcome(
+      dict(steps=10, max_steps=10, stopped=False), cfg)
+  assert "classified as 2" in l2ul.outcome(
+      dict(steps=3, max_steps=10, stopped=True), small_config(relabel=2))

@@ -473,8 +473,18 @@ def unlearn(task, cfg, key):
     os.makedirs(task.checkpoint_dir, exist_ok=True)
     write_json(os.path.join(task.checkpoint_dir, "method_stats.json"),
                dict(steps=int(stats["steps"]), max_steps=int(stats["max_steps"]),
-                    stopped=bool(stats["stopped"])))
+                    stopped=bool(stats["stopped"]), outcome=outcome(stats, cfg)))
   return variables
+
+
+def outcome(stats: dict, cfg) -> str:
+  """One sentence for the report: where the stop rule left the run."""
+  goal = (f"every forget sample is classified as {cfg.relabel}" if cfg.relabel >= 0
+          else "no forget sample keeps its label")
+  if stats["stopped"]:
+    return f"stopped after {int(stats['steps'])} steps: {goal}."
+  return (f"the budget of {int(stats['max_steps'])} steps ran out before the "
+          f"stop rule held ({goal} is not reached).")
 
 
 def continual(task, cfg, key, requests):
@@ -514,4 +524,5 @@ def continual(task, cfg, key, requests):
 
 
 register(Method("l2ul", unlearn, default_config,
-                "adversarial-example retention + weight importance (Cha et al. 2024)"))
+                "adversarial-example retention + weight importance (Cha et al. 2024)",
+                forget_kinds=("random", "ids")))
