@@ -126,3 +126,26 @@ def test_trees_equal_is_bitwise():
   assert not run_lib.trees_equal(a, {"params": {"w": np.nextafter(
       np.ones(3, np.float32), 2)}})
   assert not run_lib.trees_equal(a, {"params": {"v": np.ones(3, np.float32)}})
+
+
+def test_a_method_brings_the_evaluators_of_its_paper():
+  cfg = base_config.get_config()
+  assert run_lib.run_evaluators(cfg) == tuple(cfg.eval.evaluators)
+  cfg.method = "dlfd"
+  assert run_lib.run_evaluators(cfg)[-1] == "forgetting_score"
+  cfg.method = "ieu"
+  assert run_lib.run_evaluators(cfg)[-1] == "rcd"
+  cfg.eval.evaluators = ("accuracy", "rcd")
+  assert run_lib.run_evaluators(cfg) == ("accuracy", "rcd")  # not twice
+  cfg.eval.method_evaluators = False
+  cfg.eval.evaluators = ("accuracy",)
+  assert run_lib.run_evaluators(cfg) == ("accuracy",)
+
+
+def test_a_run_outside_the_methods_setting_says_so():
+  report = {"method": "delete", "forget": {"kind": "random"}, "models": {}}
+  notes = run_lib.report_notes(report, meant_for=("class",))
+  assert notes == ["delete is meant for class forgetting (its paper's settings); "
+                   "this run forgets random."]
+  assert run_lib.report_notes(dict(report, forget={"kind": "class"}),
+                              meant_for=("class",)) == []
