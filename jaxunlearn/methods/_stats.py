@@ -28,8 +28,6 @@ def _accumulate(model, variables, split: Split, batch_size: int, mesh, kind: str
   # summed with psum. (Under plain jit with the batch sharded, XLA's SPMD
   # partitioning of the vmapped convolution weight gradients gave wrong
   # numbers on 2 CPU devices: 3e-3 absolute error vs 1e-9 on one device.)
-  from jax.sharding import PartitionSpec as P
-
   def local_sum(variables, batch):
     grad_one = jax.grad(_example_loss, argnums=1)
     grads = jax.vmap(grad_one, in_axes=(None, None, None, 0, 0))(
@@ -42,17 +40,27 @@ def _accumulate(model, variables, split: Split, batch_size: int, mesh, kind: str
       sums = jax.tree.map(lambda g: jnp.sum(weight(g), 0), grads)
     return jax.lax.psum(sums, parallel.DATA_AXIS)
 
-  batch_sum = jax.jit(jax.shard_map(
-      local_sum, mesh=mesh, in_specs=(P(), P(parallel.DATA_AXIS)), out_specs=P(),
-      check_vma=False))
+  total, _ = _sum_over_batches(local_sum, variables, split, batch_size, mesh)
+  return jax.device_get(jax.tree.map(lambda t: t / max(len(split), 1), total))
 
+
+def _sum_over_batches(per_batch, variables, split: Split, batch_size: int, mesh):
+  """(Σ over the in-order batches of ``per_batch(variables, batch)``, the
+  number of batches); ``per_batch`` runs under ``shard_map`` on the mesh
+  (batch sharded, variables replicated) and returns a replicated tree."""
+  from jax.sharding import PartitionSpec as P
+  batch_fn = jax.jit(jax.shard_map(
+      per_batch, mesh=mesh, in_specs=(P(), P(parallel.DATA_AXIS)), out_specs=P(),
+      check_vma=False))
   parallel.check_batch_size(batch_size, mesh)
   variables = parallel.replicate(variables, mesh)
   total = jax.tree.map(jnp.zeros_like, variables["params"])
+  count = 0
   for batch in pipeline.in_order(split, batch_size):
     total = jax.tree.map(jnp.add, total,
-                         batch_sum(variables, parallel.shard_batch(batch, mesh)))
-  return jax.device_get(jax.tree.map(lambda t: t / max(len(split), 1), total))
+                         batch_fn(variables, parallel.shard_batch(batch, mesh)))
+    count += 1
+  return total, count
 
 
 def mean_gradient(model, variables, split: Split, batch_size: int, mesh):
@@ -70,8 +78,6 @@ def _batch_gradient_sum(model, variables, split: Split, batch_size: int, mesh,
                         power: int):
   """(sum over batches of g_b ** power, number of batches), where g_b is the
   gradient of the batch's mean CE; the last batch may be partial."""
-  from jax.sharding import PartitionSpec as P
-
   def batch_power(variables, batch):
     def batch_loss(params):
       logits, _ = apply_eval(model, {"params": params,
@@ -83,19 +89,7 @@ def _batch_gradient_sum(model, variables, split: Split, batch_size: int, mesh,
                          parallel.DATA_AXIS)
     return jax.tree.map(lambda g: g ** power, grads)
 
-  batch_fn = jax.jit(jax.shard_map(
-      batch_power, mesh=mesh, in_specs=(P(), P(parallel.DATA_AXIS)), out_specs=P(),
-      check_vma=False))
-
-  parallel.check_batch_size(batch_size, mesh)
-  variables = parallel.replicate(variables, mesh)
-  total = jax.tree.map(jnp.zeros_like, variables["params"])
-  count = 0
-  for batch in pipeline.in_order(split, batch_size):
-    total = jax.tree.map(jnp.add, total,
-                         batch_fn(variables, parallel.shard_batch(batch, mesh)))
-    count += 1
-  return total, count
+  return _sum_over_batches(batch_power, variables, split, batch_size, mesh)
 
 
 def summed_batch_gradient(model, variables, split: Split, batch_size: int, mesh):
