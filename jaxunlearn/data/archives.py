@@ -29,6 +29,7 @@ import pickle
 import shutil
 import struct
 import tarfile
+import warnings
 import zipfile
 import zlib
 from typing import Iterable, Iterator, Optional, Sequence
@@ -72,14 +73,15 @@ def reading(where: str) -> Iterator[None]:
                     f"again)") from None
 
 
-def check_member_size(size: int, where: str, limit: int = MAX_MEMBER_BYTES) -> None:
+def check_member_size(size: int, where: str, limit: Optional[int] = None) -> None:
   """Refuses a member whose declared (uncompressed) size exceeds ``limit``."""
+  limit = limit or MAX_MEMBER_BYTES
   if size > limit:
     raise UserError(f"{where} declares {size} bytes, more than the {limit} "
                     f"bytes any file of this dataset has: refusing to read it")
 
 
-def read_bounded(path: str, limit: int = MAX_MEMBER_BYTES) -> bytes:
+def read_bounded(path: str, limit: Optional[int] = None) -> bytes:
   """A file's bytes, after checking its size against ``limit``."""
   with reading(path):
     check_member_size(os.path.getsize(path), path, limit)
@@ -88,7 +90,7 @@ def read_bounded(path: str, limit: int = MAX_MEMBER_BYTES) -> bytes:
 
 
 def read_zip_member(zf: zipfile.ZipFile, name: str, where: str,
-                    limit: int = MAX_MEMBER_BYTES) -> bytes:
+                    limit: Optional[int] = None) -> bytes:
   """A zip member's bytes; the declared size bounds what is decompressed."""
   with reading(where):
     check_member_size(zf.getinfo(name).file_size, where, limit)
@@ -96,7 +98,7 @@ def read_zip_member(zf: zipfile.ZipFile, name: str, where: str,
 
 
 def read_tar_member(tar: tarfile.TarFile, member: tarfile.TarInfo, where: str,
-                    limit: int = MAX_MEMBER_BYTES) -> bytes:
+                    limit: Optional[int] = None) -> bytes:
   with reading(where):
     check_member_size(member.size, where, limit)
     return tar.extractfile(member).read()
@@ -105,20 +107,24 @@ def read_tar_member(tar: tarfile.TarFile, member: tarfile.TarInfo, where: str,
 def open_image(data: bytes, where: str):
   """A PIL image whose dimensions were checked before its pixels are decoded."""
   from PIL import Image
-  with reading(where):
+  bomb = (f"{where} declares more pixels than PIL's decompression-bomb limit "
+          f"of {MAX_IMAGE_PIXELS}: refusing to decode it")
+  with reading(where), warnings.catch_warnings():
+    # Our own check below replaces PIL's warning with an error.
+    warnings.simplefilter("ignore", Image.DecompressionBombWarning)
     try:
       pil = Image.open(io.BytesIO(data))  # reads the header only
-    except (Image.UnidentifiedImageError, Image.DecompressionBombError,
-            SyntaxError) as error:
+    except Image.DecompressionBombError:
+      raise UserError(bomb) from None
+    except (Image.UnidentifiedImageError, SyntaxError) as error:
       raise UserError(f"{where} is not a readable image ({one_line(error)})") from None
     width, height = pil.size
     if width * height > MAX_IMAGE_PIXELS:
-      raise UserError(f"{where} declares {width}x{height} pixels, more than "
-                      f"PIL's decompression-bomb limit of {MAX_IMAGE_PIXELS}: "
-                      "refusing to decode it")
+      pil.close()
+      raise UserError(bomb)
     try:
       pil.load()
-    except (Image.DecompressionBombError, SyntaxError) as error:
+    except SyntaxError as error:  # what PIL raises for some broken files
       raise UserError(f"{where} is not a readable image ({one_line(error)})") from None
     return pil
 
@@ -131,37 +137,40 @@ def decode_image(data: bytes, where: str, mode: str = "RGB") -> np.ndarray:
 
 # -------------------------------------------------- a restricted unpickler
 
+class _Refused(pickle.UnpicklingError):
+  """An allowed global called with what a dataset batch never holds."""
+
 def _reconstruct(subtype, shape, dtype_code):
   from numpy._core.multiarray import _reconstruct as reconstruct
   if subtype is not np.ndarray:
-    raise pickle.UnpicklingError("array reconstruction of a non-ndarray type")
+    raise _Refused(f"array reconstruction of {subtype!r}")
   return reconstruct(subtype, shape, dtype_code)
 
 
 def _dtype(*args):
   dtype = np.dtype(*args)
   if dtype.hasobject:  # an object array would unpickle arbitrary elements
-    raise pickle.UnpicklingError(f"object dtype {dtype}")
+    raise _Refused("an object-dtype array (it could hold any object)")
   return dtype
 
 
 def _scalar(dtype, *args):
   from numpy._core.multiarray import scalar
   if not isinstance(dtype, np.dtype) or dtype.hasobject:
-    raise pickle.UnpicklingError(f"numpy scalar of dtype {dtype}")
+    raise _Refused(f"a numpy scalar of dtype {dtype}")
   return scalar(dtype, *args)
 
 
 def _frombuffer(buffer, dtype, shape, order):
   if not isinstance(dtype, np.dtype) or dtype.hasobject:
-    raise pickle.UnpicklingError(f"array of dtype {dtype}")
+    raise _Refused(f"an array of dtype {dtype}")
   return np.frombuffer(buffer, dtype).reshape(shape, order=order)
 
 
 def _latin1(text, encoding="utf-8"):
   # Python 3's protocol-2 pickles spell bytes as _codecs.encode(str, "latin1").
   if encoding not in ("latin1", "latin-1"):
-    raise pickle.UnpicklingError(f"_codecs.encode with {encoding!r}")
+    raise _Refused(f"_codecs.encode with {encoding!r}")
   return text.encode("latin1")
 
 
@@ -206,6 +215,10 @@ def load_pickle(file, where: str):
   with reading(where):
     try:
       return _DataUnpickler(file, where).load()
+    except _Refused as error:
+      raise UserError(f"{where} asks for {error}, which a dataset batch never "
+                      "holds: refusing to unpickle it (the archive is not the "
+                      "official one)") from None
     except (TypeError, AttributeError, MemoryError) as error:
       raise UserError(f"cannot read {where}: {one_line(error)}; it is not a "
                       "dataset batch") from None
@@ -294,6 +307,11 @@ def _file_digests(path: str) -> dict[str, str]:
       sha256.update(chunk)
       md5.update(chunk)
   return {"sha256": sha256.hexdigest(), "md5": md5.hexdigest()}
+
+
+def sha256_file(path: str) -> str:
+  """What ``sha256sum`` prints: the digest ``accept_archives`` takes."""
+  return _file_digests(path)["sha256"]
 
 
 def _gunzipped_sha256(path: str) -> str:
