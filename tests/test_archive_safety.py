@@ -452,3 +452,32 @@ def test_a_member_larger_than_the_limit_is_not_decompressed(tmp_path, monkeypatc
   (tmp_path / "tiny-imagenet-200.zip").write_bytes(_tiny_imagenet())
   with pytest.raises(UserError, match="declares .* bytes"):
     load_dataset("tiny_imagenet", str(tmp_path / "data"), str(tmp_path))
+
+
+def _zip_with_lying_size(payload: bytes, declared: int) -> bytes:
+  """A zip whose headers declare ``declared`` bytes for a larger member."""
+  buf = io.BytesIO()
+  with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+    zf.writestr("tiny-imagenet-200/wnids.txt", payload)
+  data = bytearray(buf.getvalue())
+  local = data.index(b"PK\x03\x04")
+  central = data.index(b"PK\x01\x02")
+  data[local + 22:local + 26] = struct.pack("<I", declared)
+  data[central + 24:central + 28] = struct.pack("<I", declared)
+  return bytes(data)
+
+
+def test_a_zip_member_that_lies_about_its_size_inflates_in_bounded_memory(tmp_path):
+  import tracemalloc
+  path = tmp_path / "tiny-imagenet-200.zip"
+  path.write_bytes(_zip_with_lying_size(b"\0" * (48 << 20), declared=100))
+  with zipfile.ZipFile(path) as zf:
+    tracemalloc.start()
+    try:
+      with pytest.raises(UserError) as error:
+        archives.read_zip_member(zf, "tiny-imagenet-200/wnids.txt", str(path))
+      peak = tracemalloc.get_traced_memory()[1]
+    finally:
+      tracemalloc.stop()
+  assert str(path) in _one_line(error)  # the CRC of 100 bytes does not match
+  assert peak < (8 << 20), peak         # ZipFile.read would inflate all 48 MiB

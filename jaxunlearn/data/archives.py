@@ -43,6 +43,7 @@ MAX_PICKLE_BYTES = 512 << 20   # CIFAR-100's train batch is 155 MB
 MAX_MEMBER_BYTES = 64 << 20    # one image or metadata file of an archive
 # PIL's default Image.MAX_IMAGE_PIXELS, enforced even if a caller disabled it.
 MAX_IMAGE_PIXELS = 89_478_485
+_CHUNK = 1 << 20  # bytes read (or inflated) at a time
 
 
 def one_line(error: BaseException) -> str:
@@ -91,10 +92,19 @@ def read_bounded(path: str, limit: Optional[int] = None) -> bytes:
 
 def read_zip_member(zf: zipfile.ZipFile, name: str, where: str,
                     limit: Optional[int] = None) -> bytes:
-  """A zip member's bytes; the declared size bounds what is decompressed."""
+  """A zip member's bytes; the declared size bounds what is decompressed.
+
+  Read in chunks: ``ZipFile.read`` inflates a whole member in one call and
+  only then cuts it to the declared size, so a lying header would not bound
+  memory; chunked reads inflate at most a chunk at a time.
+  """
   with reading(where):
     check_member_size(zf.getinfo(name).file_size, where, limit)
-    return zf.read(name)
+    chunks = []
+    with zf.open(name) as f:
+      while chunk := f.read(_CHUNK):
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def read_tar_member(tar: tarfile.TarFile, member: tarfile.TarInfo, where: str,
@@ -295,18 +305,17 @@ PUBLISHED: dict[str, dict[str, tuple[Digest, ...]]] = {
     "voc2012": {"VOCtrainval_11-May-2012.tar": (Digest(
         "sha256", "e14f763270cf193d0b5f74b169f44157a4b0c6efa708f4dd0ff78ee691763bcb"),)},
 }
-_CHUNK = 1 << 20
 # A gunzipped digest is only worth computing up to the largest official file.
 _MAX_GUNZIPPED = 64 << 20
 
 
-def _file_digests(path: str) -> dict[str, str]:
-  sha256, md5 = hashlib.sha256(), hashlib.md5()
-  with open(path, "rb") as f:
+def _file_digests(path: str, algorithms=("sha256",)) -> dict[str, str]:
+  hashes = {name: hashlib.new(name) for name in algorithms}
+  with reading(path), open(path, "rb") as f:
     while chunk := f.read(_CHUNK):
-      sha256.update(chunk)
-      md5.update(chunk)
-  return {"sha256": sha256.hexdigest(), "md5": md5.hexdigest()}
+      for h in hashes.values():
+        h.update(chunk)
+  return {name: h.hexdigest() for name, h in hashes.items()}
 
 
 def sha256_file(path: str) -> str:
@@ -314,14 +323,18 @@ def sha256_file(path: str) -> str:
   return _file_digests(path)["sha256"]
 
 
-def _gunzipped_sha256(path: str) -> str:
+def _gunzipped_sha256(path: str) -> Optional[str]:
+  """SHA-256 of the decompressed bytes; None if not gzip or too large."""
   digest, total = hashlib.sha256(), 0
-  with reading(path), gzip.open(path, "rb") as f:
-    while chunk := f.read(_CHUNK):
-      total += len(chunk)
-      if total > _MAX_GUNZIPPED:
-        return "(more than the official file's size)"
-      digest.update(chunk)
+  try:
+    with gzip.open(path, "rb") as f:
+      while chunk := f.read(_CHUNK):
+        total += len(chunk)
+        if total > _MAX_GUNZIPPED:
+          return None
+        digest.update(chunk)
+  except (OSError, EOFError, zlib.error):
+    return None
   return digest.hexdigest()
 
 
@@ -335,7 +348,7 @@ def accepted_digests(accept: "str | Sequence[str] | None") -> frozenset[str]:
 
 def verify_file(path: str, digests: Sequence[Digest], accept: frozenset[str]) -> None:
   """Passes if ``path`` matches a published digest or its SHA-256 is accepted."""
-  actual = _file_digests(path)
+  actual = _file_digests(path, {"sha256"} | {d.algorithm for d in digests})
   if actual["sha256"] in accept:
     return
   for digest in digests:
