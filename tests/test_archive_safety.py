@@ -481,3 +481,18 @@ def test_a_zip_member_that_lies_about_its_size_inflates_in_bounded_memory(tmp_pa
       tracemalloc.stop()
   assert str(path) in _one_line(error)  # the CRC of 100 bytes does not match
   assert peak < (8 << 20), peak         # ZipFile.read would inflate all 48 MiB
+
+
+def test_only_image_formats_are_opened_never_postscript():
+  # PIL renders EPS with Ghostscript (a PostScript interpreter): an "image"
+  # in an archive must never reach it.
+  eps = (b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 8 8\n"
+         b"newpath 0 0 moveto 8 8 lineto stroke\nshowpage\n%%EOF\n")
+  with Image.open(io.BytesIO(eps)) as pil:
+    assert pil.format == "EPS"  # what an unrestricted open would do
+  with pytest.raises(UserError) as error:
+    archives.decode_image(eps, "archive.zip:train/n01/x.JPEG")
+  assert "archive.zip:train/n01/x.JPEG is not a readable image" in _one_line(error)
+  png = _png(np.full((4, 4, 3), 7, np.uint8))
+  np.testing.assert_array_equal(archives.decode_image(png, "ok"),
+                                np.full((4, 4, 3), 7, np.uint8))

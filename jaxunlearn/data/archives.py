@@ -44,6 +44,9 @@ MAX_MEMBER_BYTES = 64 << 20    # one image or metadata file of an archive
 # PIL's default Image.MAX_IMAGE_PIXELS, enforced even if a caller disabled it.
 MAX_IMAGE_PIXELS = 89_478_485
 _CHUNK = 1 << 20  # bytes read (or inflated) at a time
+# The formats dataset images come in. PIL would also open EPS, which it
+# renders by running Ghostscript on the file: never for data.
+IMAGE_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "WEBP")
 
 
 def one_line(error: BaseException) -> str:
@@ -115,7 +118,7 @@ def read_tar_member(tar: tarfile.TarFile, member: tarfile.TarInfo, where: str,
 
 
 def open_image(data: bytes, where: str):
-  """A PIL image whose dimensions were checked before its pixels are decoded."""
+  """A PIL image whose format and dimensions were checked before decoding."""
   from PIL import Image
   bomb = (f"{where} declares more pixels than PIL's decompression-bomb limit "
           f"of {MAX_IMAGE_PIXELS}: refusing to decode it")
@@ -123,7 +126,7 @@ def open_image(data: bytes, where: str):
     # Our own check below replaces PIL's warning with an error.
     warnings.simplefilter("ignore", Image.DecompressionBombWarning)
     try:
-      pil = Image.open(io.BytesIO(data))  # reads the header only
+      pil = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)  # the header only
     except Image.DecompressionBombError:
       raise UserError(bomb) from None
     except (Image.UnidentifiedImageError, SyntaxError) as error:
