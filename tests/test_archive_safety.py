@@ -496,3 +496,12 @@ def test_only_image_formats_are_opened_never_postscript():
   png = _png(np.full((4, 4, 3), 7, np.uint8))
   np.testing.assert_array_equal(archives.decode_image(png, "ok"),
                                 np.full((4, 4, 3), 7, np.uint8))
+
+
+def test_a_cifar_archive_with_endless_members_is_refused(tmp_path):
+  from jaxunlearn.data import formats
+  members = {f"junk/{i}": b"" for i in range(formats.MAX_CIFAR_MEMBERS + 1)}
+  path = tmp_path / "cifar-10-python.tar.gz"
+  path.write_bytes(_tar_gz(members))
+  with pytest.raises(UserError, match="more than 64 members"):
+    formats.read_cifar_tarball(str(path))

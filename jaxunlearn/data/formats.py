@@ -129,7 +129,7 @@ def _arrays(parts: dict[str, tuple[np.ndarray, np.ndarray]], shape):
 # ---------------------------------------------------------------- CIFAR-10/100
 
 CIFAR_PIXELS = 32 * 32 * 3
-MAX_CIFAR_MEMBERS = 64  # the official archives hold 8 (CIFAR-10) and 5
+MAX_CIFAR_MEMBERS = 64  # tar entries; the official archives have 9 and 5
 
 
 def _cifar_split(name: str):
@@ -173,10 +173,10 @@ def read_cifar_tarball(path: str, fine: bool = False):
   parts: dict[str, list] = {"train": [], "test": []}
   with archives.reading(path), tarfile.open(path, "r:gz") as tar:
     members = []
-    for member in tar:
-      if len(members) >= MAX_CIFAR_MEMBERS:
+    for count, member in enumerate(tar):
+      if count >= MAX_CIFAR_MEMBERS:
         raise UserError(f"{path} has more than {MAX_CIFAR_MEMBERS} members; "
-                        "a CIFAR archive has 8")
+                        "the official CIFAR archives have 9 and 5")
       if member.isfile() and _cifar_split(member.name):
         members.append(member)
     for member in sorted(members, key=lambda m: m.name):
