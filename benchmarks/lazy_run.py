@@ -114,7 +114,10 @@ def main():
     data_dir = os.path.join(tmp, "data")
     start = time.perf_counter()
     from jaxunlearn.data import DATASETS, prepare
-    prepare(DATASETS.get("cifar10"), data_dir)
+    from jaxunlearn.data.archives import sha256_file
+    # A synthetic archive under the official name: accepted by its digest.
+    prepare(DATASETS.get("cifar10"), data_dir, accept_archives=sha256_file(
+        os.path.join(manual, "cifar-10-python.tar.gz")))
     results["prepare_s"] = time.perf_counter() - start
     results.update(read_throughput(data_dir))
     # The lazy job first: RUSAGE_CHILDREN keeps the maximum over children.

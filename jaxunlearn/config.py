@@ -29,6 +29,11 @@ def get_config() -> ml_collections.ConfigDict:
   c.dataset = "digits"
   c.data_dir = ""      # default: $JAXUNLEARN_DATA_DIR or ~/tensorflow_datasets
   c.manual_dir = ""    # where downloaded archives are looked for
+  # Official archives (CIFAR, MNIST, SVHN, Tiny-ImageNet, VOC) are checked
+  # against their published digests before preparation. To prepare a file
+  # that differs (a re-packed mirror, your own subset) list its SHA-256 here,
+  # comma-separated: accepting it is a decision, so it names the exact file.
+  c.accept_archives = ""
   # A split whose decoded images exceed this many MiB stays on disk and is
   # decoded per batch in a background thread (0: always; -1: never).
   c.lazy_above_mb = 2048

@@ -20,6 +20,14 @@ from jaxunlearn.errors import UserError
 RNG = np.random.default_rng(0)
 
 
+@pytest.fixture(autouse=True)
+def _fixtures_are_not_the_official_archives(monkeypatch):
+  # These tests check the formats on small archives under the official names;
+  # digest verification is tested in test_archive_safety.py.
+  from jaxunlearn.data import archives
+  monkeypatch.setattr(archives, "PUBLISHED", {})
+
+
 def _images(n, h, w, c):
   return RNG.integers(0, 256, (n, h, w, c), dtype=np.uint8)
 
@@ -64,7 +72,7 @@ def test_cifar_tarballs(tmp_path, name, fine):
   _tar(manual / archive, members)
   spec, splits = load_dataset(name, str(tmp_path / "data"), str(manual))
   _check(splits["train"], tr, ltr, 0)
-  _check(splits["test"], te, lte, 7 if fine else 50_000)
+  _check(splits["test"], te, lte, 7)  # test ids follow train (50,000 for CIFAR-10)
 
 
 def _idx(path, array):

@@ -3,7 +3,9 @@
 ``load_dataset(name, data_dir)`` prepares the dataset once with the
 library's own tfds builder (reused afterwards) and returns its splits as
 ``Split`` arrays. A dataset that is neither prepared nor available offline
-fails in seconds with a message saying which file to put where.
+fails in seconds with a message saying which file to put where. Official
+archives are checked against their published digests before preparation,
+and a failed preparation leaves the data dir as it was (``archives``).
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+from jaxunlearn.data import archives
 from jaxunlearn.data.pipeline import Split
 from jaxunlearn.errors import UserError
 from jaxunlearn.registry import Registry
@@ -111,8 +114,14 @@ def read_stock_split(spec: DatasetSpec, data_dir: str, split: str) -> Split:
 
 
 def prepare(spec: DatasetSpec, data_dir: str,
-            manual_dir: Optional[str] = None, options: Optional[dict] = None):
-  """Returns a prepared tfds builder, preparing it first if needed."""
+            manual_dir: Optional[str] = None, options: Optional[dict] = None,
+            accept_archives: "str | Sequence[str]" = ()):
+  """Returns a prepared tfds builder, preparing it first if needed.
+
+  Before preparing, the dataset's official archives in the manual dir are
+  compared with their published digests (``archives.PUBLISHED``); a file
+  that differs is prepared only if its SHA-256 is in ``accept_archives``.
+  """
   tfds = _quiet_tfds()
   data_dir = os.path.expanduser(data_dir or default_data_dir())
   builder = spec.builder(data_dir=data_dir, file_format="array_record",
@@ -134,9 +143,14 @@ def prepare(spec: DatasetSpec, data_dir: str,
             f"downloaded (offline); put {', '.join(missing)} in {manual_dir} "
             f"(from {', '.join(spec.urls) or 'the dataset authors'}) and run again")
       _download(spec, manual_dir)
+  archives.verify(spec.name, manual_dir, accept_archives)
   config = tfds.download.DownloadConfig(manual_dir=manual_dir,
                                         try_download_gcs=False)
-  builder.download_and_prepare(download_config=config)
+  # tfds writes the versioned dir and downloads/extracted; undo both if the
+  # archive turns out malformed half-way.
+  with archives.restore_on_failure(data_dir, (
+      builder.data_dir, os.path.join(data_dir, "downloads", "extracted"))):
+    builder.download_and_prepare(download_config=config)
   return builder
 
 
@@ -167,6 +181,7 @@ def load_dataset(name: str, data_dir: Optional[str] = None,
                  manual_dir: Optional[str] = None,
                  splits: Sequence[str] = ("train", "test"),
                  lazy_above_mb: float = -1,
+                 accept_archives: "str | Sequence[str]" = (),
                  ) -> tuple[DatasetSpec, dict[str, Split]]:
   """Prepares (once) and returns the splits.
 
@@ -175,14 +190,15 @@ def load_dataset(name: str, data_dir: Optional[str] = None,
   split lazy; negative: every split in memory). Both give the same examples
   in the same order. ``name`` may carry builder options:
   ``"vggface2:min_images=100"``. The returned spec's ``num_classes`` is the
-  prepared dataset's (identities kept).
+  prepared dataset's (identities kept). ``accept_archives``: SHA-256s of
+  non-official archives to prepare anyway (``config.accept_archives``).
   """
   spec, options = resolve(name)
   data_dir = os.path.expanduser(data_dir or default_data_dir())
   if spec.tfds_name and not _own_copy_exists(spec, data_dir, options) \
       and stock_tfds_dir(spec, data_dir):
     return spec, {s: read_stock_split(spec, data_dir, s) for s in splits}
-  builder = prepare(spec, data_dir, manual_dir, options)
+  builder = prepare(spec, data_dir, manual_dir, options, accept_archives)
   spec = dataclasses.replace(
       spec, num_classes=builder.info.features["label"].num_classes,
       image_shape=tuple(builder.info.features["image"].shape))
@@ -222,17 +238,12 @@ def _digits_builder(**kwargs):
   return Digits(**kwargs)
 
 
-def _cifar10_builder(**kwargs):
-  from jaxunlearn.data.cifar import Cifar10
-  return Cifar10(**kwargs)
-
-
 DATASETS.add("digits", DatasetSpec(
     name="digits", builder=_digits_builder, num_classes=10,
     image_shape=(8, 8, 1), mean=(0.3052,), std=(0.3762,), crop_padding=1,
     embedded=True))
 DATASETS.add("cifar10", DatasetSpec(
-    name="cifar10", builder=_cifar10_builder, num_classes=10,
+    name="cifar10", builder=_builder("Cifar10"), num_classes=10,
     image_shape=(32, 32, 3), mean=(0.4914, 0.4822, 0.4465),
     std=(0.2470, 0.2435, 0.2616), crop_padding=4, flip=True,
     urls=("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",),

@@ -86,6 +86,12 @@ class ImageBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
                               "id": int(example_id)}
 
 
+class Cifar10(ImageBuilder):
+  """CIFAR-10, 32x32x3, 10 classes (train ids 0..49999, test 50000..59999)."""
+  READER = staticmethod(formats.cifar10)
+  HOMEPAGE = "https://www.cs.toronto.edu/~kriz/cifar.html"
+
+
 class Cifar100(ImageBuilder):
   """CIFAR-100 (fine labels), 32x32x3, 100 classes."""
   READER = staticmethod(formats.cifar100)

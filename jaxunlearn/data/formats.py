@@ -39,6 +39,11 @@ Expected layouts (relative to the manual dir):
 - image_folder: ``train/<class>/*`` and optionally ``test/<class>/*``; without
   ``test/`` every 5th image of a class is test. Classes are the sorted folder
   names of ``train/`` (one folder per class or identity).
+
+Nothing read here can run code or decode without bound: the CIFAR batches go
+through ``archives.load_pickle`` (a restricted unpickler), sizes and image
+dimensions are checked before decompression (``archives``), and a malformed
+file fails in one ``UserError`` line naming it.
 """
 from __future__ import annotations
 
@@ -46,12 +51,14 @@ import csv
 import gzip
 import io
 import os
-import pickle
 import tarfile
 import zipfile
 from typing import Callable, Sequence
 
 import numpy as np
+
+from jaxunlearn.data import archives
+from jaxunlearn.errors import UserError
 
 Example = tuple[int, np.ndarray, int]
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
@@ -89,10 +96,8 @@ def to_shape(image: np.ndarray, shape: Sequence[int]) -> np.ndarray:
   return image
 
 
-def decode_file(data: bytes) -> np.ndarray:
-  from PIL import Image
-  with Image.open(io.BytesIO(data)) as pil:
-    return np.asarray(pil.convert("RGB"))
+def decode_file(data: bytes, where: str = "an image") -> np.ndarray:
+  return archives.decode_image(data, where)
 
 
 class Parts(dict):
@@ -123,21 +128,67 @@ def _arrays(parts: dict[str, tuple[np.ndarray, np.ndarray]], shape):
 
 # ---------------------------------------------------------------- CIFAR-10/100
 
+CIFAR_PIXELS = 32 * 32 * 3
+MAX_CIFAR_MEMBERS = 64  # tar entries; the official archives have 9 and 5
+
+
+def _cifar_split(name: str):
+  base = os.path.basename(name)
+  return ("train" if base.startswith("data_batch") or base == "train"
+          else "test" if base in ("test_batch", "test") else None)
+
+
+def cifar_batch_arrays(batch, key: bytes, num_classes: int, where: str):
+  """(uint8 [N,32,32,3], int64 [N]) from an unpickled batch, shapes checked."""
+  if not isinstance(batch, dict) or b"data" not in batch or key not in batch:
+    keys = sorted(batch) if isinstance(batch, dict) else type(batch).__name__
+    raise UserError(f"{where} is not a CIFAR batch: expected a dict with "
+                    f"{b'data'!r} and {key!r}, got {keys}")
+  data = batch[b"data"]
+  if not (isinstance(data, np.ndarray) and data.dtype == np.uint8
+          and data.ndim == 2 and data.shape[1] == CIFAR_PIXELS):
+    shape = getattr(data, "shape", None)
+    raise UserError(f"{where}: 'data' is {type(data).__name__} "
+                    f"{getattr(data, 'dtype', '')} {shape}, expected uint8 "
+                    f"(N, {CIFAR_PIXELS}) (N 32x32x3 images)")
+  labels = np.asarray(batch[key])
+  if labels.dtype.kind not in "iu" or labels.shape != (len(data),):
+    raise UserError(f"{where}: {key.decode()} is {labels.dtype} {labels.shape}, "
+                    f"expected {len(data)} integer labels")
+  if labels.size and not 0 <= labels.min() <= labels.max() < num_classes:
+    raise UserError(f"{where}: labels span {labels.min()}..{labels.max()}, "
+                    f"expected 0..{num_classes - 1}")
+  images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+  return images, labels.astype(np.int64)
+
+
 def read_cifar_tarball(path: str, fine: bool = False):
-  """{'train': (uint8 [N,32,32,3], labels), 'test': ...} from a python tarball."""
-  key = b"fine_labels" if fine else b"labels"
+  """{'train': (uint8 [N,32,32,3], labels), 'test': ...} from a python tarball.
+
+  Batches in member-name order (data_batch_1..5, test_batch; CIFAR-100:
+  train, test), unpickled by ``archives.load_pickle``: a batch that asks
+  for anything but NumPy arrays and plain containers is refused.
+  """
+  key, num_classes = (b"fine_labels", 100) if fine else (b"labels", 10)
   parts: dict[str, list] = {"train": [], "test": []}
-  with tarfile.open(path, "r:gz") as tar:
-    for name in sorted(m.name for m in tar.getmembers() if m.isfile()):
-      base = os.path.basename(name)
-      split = ("train" if base.startswith("data_batch") or base == "train"
-               else "test" if base in ("test_batch", "test") else None)
-      if split is None:
-        continue
-      batch = pickle.load(tar.extractfile(name), encoding="bytes")
-      images = np.asarray(batch[b"data"], np.uint8).reshape(-1, 3, 32, 32)
-      parts[split].append((images.transpose(0, 2, 3, 1),
-                           np.asarray(batch[key], np.int64)))
+  with archives.reading(path), tarfile.open(path, "r:gz") as tar:
+    members = []
+    for count, member in enumerate(tar):
+      if count >= MAX_CIFAR_MEMBERS:
+        raise UserError(f"{path} has more than {MAX_CIFAR_MEMBERS} members; "
+                        "the official CIFAR archives have 9 and 5")
+      if member.isfile() and _cifar_split(member.name):
+        members.append(member)
+    for member in sorted(members, key=lambda m: m.name):
+      where = f"{path}:{member.name}"
+      archives.check_member_size(member.size, where, archives.MAX_PICKLE_BYTES)
+      batch = archives.load_pickle(tar.extractfile(member), where)
+      parts[_cifar_split(member.name)].append(
+          cifar_batch_arrays(batch, key, num_classes, where))
+  missing = [s for s, v in parts.items() if not v]
+  if missing:
+    raise UserError(f"{path} has no {' or '.join(missing)} batch (expected "
+                    "data_batch_* and test_batch, or train and test)")
   return {s: (np.concatenate([p[0] for p in v]), np.concatenate([p[1] for p in v]))
           for s, v in parts.items()}
 
@@ -154,63 +205,152 @@ def cifar100(manual_dir, shape, **_):
 
 # ----------------------------------------------------------------------- idx
 
+MAX_IDX_BYTES = 1 << 30  # (MNIST's train images are 47 MB)
+
+
 def read_idx(path: str) -> np.ndarray:
-  """An idx file (LeCun's MNIST format), gzipped or not."""
+  """An idx file (LeCun's MNIST format), gzipped or not.
+
+  The header's dimensions are checked before the array is read, and the
+  file must hold exactly that many bytes.
+  """
   opener = gzip.open if path.endswith(".gz") else open
-  with opener(path, "rb") as f:
-    data = f.read()
-  ndim = data[3]
-  if data[:2] != b"\0\0" or data[2] != 0x08:
-    raise ValueError(f"{path} is not an unsigned-byte idx file")
-  dims = [int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)]
-  return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(dims)
+  with archives.reading(path), opener(path, "rb") as f:
+    magic = f.read(4)
+    if len(magic) < 4 or magic[:3] != b"\0\0\x08" or not 1 <= magic[3] <= 4:
+      raise UserError(f"{path} is not an unsigned-byte idx file "
+                      f"(header {magic.hex() or 'empty'})")
+    ndim = magic[3]
+    header = f.read(4 * ndim)
+    if len(header) < 4 * ndim:
+      raise UserError(f"{path} is truncated: its header ends early")
+    dims = [int.from_bytes(header[4 * i:4 * i + 4], "big") for i in range(ndim)]
+    size = int(np.prod(dims, dtype=np.int64))
+    archives.check_member_size(size, path, MAX_IDX_BYTES)
+    data = f.read(size)
+    if len(data) < size:
+      raise UserError(f"{path} is truncated: {len(data)} of the {size} bytes "
+                      f"its header declares ({dims})")
+    if f.read(1):
+      raise UserError(f"{path} has bytes after the {dims} array its header declares")
+  return np.frombuffer(data, np.uint8).reshape(dims)
 
 
 IDX_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
              "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
 
 
+def _idx_split(images_path: str, labels_path: str, num_classes: int = 10):
+  images, labels = read_idx(images_path), read_idx(labels_path)
+  if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+    raise UserError(f"{images_path} {list(images.shape)} and {labels_path} "
+                    f"{list(labels.shape)} do not pair: expected [N,H,W] images "
+                    "and [N] labels")
+  if labels.size and labels.max() >= num_classes:
+    raise UserError(f"{labels_path}: label {labels.max()} is not in "
+                    f"0..{num_classes - 1}")
+  return images, labels
+
+
 def idx_pair(manual_dir, shape, **_):
   f = [os.path.join(manual_dir, n) for n in IDX_FILES]
-  return _arrays({"train": (read_idx(f[0]), read_idx(f[1])),
-                  "test": (read_idx(f[2]), read_idx(f[3]))}, shape)
+  return _arrays({"train": _idx_split(f[0], f[1]),
+                  "test": _idx_split(f[2], f[3])}, shape)
 
 
 # ---------------------------------------------------------------------- SVHN
 
+MAX_SVHN_IMAGES = 1 << 20  # the "extra" split has 531,131
+
+# MATLAB classes of a numeric array (whosmat); cells, structs, objects and
+# function handles are refused.
+_MAT_NUMERIC = ("double", "single", "int8", "uint8", "int16", "uint16",
+                "int32", "uint32", "int64", "uint64", "logical")
+
+
+def read_svhn_mat(path: str) -> tuple[np.ndarray, np.ndarray]:
+  """(uint8 [N,32,32,3], labels 0..9) from a cropped-digits .mat file.
+
+  The declared shapes and classes of ``X`` and ``y`` are checked (whosmat
+  reads headers only) before anything is loaded.
+  """
+  from scipy.io import loadmat, whosmat
+  with archives.reading(path):
+    declared = {name: (tuple(shape), cls) for name, shape, cls in whosmat(path)}
+    x_shape, x_cls = declared.get("X", ((), "missing"))
+    y_shape, y_cls = declared.get("y", ((), "missing"))
+    n = x_shape[3] if len(x_shape) == 4 else -1
+    if (x_shape[:3] != (32, 32, 3) or x_cls != "uint8" or not 0 < n <= MAX_SVHN_IMAGES
+        or y_cls not in _MAT_NUMERIC or int(np.prod(y_shape)) != n):
+      raise UserError(f"{path} holds X {x_cls} {list(x_shape)} and y {y_cls} "
+                      f"{list(y_shape)}; expected X uint8 [32,32,3,N] and N labels y")
+    mat = loadmat(path, variable_names=("X", "y"))
+  images = np.asarray(mat["X"], np.uint8).transpose(3, 0, 1, 2)
+  labels = np.asarray(mat["y"]).reshape(-1)
+  if labels.size and (labels.min() < 0 or labels.max() > 10
+                      or np.any(labels != np.round(labels))):
+    raise UserError(f"{path}: labels must be digits 1..10 (10 is 0)")
+  return images, labels.astype(np.int64) % 10  # '10' is digit 0
+
+
 def svhn(manual_dir, shape, **_):
-  from scipy.io import loadmat
-  parts = {}
-  for split in ("train", "test"):
-    mat = loadmat(os.path.join(manual_dir, f"{split}_32x32.mat"))
-    images = np.asarray(mat["X"], np.uint8).transpose(3, 0, 1, 2)
-    labels = np.asarray(mat["y"], np.int64).reshape(-1) % 10  # '10' is digit 0
-    parts[split] = (images, labels)
-  return _arrays(parts, shape)
+  return _arrays({split: read_svhn_mat(os.path.join(manual_dir, f"{split}_32x32.mat"))
+                  for split in ("train", "test")}, shape)
 
 
 # -------------------------------------------------------------- Tiny-ImageNet
 
-def _zip_reader(zf: zipfile.ZipFile, name: str) -> Callable[[], np.ndarray]:
-  return lambda: decode_file(zf.read(name))
+def _open_zip(path: str) -> zipfile.ZipFile:
+  with archives.reading(path):
+    return zipfile.ZipFile(path)
+
+
+def _zip_text(zf: zipfile.ZipFile, name: str, path: str, encoding="utf-8") -> str:
+  where = f"{path}:{name}"
+  data = archives.read_zip_member(zf, name, where)
+  with archives.reading(where):
+    return data.decode(encoding)
+
+
+def _zip_member(names: list[str], suffix: str, path: str) -> str:
+  found = next((n for n in names if n.endswith(suffix)), None)
+  if found is None:
+    raise UserError(f"{path} has no {suffix}: not the expected archive")
+  return found
+
+
+def _zip_reader(zf: zipfile.ZipFile, name: str, path: str = "") -> Callable[[], np.ndarray]:
+  where = f"{path or zf.filename}:{name}"
+  return lambda: decode_file(archives.read_zip_member(zf, name, where), where)
 
 
 def tiny_imagenet(manual_dir, shape, **_):
-  zf = zipfile.ZipFile(os.path.join(manual_dir, "tiny-imagenet-200.zip"))
+  path = os.path.join(manual_dir, "tiny-imagenet-200.zip")
+  zf = _open_zip(path)
   names = zf.namelist()
-  root = next(n for n in names if n.endswith("wnids.txt"))[:-len("wnids.txt")]
-  wnids = zf.read(root + "wnids.txt").decode().split()
+  root = _zip_member(names, "wnids.txt", path)[:-len("wnids.txt")]
+  wnids = _zip_text(zf, root + "wnids.txt", path).split()
   label_of = {w: i for i, w in enumerate(wnids)}
+
+  def label(wnid: str, where: str) -> int:
+    if wnid not in label_of:
+      raise UserError(f"{path}: {where} names class {wnid!r}, which wnids.txt "
+                      "does not list")
+    return label_of[wnid]
   train = sorted(n for n in names if n.startswith(root + "train/")
                  and "/images/" in n and n.lower().endswith(IMAGE_SUFFIXES))
-  train_items = [(_zip_reader(zf, n), label_of[n[len(root + "train/"):].split("/")[0]])
-                 for n in train]
+  train_items = [(_zip_reader(zf, n, path),
+                  label(n[len(root + "train/"):].split("/")[0], n)) for n in train]
   test_items = []
-  for line in sorted(zf.read(root + "val/val_annotations.txt").decode().splitlines()):
+  annotations = root + "val/val_annotations.txt"
+  for line in sorted(_zip_text(zf, annotations, path).splitlines()):
     if line.strip():
-      fname, wnid = line.split("\t")[:2]
-      test_items.append((_zip_reader(zf, root + "val/images/" + fname),
-                         label_of[wnid]))
+      fields = line.split("\t")
+      if len(fields) < 2:
+        raise UserError(f"{path}:{annotations}: line {line[:80]!r} has no "
+                        "tab-separated class")
+      test_items.append((_zip_reader(zf, root + "val/images/" + fields[0], path),
+                         label(fields[1], annotations)))
   return _enumerate({"train": train_items, "test": test_items}, shape)
 
 
@@ -231,34 +371,38 @@ def _age_class(value: str) -> int:
 
 
 def mufac(manual_dir, shape, **_):
-  zf = zipfile.ZipFile(os.path.join(manual_dir, MUFAC_ZIP))
+  path = os.path.join(manual_dir, MUFAC_ZIP)
+  zf = _open_zip(path)
   names = zf.namelist()
-  by_suffix = lambda suffix: next(n for n in names if n.endswith(suffix))
+  by_suffix = lambda suffix: _zip_member(names, suffix, path)
   parts = {}
   for split, csv_name, folder in MUFAC_SPLITS:
-    text = zf.read(by_suffix(csv_name)).decode("utf-8-sig")
-    rows = sorted(csv.DictReader(io.StringIO(text)), key=lambda r: r["image_path"])
-    parts[split] = [(_zip_reader(zf, by_suffix(f"{folder}/{os.path.basename(r['image_path'])}")),
-                     _age_class(r["age_class"])) for r in rows]
+    member = by_suffix(csv_name)
+    with archives.reading(f"{path}:{member}"):
+      text = _zip_text(zf, member, path, "utf-8-sig")
+      rows = sorted(csv.DictReader(io.StringIO(text)), key=lambda r: r["image_path"])
+      parts[split] = [
+          (_zip_reader(zf, by_suffix(f"{folder}/{os.path.basename(r['image_path'])}"), path),
+           _age_class(r["age_class"])) for r in rows]
   return _enumerate(parts, shape)
 
 
 # --------------------------------------------------------------------- RAF-DB
 
 def _file_reader(path: str) -> Callable[[], np.ndarray]:
-  def load():
-    with open(path, "rb") as f:
-      return decode_file(f.read())
-  return load
+  return lambda: decode_file(archives.read_bounded(path), path)
 
 
 def rafdb(manual_dir, shape, **_):
   base = manual_dir if os.path.isdir(os.path.join(manual_dir, "EmoLabel")) else \
       os.path.join(manual_dir, "basic")
   parts: dict[str, list] = {"train": [], "test": []}
-  with open(os.path.join(base, "EmoLabel", "list_patition_label.txt")) as f:
-    rows = sorted(line.split() for line in f if line.strip())
-  for fname, label in rows:
+  list_file = os.path.join(base, "EmoLabel", "list_patition_label.txt")
+  with archives.reading(list_file):
+    text = archives.read_bounded(list_file).decode()
+    rows = sorted(line.split()[:2] for line in text.splitlines() if line.strip())
+    labels = [int(label) for _, label in rows]
+  for (fname, _), label in zip(rows, labels):
     split = "train" if fname.startswith("train") else "test"
     stem, ext = os.path.splitext(fname)
     path = os.path.join(base, "Image", "aligned", f"{stem}_aligned{ext}")
@@ -323,8 +467,9 @@ def vggface2(manual_dir, shape, min_images: int = 1, **_):
 
 def celeba(manual_dir, shape, min_images: int = 1, **_):
   groups: dict[str, list] = {}
-  with open(os.path.join(manual_dir, "identity_CelebA.txt")) as f:
-    for line in f:
+  list_file = os.path.join(manual_dir, "identity_CelebA.txt")
+  with archives.reading(list_file):
+    for line in archives.read_bounded(list_file).decode().splitlines():
       if line.strip():
         fname, ident = line.split()
         groups.setdefault(ident, []).append(fname)
@@ -334,8 +479,8 @@ def celeba(manual_dir, shape, min_images: int = 1, **_):
   if os.path.isdir(folder):
     reader = lambda n: _file_reader(os.path.join(folder, n))
   else:
-    zf = zipfile.ZipFile(folder + ".zip")
-    reader = lambda n: _zip_reader(zf, f"img_align_celeba/{n}")
+    zf = _open_zip(folder + ".zip")
+    reader = lambda n: _zip_reader(zf, f"img_align_celeba/{n}", folder + ".zip")
   return _enumerate({s: [(reader(n), lb) for n, lb in v]
                      for s, v in parts.items()}, shape)
 

@@ -5,7 +5,9 @@ or its extracted tree ``VOCdevkit/VOC2012/`` with ``JPEGImages/<name>.jpg``,
 ``SegmentationClass/<name>.png`` (palette PNGs: the pixel values are class
 indices 0..20, 255 = border / ignore) and
 ``ImageSets/Segmentation/{train,val}.txt``. Our ``test`` split is VOC's
-``val`` (the test masks are not public).
+``val`` (the test masks are not public). The tar is checked against its
+published SHA-256 before preparation (``archives.verify``); the extracted
+tree cannot be, and is read with the same size and image-dimension limits.
 
 Every image is centre-cropped to a square and resized to ``image_size``
 (bilinear); its mask gets the same crop and a nearest-neighbour resize, so
@@ -16,7 +18,6 @@ train.txt, then val.txt offset by the number of train images.
 from __future__ import annotations
 
 import dataclasses
-import io
 import os
 import tarfile
 from typing import Callable, Iterator, Optional
@@ -24,6 +25,7 @@ from typing import Callable, Iterator, Optional
 import numpy as np
 import tensorflow_datasets as tfds
 
+from jaxunlearn.data import archives
 from jaxunlearn.data.pipeline import Split
 from jaxunlearn.errors import UserError
 
@@ -57,34 +59,37 @@ def resize_pair(image: np.ndarray, mask: np.ndarray,
   return np.asarray(pil_image, np.uint8), np.asarray(pil_mask, np.uint8)
 
 
-def decode_mask(data: bytes) -> np.ndarray:
+def decode_mask(data: bytes, where: str = "a VOC mask") -> np.ndarray:
   """A VOC palette PNG as its index values [H,W] uint8 (not the RGB colours)."""
-  from PIL import Image
-  with Image.open(io.BytesIO(data)) as pil:
+  with archives.open_image(data, where) as pil:
     if pil.mode not in ("P", "L"):
-      raise ValueError(f"a VOC mask must be a palette PNG, got mode {pil.mode}")
+      raise UserError(f"{where}: a VOC mask must be a palette PNG, got mode {pil.mode}")
     return np.asarray(pil, np.uint8)
 
 
-def decode_image(data: bytes) -> np.ndarray:
-  from PIL import Image
-  with Image.open(io.BytesIO(data)) as pil:
-    return np.asarray(pil.convert("RGB"), np.uint8)
+def decode_image(data: bytes, where: str = "a VOC image") -> np.ndarray:
+  return archives.decode_image(data, where)
 
 
 def file_reader(manual_dir: str) -> Callable[[str], bytes]:
-  """``read(relative path under VOC2012/) -> bytes`` from the tar or the tree."""
+  """``read(relative path under VOC2012/) -> bytes`` from the tar or the tree.
+
+  Every file's size is checked before it is read (``archives``); a missing
+  or damaged one fails in one line naming it.
+  """
   tree = os.path.join(manual_dir, ROOT)
   if os.path.isdir(tree):
-    def read(relative: str) -> bytes:
-      with open(os.path.join(tree, relative), "rb") as f:
-        return f.read()
-    return read
-  tar = tarfile.open(os.path.join(manual_dir, TAR_NAME))  # kept open while reading
-  members = {m.name.lstrip("./"): m for m in tar.getmembers() if m.isfile()}
+    return lambda relative: archives.read_bounded(os.path.join(tree, relative))
+  path = os.path.join(manual_dir, TAR_NAME)
+  with archives.reading(path):
+    tar = tarfile.open(path)  # kept open while reading
+    members = {m.name.lstrip("./"): m for m in tar.getmembers() if m.isfile()}
 
   def read_tar(relative: str) -> bytes:
-    return tar.extractfile(members[f"{ROOT}/{relative}"]).read()
+    name = f"{ROOT}/{relative}"
+    if name not in members:
+      raise UserError(f"{path} has no {name}: not the VOC 2012 trainval tar")
+    return archives.read_tar_member(tar, members[name], f"{path}:{name}")
   return read_tar
 
 
@@ -104,15 +109,19 @@ def read_examples(manual_dir: str, size: int
   read = file_reader(manual_dir)
   names = {}
   for split, list_file in SPLIT_FILES:
-    text = read(f"ImageSets/Segmentation/{list_file}").decode()
+    relative = f"ImageSets/Segmentation/{list_file}"
+    with archives.reading(f"{manual_dir}: {relative}"):
+      text = read(relative).decode()
     names[split] = [line.split()[0] for line in text.splitlines() if line.strip()]
 
   def examples(split_names, offset):
     for i, name in enumerate(split_names):
-      image = decode_image(read(f"JPEGImages/{name}.jpg"))
-      mask = decode_mask(read(f"SegmentationClass/{name}.png"))
+      image = decode_image(read(f"JPEGImages/{name}.jpg"), f"VOC JPEGImages/{name}.jpg")
+      mask = decode_mask(read(f"SegmentationClass/{name}.png"),
+                         f"VOC SegmentationClass/{name}.png")
       if image.shape[:2] != mask.shape:
-        raise ValueError(f"VOC {name}: image {image.shape[:2]} vs mask {mask.shape}")
+        raise UserError(f"VOC {name}: image {image.shape[:2]} and mask "
+                        f"{mask.shape} differ in size")
       yield (offset + i, *resize_pair(image, mask, size))
   return {"train": examples(names["train"], 0),
           "test": examples(names["test"], len(names["train"]))}
@@ -169,10 +178,11 @@ def _read_split(builder, split: str) -> Split:
 
 
 def load(data_dir: Optional[str] = None, manual_dir: Optional[str] = None,
-         image_size: int = 64) -> dict[str, Split]:
+         image_size: int = 64, accept_archives=()) -> dict[str, Split]:
   """Prepares once (array_record under data_dir) and reads {"train", "test"}.
 
-  Labels are uint8 masks [N,S,S] with 255 = ignore.
+  Labels are uint8 masks [N,S,S] with 255 = ignore. ``accept_archives``:
+  SHA-256s of a non-official tar to prepare anyway.
   """
   from jaxunlearn.data import _quiet_tfds, default_data_dir
   tfds_lib = _quiet_tfds()
@@ -185,6 +195,10 @@ def load(data_dir: Optional[str] = None, manual_dir: Optional[str] = None,
     message = missing_message(manual_dir, data_dir)
     if message:
       raise UserError(message)
-    builder.download_and_prepare(download_config=tfds_lib.download.DownloadConfig(
-        manual_dir=manual_dir, try_download_gcs=False))
+    if not os.path.isdir(os.path.join(manual_dir, ROOT)):
+      archives.verify("voc2012", manual_dir, accept_archives)
+    with archives.restore_on_failure(data_dir, (
+        builder.data_dir, os.path.join(data_dir, "downloads", "extracted"))):
+      builder.download_and_prepare(download_config=tfds_lib.download.DownloadConfig(
+          manual_dir=manual_dir, try_download_gcs=False))
   return {split: _read_split(builder, split) for split, _ in SPLIT_FILES}

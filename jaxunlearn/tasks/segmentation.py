@@ -303,7 +303,7 @@ def load_data(cfg) -> tuple[dict, dict]:
   if name in ("voc2012", "voc"):
     from jaxunlearn.data import voc
     splits = voc.load(cfg.data_dir or None, cfg.manual_dir or None,
-                      seg.image_size)
+                      seg.image_size, cfg.get("accept_archives", ""))
     size = seg.image_size
     return dict(name="voc2012", num_classes=voc.NUM_CLASSES,
                 image_shape=(size, size, 3), mean=voc.MEAN, std=voc.STD), splits
