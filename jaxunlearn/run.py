@@ -136,7 +136,8 @@ def run(cfg: ml_collections.ConfigDict, workdir: str,
   mesh = parallel.make_mesh(cfg.num_devices or None)
   spec, splits = load_dataset(cfg.dataset, cfg.data_dir or None,
                               cfg.manual_dir or None,
-                              lazy_above_mb=cfg.get("lazy_above_mb", 2048))
+                              lazy_above_mb=cfg.get("lazy_above_mb", 2048),
+                              accept_archives=cfg.get("accept_archives", ""))
   root = jax.random.key(cfg.seed)
   split_key, pretrain_key, retrain_key, unlearn_key = jax.random.split(root, 4)
   extras = {}

@@ -197,6 +197,17 @@ def test_the_cli_refuses_the_issue_archive_in_one_line(tmp_path, capsys):
   err = capsys.readouterr().err
   assert code == 2 and len(err.strip().splitlines()) == 1, err
   assert "cifar-10-python.tar.gz" in err and not marker.exists()
+  # Accepted by its digest (the switch reaches run's data loading), the
+  # archive is read, and the unpickler refuses the payload.
+  code = cli.main(["run", "--workdir", str(tmp_path / "w"),
+                   "--config.dataset=cifar10", f"--config.manual_dir={manual}",
+                   f"--config.data_dir={tmp_path / 'data'}", "--config.progress=False",
+                   "--config.accept_archives="
+                   + _sha256((manual / "cifar-10-python.tar.gz").read_bytes())])
+  err = capsys.readouterr().err
+  assert code == 2 and len(err.strip().splitlines()) == 1, err
+  assert "data_batch_1" in err and "checksum" not in err.lower()
+  assert not marker.exists()
 
 
 def _python2_style(pickled: bytes) -> bytes:
