@@ -13,7 +13,7 @@ Two attacks, with a check of whether each has learned anything:
   when members and non-members both have confidence near 1 (a model that
   generalises), its verdict on low-confidence D_f samples, which lie far
   outside the data it was fit on, flips with last-bit differences between
-  CPUs (0.000 on one machine, 0.993 on another for the same retrained model).
+  CPUs and with which retain samples the shadow set draws.
   SalUn's code reports ``1 -`` this value ("MIA-efficacy" there is the
   fraction predicted non-member).
 - ``threshold_mia`` (``mia_threshold``): member iff the logit-scaled
