@@ -323,3 +323,31 @@ def test_stock_tfds_tfrecord_is_read_when_tensorflow_is_installed(tmp_path, monk
     expected = sorted(rows, key=lambda i: i % 10)  # labels are distinct per split
     np.testing.assert_array_equal(split.labels[order], [i % 10 for i in expected])
     np.testing.assert_array_equal(split.images[order], images[expected])
+
+
+def test_fashion_mnist_is_found_where_the_debian_package_puts_it(tmp_path, monkeypatch):
+  """With no manual dir, a system folder holding the four idx files (as
+  dataset-fashion-mnist installs them) is used; without one, the offline
+  error names the install command."""
+  import dataclasses
+  from jaxunlearn import data as data_lib
+  system = tmp_path / "usr-share"
+  system.mkdir()
+  tr, te = _images(5, 28, 28, 1), _images(3, 28, 28, 1)
+  ltr, lte = np.arange(5, dtype=np.uint8), np.arange(3, dtype=np.uint8)
+  for fname, arr in zip(("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+                         "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+                        (tr[..., 0], ltr, te[..., 0], lte)):
+    _idx(system / fname, arr)
+  spec = data_lib.DATASETS.get("fashion_mnist")
+  assert spec.system_dirs == ("/usr/share/datasets/fashion-mnist",)
+  monkeypatch.setitem(data_lib.DATASETS._items, "fashion_mnist", dataclasses.replace(
+      spec, system_dirs=(str(tmp_path / "absent"), str(system))))
+  monkeypatch.setattr(data_lib, "_reachable", lambda url: False)
+  _, splits = load_dataset("fashion_mnist", str(tmp_path / "data"))
+  _check(splits["train"], tr, ltr, 0)
+  _check(splits["test"], te, lte, 5)
+  monkeypatch.setitem(data_lib.DATASETS._items, "fashion_mnist", dataclasses.replace(
+      spec, system_dirs=(str(tmp_path / "absent"),)))
+  with pytest.raises(UserError, match="apt-get install dataset-fashion-mnist"):
+    load_dataset("fashion_mnist", str(tmp_path / "data2"))

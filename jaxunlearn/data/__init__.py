@@ -40,6 +40,10 @@ class DatasetSpec:
   embedded: bool = False  # ships with an installed package: never downloads
   tfds_name: str = ""  # stock tfds name: a tfrecord copy is read if TF is installed
   options: tuple = ()  # (key, default) builder options, set as name:key=value
+  # Folders a system package installs the manual files into, searched when
+  # they are not in the manual dir, and the command that installs them.
+  system_dirs: tuple[str, ...] = ()
+  install_hint: str = ""
 
 
 DATASETS: Registry[DatasetSpec] = Registry("dataset")
@@ -128,8 +132,10 @@ def prepare(spec: DatasetSpec, data_dir: str,
                          **(options or {}))
   if builder.is_prepared():
     return builder
-  manual_dir = os.path.expanduser(
-      manual_dir or os.path.join(data_dir, "downloads", "manual", spec.name))
+  if not manual_dir:
+    manual_dir = _system_copy(spec) or os.path.join(data_dir, "downloads",
+                                                    "manual", spec.name)
+  manual_dir = os.path.expanduser(manual_dir)
   if not spec.embedded:
     # "a|b": either file will do (e.g. a folder or its zip)
     missing = [f.replace("|", " (or ") + ")" * ("|" in f) for f in spec.manual_files
@@ -138,9 +144,10 @@ def prepare(spec: DatasetSpec, data_dir: str,
     if missing:
       online = spec.urls and all(_reachable(u) for u in spec.urls)
       if not online:
+        install = f"`{spec.install_hint}`, or " if spec.install_hint else ""
         raise UserError(
             f"dataset {spec.name!r} is not prepared in {data_dir} and cannot be "
-            f"downloaded (offline); put {', '.join(missing)} in {manual_dir} "
+            f"downloaded (offline); {install}put {', '.join(missing)} in {manual_dir} "
             f"(from {', '.join(spec.urls) or 'the dataset authors'}) and run again")
       _download(spec, manual_dir)
   archives.verify(spec.name, manual_dir, accept_archives)
@@ -152,6 +159,15 @@ def prepare(spec: DatasetSpec, data_dir: str,
       builder.data_dir, os.path.join(data_dir, "downloads", "extracted"))):
     builder.download_and_prepare(download_config=config)
   return builder
+
+
+def _system_copy(spec: DatasetSpec) -> Optional[str]:
+  """The first of ``spec.system_dirs`` that holds every manual file."""
+  for folder in spec.system_dirs:
+    if all(any(os.path.exists(os.path.join(folder, a)) for a in f.split("|"))
+           for f in spec.manual_files):
+      return folder
+  return None
 
 
 def _download(spec: DatasetSpec, manual_dir: str) -> None:
@@ -272,7 +288,9 @@ DATASETS.add("fashion_mnist", DatasetSpec(
     image_shape=(28, 28, 1), mean=(0.2860,), std=(0.3530,), crop_padding=2,
     flip=True, urls=tuple(
         "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/" + f
-        for f in _IDX), manual_files=_IDX, tfds_name="fashion_mnist"))
+        for f in _IDX), manual_files=_IDX, tfds_name="fashion_mnist",
+    system_dirs=("/usr/share/datasets/fashion-mnist",),
+    install_hint="apt-get install dataset-fashion-mnist"))
 DATASETS.add("svhn", DatasetSpec(
     name="svhn", builder=_builder("Svhn"), num_classes=10, image_shape=(32, 32, 3),
     mean=(0.4377, 0.4438, 0.4728), std=(0.1980, 0.2010, 0.1970), crop_padding=4,
