@@ -294,6 +294,37 @@ def test_salun_unlearn_keeps_non_salient_weights_and_matches_the_mask(monkeypatc
   assert moved > 0
 
 
+def test_salun_released_loop_resumes_bit_identical(tmp_path, monkeypatch):
+  """Stopped after 2 of 3 epochs (its checkpoints kept), the loop resumes:
+  it trains only the third epoch and ends where an uninterrupted run ends."""
+  model, variables = _tiny()
+  task = _task(model, variables, _split(6, seed=6), _split(10, seed=7, offset=6))
+  cfg = salun.default_config()
+  cfg.update(epochs=3, batch_size=4)
+  straight = salun.unlearn(task._replace(checkpoint_dir=str(tmp_path / "a")), cfg,
+                           jax.random.key(3))
+  resumed_task = task._replace(checkpoint_dir=str(tmp_path / "b"))
+  salun.unlearn(resumed_task, dict_replace(cfg, epochs=2), jax.random.key(3))
+  passes = []
+  run_epochs = loop.run_epochs
+  monkeypatch.setattr(loop, "run_epochs",
+                      lambda *a, **k: passes.append(k["desc"]) or run_epochs(*a, **k))
+  resumed = salun.unlearn(resumed_task, cfg, jax.random.key(3))
+  assert passes == ["salun forget", "salun retain"]  # epoch 2 only
+  monkeypatch.setattr(loop, "run_epochs", run_epochs)
+  for a, b in zip(jax.tree.leaves(straight), jax.tree.leaves(resumed)):
+    np.testing.assert_array_equal(a, b)
+  once = salun.unlearn(task, dict_replace(cfg, epochs=1), jax.random.key(3))
+  assert any(not np.array_equal(a, b) for a, b in
+             zip(jax.tree.leaves(once), jax.tree.leaves(resumed)))
+
+
+def dict_replace(cfg, **changes):
+  out = ml_collections.ConfigDict(cfg.to_dict())
+  out.update(changes)
+  return out
+
+
 def test_salun_defaults_are_the_authors():
   cfg = salun.default_config()
   assert (cfg.lr, cfg.epochs, cfg.fraction, cfg.batch_size, cfg.momentum,

@@ -38,6 +38,7 @@ import ml_collections
 import numpy as np
 import optax
 
+from jaxunlearn import checkpoint as ckpt_lib
 from jaxunlearn import loop, parallel
 from jaxunlearn.errors import UserError
 from jaxunlearn.losses import cross_entropy, weighted_mean
@@ -120,13 +121,22 @@ def compute_mask(task, cfg):
 
 
 def _released(task, cfg, key, tx):
+  """RL.py's loop; with ``task.checkpoint_dir`` the state is saved after
+  every epoch and a later call resumes after the last saved one (each
+  phase's key depends only on the epoch, so a resumed run ends bit-identical)."""
   state = _common.MethodState(TrainState.create(task.variables, tx), {})
+  mngr, first_epoch = None, 0
+  if task.checkpoint_dir:
+    mngr = ckpt_lib.manager(task.checkpoint_dir)
+    if mngr.latest_step() is not None:
+      state, meta = ckpt_lib.restore(mngr, jax.tree.map(loop.ocp_abstract, state))
+      first_epoch = int(meta["epoch"]) + 1
   steps = {name: parallel.jit_step(_common.make_step(task.model, tx, loss), task.mesh)
            for name, loss in (("forget", random_label_loss(task.num_classes)),
                               ("retain", random_label.loss_fn))}
   augment = task.augment if cfg.augment else loop.Augment()
   on_epoch_end = epoch_callback(task, lambda s: s.train.variables)
-  for epoch in range(cfg.epochs):
+  for epoch in range(first_epoch, cfg.epochs):
     for i, (name, split) in enumerate((("forget", task.data.forget),
                                        ("retain", task.data.retain))):
       state = loop.run_epochs(steps[name], state, split, batch_size=cfg.batch_size,
@@ -135,6 +145,8 @@ def _released(task, cfg, key, tx):
                               desc=f"salun {name}", progress=task.progress)
     if on_epoch_end is not None:
       on_epoch_end(epoch, state)
+    if mngr is not None:
+      ckpt_lib.save(mngr, epoch, state, {"epoch": epoch})
   return jax.device_get(state.train.variables)
 
 
