@@ -15,6 +15,7 @@ import time
 
 import jax
 import ml_collections
+import numpy as np
 
 from jaxunlearn import checkpoint as ckpt_lib
 from jaxunlearn import loop, parallel
@@ -274,7 +275,6 @@ def run(cfg: ml_collections.ConfigDict, workdir: str,
 def trees_equal(a, b) -> bool:
   """Whether two variable trees hold the same structure and bit-identical
   arrays (one host copy of each leaf, once per run)."""
-  import numpy as np
   leaves_a, tree_a = jax.tree.flatten(a)
   leaves_b, tree_b = jax.tree.flatten(b)
   return tree_a == tree_b and all(
