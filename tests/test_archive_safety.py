@@ -335,17 +335,6 @@ def test_the_published_table_covers_the_known_archives():
         int(d.hexdigest, 16)
 
 
-def test_debian_fashion_mnist_verifies_when_installed():
-  # dataset-fashion-mnist recompresses the official files: the .gz digests
-  # differ from tfds', the decompressed bytes are the published data.
-  folder = "/usr/share/datasets/fashion-mnist"
-  if not os.path.isdir(folder):
-    pytest.skip("apt-get install dataset-fashion-mnist")
-  archives.verify("fashion_mnist", folder)
-  with pytest.raises(UserError, match="accept_archives"):
-    archives.verify("mnist", folder)
-
-
 # ------------------------------------------------------ malformed archives
 
 def _truncated(data: bytes) -> bytes:
