@@ -46,8 +46,9 @@ import torch
 
 from jaxunlearn import loop, parallel
 from jaxunlearn.config import load_file
-from jaxunlearn.data import load_dataset, pipeline
-from jaxunlearn.data.pipeline import Split
+from jaxunlearn import batches
+from jaxunlearn.data import load_dataset
+from jaxunlearn.batches import Split
 from jaxunlearn.data.splits import random_forget_split
 from jaxunlearn.methods import UnlearnTask, dlfd
 from jaxunlearn.metrics import forgetting
@@ -81,8 +82,8 @@ def torch_run(net, data, cfg, key, mean, std):
             torch.from_numpy(test.labels[val_idx].astype(np.int64)))
   retain, forget = data.retain, data.forget
   b = cfg.batch_size
-  order = pipeline.epoch_order(order_key, 0, len(retain))
-  total = pipeline.num_batches(len(retain), b)
+  order = batches.epoch_order(order_key, 0, len(retain))
+  total = batches.num_batches(len(retain), b)
   gate_time, gate_calls, synth, best_acc, best_state = 0.0, 0, 0, -1.0, None
 
   def gate():
@@ -102,7 +103,7 @@ def torch_run(net, data, cfg, key, mean, std):
       best_acc, best_state = val_acc, copy.deepcopy(net.state_dict())
 
   start = time.perf_counter()
-  for step, host in enumerate(pipeline.iterate(retain, b, order)):
+  for step, host in enumerate(batches.iterate(retain, b, order)):
     t = time.perf_counter()
     score, val_acc = gate()
     gate_time += time.perf_counter() - t
@@ -201,8 +202,7 @@ def main():
       mesh = parallel.make_mesh(devices)
       task = UnlearnTask(model, original, data, spec.num_classes, spec.image_shape,
                          mesh, loop.Augment(), config.train, progress=False)
-      stats = {}
-      variables = dlfd.unlearn(task, cfg, unlearn_key, stats)
+      variables, stats = dlfd.unlearn(task, cfg, unlearn_key)
       runs.append(dict(seed=seed, framework="jaxunlearn", devices=devices,
                        **{k: stats[k] for k in ("wall_time", "gate_time", "gate_calls",
                                                 "synth_steps", "steps", "selected")},

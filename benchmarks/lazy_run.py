@@ -6,7 +6,7 @@ library's own builder, then measures:
 
 1. the lazy read path ``run.py`` uses above ``config.lazy_above_mb``:
    images/s of padded batches read from the array_record files and decoded
-   (``pipeline.in_order``, background read-ahead), against the ResNet-18 train
+   (``batches.in_order``, background read-ahead), against the ResNet-18 train
    step's images/s from ``benchmarks/results/step_vs_torch.json``;
    and the growth of resident memory over that epoch;
 2. the peak resident memory of two whole ``jaxunlearn run`` jobs on it (fine-
@@ -63,12 +63,13 @@ def rss_mib() -> float:
 
 def read_throughput(data_dir: str) -> dict:
   """One epoch of lazy batches: images/s and resident-memory growth."""
-  from jaxunlearn.data import load_dataset, pipeline
+  from jaxunlearn import batches
+  from jaxunlearn.data import load_dataset
   _, splits = load_dataset("cifar10", data_dir, lazy_above_mb=0)
   train = splits["train"]
   before = peak = rss_mib()
   start, count = time.perf_counter(), 0
-  for batch in pipeline.in_order(train, 256):
+  for batch in batches.in_order(train, 256):
     count += int(batch["mask"].sum())
     peak = max(peak, rss_mib())
   return {"lazy_images_per_s": count / (time.perf_counter() - start),

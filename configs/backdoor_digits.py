@@ -16,17 +16,15 @@ the target: ASR < 0.1, clean within 0.03); DELETE 0.873 / 0.004 (removes the
 backdoor but, seeing only samples labelled 0, also unlearns clean class 0);
 DELETE with retain_weight=1 0.965 / 0.539.
 """
-import ml_collections
-
 from jaxunlearn.config import get_config as base_config
 from jaxunlearn.config import tuned_section
+from jaxunlearn.tasks import backdoor
 
 
 def get_config(method: str = "delete"):
   config = base_config()
-  config.backdoor = ml_collections.ConfigDict(dict(
-      enabled=True, fraction=0.1, target=0, size=2, position="bottom_right",
-      value=255))
+  config.task = "backdoor"
+  config.backdoor = backdoor.default_config()  # 10%, 2x2 white patch, label 0
   config.method = method
   config[method] = tuned_section(method, "digits")
   config.eval.evaluators = tuple(config.eval.evaluators) + ("backdoor",)

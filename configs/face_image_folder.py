@@ -23,6 +23,7 @@ def get_config(image_size: str = "48"):
   config.dataset = f"image_folder:image_size={int(image_size)}"
   config.model.name = "face_cnn"
   config.face = faces.default_config()
+  config.eval.evaluators = ("accuracy", "face_verification")
   config.face.update(margin="arcface", s=32.0, m=0.4)
   config.forget.kind = "identity"
   config.forget.classes = (0,)

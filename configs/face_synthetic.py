@@ -19,6 +19,7 @@ def get_config(identities: str = "0,1,2,3"):
   config.dataset = "synthetic_faces"
   config.model.name = "face_cnn"
   config.face = faces.default_config()
+  config.eval.evaluators = ("accuracy", "face_verification")
   config.face.margin = "arcface"
   config.face.s = 16.0
   config.face.m = 0.3

@@ -29,6 +29,7 @@ def get_config(identities: str = "0"):
   config.model.name = "iresnet50"
   config.model.head = "cosine"
   config.face = faces.default_config()
+  config.eval.evaluators = ("accuracy", "face_verification")
   config.face.update(margin="arcface", s=64.0, m=0.5, num_identities=100,
                      train_per_identity=400, test_per_identity=100)
   config.forget.kind = "identity"

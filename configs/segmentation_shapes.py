@@ -27,6 +27,9 @@ def get_config():
   config.forget.kind = "class"
   config.forget.classes = (2,)
   config.segmentation = segmentation.default_config()
+  # Per-pixel metrics; the per-image evaluators (accuracy, MIA) do not apply.
+  config.eval.evaluators = ("segmentation",)
+  config.eval.gap_metrics = ("forget_iou", "retain_miou")
   config.train.update(dict(epochs=12, batch_size=32, lr=0.05, momentum=0.9,
                            weight_decay=5e-4, schedule="cosine",
                            augment=False, checkpoint_every=4))

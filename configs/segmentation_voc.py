@@ -34,8 +34,11 @@ def get_config():
   config.forget.kind = "class"
   config.forget.classes = (15,)  # person
   config.segmentation = segmentation.default_config()
+  # Per-pixel metrics; the per-image evaluators (accuracy, MIA) do not apply.
+  config.eval.evaluators = ("segmentation",)
+  config.eval.gap_metrics = ("forget_iou", "retain_miou")
   config.segmentation.image_size = 128
-  config.segmentation.eval_batch_size = 32
+  config.eval.batch_size = 32
   config.train.update(dict(epochs=60, batch_size=16, lr=0.05, momentum=0.9,
                            weight_decay=1e-4, schedule="cosine", augment=False,
                            checkpoint_every=5))

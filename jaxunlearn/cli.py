@@ -24,10 +24,33 @@ def _print_names(kind: str) -> None:
   if kind == "methods":
     from jaxunlearn.methods import METHODS as registry
   elif kind == "datasets":
-    from jaxunlearn.data import DATASETS as registry
+    print(_datasets_table())
+    return
   else:
     from jaxunlearn.models import MODELS as registry
   print("\n".join(registry.names()))
+
+
+def _datasets_table() -> str:
+  """Every dataset a run can name: the registered ones (classification,
+  backdoor; identity sets for the face task) and those a task reads itself."""
+  from jaxunlearn.data import DATASETS
+  from jaxunlearn.tasks import TASKS
+  rows = []
+  for name in DATASETS.names():
+    spec = DATASETS.get(name)
+    identities = spec.num_classes == 0
+    rows.append((name, "per data" if identities else str(spec.num_classes),
+                 "x".join(str(d) for d in spec.image_shape),
+                 "face" if identities else "classification, backdoor",
+                 ", ".join(f"{k}={v}" for k, v in spec.options)))
+  for task_name in TASKS.names():
+    for name, classes, shape, note in TASKS.get(task_name).datasets:
+      rows.append((name, str(classes), shape, task_name, note))
+  header = ("dataset", "classes", "shape", "tasks", "options / notes")
+  widths = [max(len(r[i]) for r in rows + [header]) for i in range(4)]
+  line = lambda r: "  ".join(f"{v:<{w}}" for v, w in zip(r[:4], widths)) + "  " + r[4]
+  return "\n".join([line(header)] + [line(r) for r in sorted(rows)]).rstrip()
 
 
 def _load_config(argv: list[str]):

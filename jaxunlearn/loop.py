@@ -18,8 +18,8 @@ from jax.sharding import Mesh
 
 from jaxunlearn import checkpoint as ckpt_lib
 from jaxunlearn import parallel
-from jaxunlearn.data import pipeline
-from jaxunlearn.data.pipeline import Split
+from jaxunlearn import batches
+from jaxunlearn.batches import Split
 from jaxunlearn.errors import UserError
 
 
@@ -47,10 +47,10 @@ def order_key(key: jax.Array) -> jax.Array:
 def _augmenter(mesh: Mesh, augment: Augment) -> Callable:
   def fn(key, batch):
     key, paired_key = jax.random.split(key)
-    out = dict(batch, image=pipeline.augment_images(
+    out = dict(batch, image=batches.augment_images(
         key, batch["image"], augment.crop_padding, augment.flip))
     if "paired" in batch:
-      out["paired"] = dict(batch["paired"], image=pipeline.augment_images(
+      out["paired"] = dict(batch["paired"], image=batches.augment_images(
           paired_key, batch["paired"]["image"], augment.crop_padding, augment.flip))
     return out
   return jax.jit(fn, in_shardings=(parallel.replicated(mesh),
@@ -113,7 +113,7 @@ def run_epochs(step: Callable, state: Any, split: Split, *, batch_size: int,
       state, saved_meta = ckpt_lib.restore(mngr, abstract)
       start_epoch = int(saved_meta["epoch"]) + 1
   state = parallel.replicate(state, mesh)
-  steps_per_epoch = pipeline.num_batches(len(split), batch_size, drop_remainder)
+  steps_per_epoch = batches.num_batches(len(split), batch_size, drop_remainder)
   if start_epoch >= epochs:
     return state
   bar = _progress(desc, (epochs - start_epoch) * steps_per_epoch, progress)
@@ -121,17 +121,17 @@ def run_epochs(step: Callable, state: Any, split: Split, *, batch_size: int,
   metrics = {}
   for epoch in range(start_epoch, epochs):
     worst = jnp.zeros((), jnp.float32)
-    order = pipeline.epoch_order(order_key(key), epoch, len(split), shuffle)
+    order = batches.epoch_order(order_key(key), epoch, len(split), shuffle)
 
     def host_batches(epoch=epoch, order=order):  # read ahead in a thread
-      for b, host_batch in enumerate(pipeline.iterate(split, batch_size, order,
+      for b, host_batch in enumerate(batches.iterate(split, batch_size, order,
                                                       drop_remainder)):
         if paired is not None:
           host_batch["paired"] = _paired_batch(
               paired, paired_batch_size or batch_size, key,
               epoch * steps_per_epoch + b)
         yield host_batch
-    for b, host_batch in enumerate(pipeline.prefetch(host_batches())):
+    for b, host_batch in enumerate(batches.prefetch(host_batches())):
       aug_key, step_key = batch_keys(key, epoch, b)
       batch = parallel.shard_batch(host_batch, mesh)
       if augmenter is not None:
@@ -167,10 +167,10 @@ def _paired_batch(split: Split, batch_size: int, key: jax.Array,
   index = np.empty(batch_size, np.int64)
   paired_key = jax.random.fold_in(key, 2)
   for p in np.unique(passes):
-    order = pipeline.epoch_order(paired_key, int(p), n)
+    order = batches.epoch_order(paired_key, int(p), n)
     sel = passes == p
     index[sel] = order[positions[sel] % n]
-  return pipeline.make_batch(split, index, batch_size)
+  return batches.make_batch(split, index, batch_size)
 
 
 def ocp_abstract(x):

@@ -1,6 +1,8 @@
 """config -> data -> original & retrained models -> unlearn -> evaluate -> report.
 
-``run(config, workdir)`` is the library's main job. Everything expensive is
+``run(config, workdir)`` is the library's main job, the same for every task
+(``config.task``: a ``tasks.Task`` record says how to load its data, build
+and train its model, and which methods apply). Everything expensive is
 checkpointed under ``workdir/checkpoints/<phase>-<fingerprint>`` (the
 fingerprint hashes whatever determines the result), so a second run reuses
 the trained models and a killed run resumes.
@@ -8,7 +10,6 @@ the trained models and a killed run resumes.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import os
 import time
@@ -18,25 +19,17 @@ import ml_collections
 import numpy as np
 
 from jaxunlearn import checkpoint as ckpt_lib
-from jaxunlearn import loop, parallel
+from jaxunlearn import parallel
 from jaxunlearn.aggregate import flatten
-from jaxunlearn.data import load_dataset, resolve as resolve_dataset
-from jaxunlearn.data.splits import (ids_forget_split, make_forget_split,
-                                    save_forget_ids)
+from jaxunlearn.data.splits import save_forget_ids
 from jaxunlearn.errors import UserError
-from jaxunlearn.evaluate import EVALUATORS, EvalContext, evaluate
 from jaxunlearn.methods import METHODS, UnlearnTask
-from jaxunlearn.models import MODELS, get_model
-from jaxunlearn.tasks import backdoor
+from jaxunlearn.metrics import evaluators as evaluators_lib
+from jaxunlearn.metrics.evaluators import EvalContext, evaluate
+from jaxunlearn.tasks import TASKS, task_name
 from jaxunlearn.train import train_model
 
 MODEL_ROLES = ("original", "unlearned", "retrained")
-# config.task -> the module whose ``run(cfg, workdir, log)`` does the job.
-# "classification" (class / subset / instance / backdoor forgetting) is here.
-TASKS = {
-    "segmentation": "jaxunlearn.tasks.segmentation",
-    "face": "jaxunlearn.tasks.faces",
-}
 METRIC_KEYS = ("forget_acc", "retain_acc", "test_acc", "test_forget_acc",
                "test_retain_acc", "mia_efficacy", "mia_threshold")
 
@@ -61,38 +54,42 @@ def as_dict(c) -> dict:
 
 def validate(cfg: ml_collections.ConfigDict) -> None:
   """Fails fast (before any data or training) on names that do not exist."""
-  METHODS.get(cfg.method)
-  resolve_dataset(cfg.dataset)
-  MODELS.get(cfg.model.name)
+  task = TASKS.get(task_name(cfg))
+  task.check(cfg)
+  evaluators_lib.check(run_evaluators(cfg, task.method(cfg, cfg.method)),
+                       task.name)
 
 
-def run_evaluators(cfg: ml_collections.ConfigDict) -> tuple[str, ...]:
+def run_evaluators(cfg: ml_collections.ConfigDict, method=None) -> tuple[str, ...]:
   """config.eval.evaluators, then those of the method's paper not yet in it
   (unless config.eval.method_evaluators is False)."""
   names = tuple(cfg.eval.evaluators)
+  method = METHODS.get(cfg.method) if method is None else method
   if cfg.eval.get("method_evaluators", True):
-    names += tuple(e for e in METHODS.get(cfg.method).evaluators if e not in names)
+    names += tuple(e for e in method.evaluators if e not in names)
   return names
 
 
 def timed_phase(directory: str, fn):
-  """Runs ``fn(checkpoint_dir)`` and records its wall time once it finishes.
+  """Runs ``fn(checkpoint_dir) -> (result, stats)`` and records its wall time
+  and stats once it finishes: ((result, stats), seconds).
 
   A finished phase restored from its checkpoint (a record and a numbered
-  checkpoint step in ``directory``) reports the time it originally took; a
-  phase that keeps no checkpoint (DLFD and L2UL recompute) ran again,
-  so its new time is recorded and reported."""
+  checkpoint step in ``directory``) reports the time and stats it originally
+  had; a phase that keeps no checkpoint (DLFD and L2UL recompute) ran again,
+  so its new time and stats are recorded and reported."""
   record = directory + ".json"
   reused = os.path.exists(record) and os.path.isdir(directory) and any(
       name.isdigit() for name in os.listdir(directory))
   start = time.perf_counter()
-  result = fn(directory)
+  result, stats = fn(directory)
   if reused:
     with open(record) as f:
-      return result, json.load(f)["seconds"]
+      saved = json.load(f)
+    return (result, saved.get("stats", stats)), saved["seconds"]
   seconds = time.perf_counter() - start
-  ckpt_lib.write_json(record, {"seconds": seconds})
-  return result, seconds
+  ckpt_lib.write_json(record, {"seconds": seconds, "stats": stats})
+  return (result, stats), seconds
 
 
 def use_compilation_cache(directory: str) -> None:
@@ -117,66 +114,44 @@ def _model_kwargs(cfg) -> dict:
 
 def run(cfg: ml_collections.ConfigDict, workdir: str,
         log=print) -> dict:
-  """The full job; returns the report (also written to workdir/report.json)."""
+  """The full job for any task; returns the report (also written to
+  workdir/report.json)."""
   use_compilation_cache(cfg.get("compilation_cache_dir", ""))
   parallel.configure_cpu(cfg.get("cpu_devices", 0),
                          cfg.get("cpu_ynn_fusions", "auto"))
-  task = cfg.get("task", "classification")
-  if task != "classification":
-    if task not in TASKS:
-      raise UserError(f"unknown task {task!r}; use classification, "
-                      + ", ".join(TASKS))
-    return importlib.import_module(TASKS[task]).run(cfg, workdir, log=log)
   if cfg.get("distributed", False):  # must precede any other JAX call
     parallel.initialize_distributed()
-  validate(cfg)
-  evaluators = run_evaluators(cfg)
-  for name in evaluators:
-    EVALUATORS.get(name)
+  task = TASKS.get(task_name(cfg))
+  task.check(cfg)
+  method = task.method(cfg, cfg.method)
+  evaluators = run_evaluators(cfg, method)
+  evaluators_lib.check(evaluators, task.name)
   os.makedirs(workdir, exist_ok=True)
   mesh = parallel.make_mesh(cfg.num_devices or None)
-  spec, splits = load_dataset(cfg.dataset, cfg.data_dir or None,
-                              cfg.manual_dir or None,
-                              lazy_above_mb=cfg.get("lazy_above_mb", 2048),
-                              accept_archives=cfg.get("accept_archives", ""))
-  root = jax.random.key(cfg.seed)
-  split_key, pretrain_key, retrain_key, unlearn_key = jax.random.split(root, 4)
-  extras = {}
-  if cfg.get("backdoor") is not None and cfg.backdoor.enabled:
-    # The poisoned samples are the forget set; the original model is trained
-    # on the poisoned data, the retrained one on the clean rest.
-    trigger = backdoor.Trigger(cfg.backdoor.size, cfg.backdoor.position,
-                               cfg.backdoor.value)
-    poisoned, poisoned_ids = backdoor.poison(
-        splits["train"], cfg.backdoor.fraction, cfg.backdoor.target, trigger,
-        jax.random.fold_in(root, 7), spec.num_classes)
-    splits = dict(splits, train=poisoned)
-    data = ids_forget_split(poisoned, splits["test"], poisoned_ids)
-    forget_spec = dict(kind="backdoor", backdoor=as_dict(cfg.backdoor))
-    extras["backdoor"] = (backdoor.triggered_test_set(
-        splits["test"], cfg.backdoor.target, trigger), cfg.backdoor.target)
-  else:
-    data = make_forget_split(cfg.forget, splits["train"], splits["test"],
-                             spec.num_classes, split_key)
-    forget_spec = as_dict(cfg.forget)
-  save_forget_ids(os.path.join(workdir, "forget_ids.json"), data, forget_spec)
-  log(f"dataset {spec.name}: |D_f|={len(data.forget)} |D_r|={len(data.retain)} "
-      f"|D_t,f|={len(data.test_forget)} |D_t,r|={len(data.test_retain)}; "
-      f"{mesh.devices.size} device(s)")
+  keys = task.keys(jax.random.key(cfg.seed))
+  loaded = task.load(cfg, jax.random.key(cfg.seed), keys.split)
+  data = loaded.data
+  save_forget_ids(os.path.join(workdir, "forget_ids.json"), data,
+                  loaded.forget_spec)
+  log(f"{task.name} {loaded.dataset}: |D_f|={len(data.forget)} "
+      f"|D_r|={len(data.retain)} |D_t,f|={len(data.test_forget)} "
+      f"|D_t,r|={len(data.test_retain)}; {mesh.devices.size} device(s)")
 
-  model = get_model(cfg.model.name, num_classes=spec.num_classes, mean=spec.mean,
-                    std=spec.std, **_model_kwargs(cfg))
-  augment = (loop.Augment(spec.crop_padding, spec.flip) if cfg.train.augment
-             else loop.Augment())
+  model = task.build_model(cfg, loaded)
+  make_step = task.train_step(cfg)
   ckpt_root = os.path.join(workdir, "checkpoints")
-  base = (spec.name, as_dict(cfg.model), as_dict(cfg.train), cfg.seed)
-  if "backdoor" in extras:
-    base = base + (as_dict(cfg.backdoor),)
+  base = (task.name, loaded.dataset, as_dict(cfg.model), as_dict(cfg.train),
+          cfg.seed) + tuple(task.fingerprint(cfg))
   forget_hash = fingerprint(sorted(int(i) for i in data.forget.ids))
 
-  train = lambda split, key, desc: (lambda d: train_model(
-      model, cfg.train, split, spec.image_shape, key, mesh, augment=augment,
-      checkpoint_dir=d, desc=desc, progress=cfg.progress)[0])
+  def train_from_scratch(split, key, directory, epochs=None, desc="shadow"):
+    recipe = cfg.train if not epochs else ml_collections.ConfigDict(
+        dict(as_dict(cfg.train), epochs=int(epochs)))
+    return train_model(model, recipe, split, loaded.image_shape, key, mesh,
+                       augment=loaded.augment, checkpoint_dir=directory,
+                       desc=desc, progress=cfg.progress, make_step=make_step)[0]
+
+  torch_source = None
   if cfg.original_from:
     from jaxunlearn import torch_io
     if not os.path.isfile(cfg.original_from):
@@ -184,78 +159,66 @@ def run(cfg: ml_collections.ConfigDict, workdir: str,
                       "the path of a PyTorch .pt/.pth state_dict")
     torch_source = torch_io.load_torch_file(cfg.original_from)
     original = torch_io.import_state_dict(model, torch_source,
-                                          image_shape=spec.image_shape,
+                                          image_shape=loaded.image_shape,
                                           where=cfg.original_from)
     t_pretrain = None
     base = base + (fingerprint_file(cfg.original_from),)
   else:
-    original, t_pretrain = timed_phase(
+    (original, _), t_pretrain = timed_phase(
         os.path.join(ckpt_root, f"original-{fingerprint(*base)}"),
-        train(splits["train"], pretrain_key, "pretrain"))
+        lambda d: (train_from_scratch(loaded.train, keys.pretrain, d,
+                                      desc="pretrain"), {}))
   retrained, t_retrain = None, None
   if cfg.with_retrained:
-    retrained, t_retrain = timed_phase(
+    (retrained, _), t_retrain = timed_phase(
         os.path.join(ckpt_root, f"retrained-{fingerprint(*base, forget_hash)}"),
-        train(data.retain, retrain_key, "retrain"))
+        lambda d: (train_from_scratch(data.retain, keys.retrain, d,
+                                      desc="retrain"), {}))
 
-  method = METHODS.get(cfg.method)
   method_cfg = cfg[cfg.method]
   unlearn_dir = os.path.join(ckpt_root, f"unlearn-{cfg.method}-" + fingerprint(
-      *base, forget_hash, as_dict(method_cfg)))
+      *base, forget_hash, as_dict(method_cfg), *task.unlearn_fingerprint(cfg)))
 
   def unlearn_from(variables, forget_data, key, directory):
-    task = UnlearnTask(model=model, variables=variables, data=forget_data,
-                       num_classes=spec.num_classes, image_shape=spec.image_shape,
-                       mesh=mesh, augment=augment, train_config=cfg.train,
-                       checkpoint_dir=directory, progress=cfg.progress)
-    return method.unlearn(task, method_cfg, key)
-  unlearned, t_unlearn = timed_phase(
-      unlearn_dir, lambda d: unlearn_from(original, data, unlearn_key, d))
-  method_stats = None  # what a method chose to record (steps, gate trace, ...)
-  if os.path.exists(os.path.join(unlearn_dir, "method_stats.json")):
-    with open(os.path.join(unlearn_dir, "method_stats.json")) as f:
-      method_stats = json.load(f)
+    """(variables, stats) of the method from ``variables``."""
+    unlearn_task = UnlearnTask(
+        model=model, variables=variables, data=forget_data,
+        num_classes=loaded.num_classes, image_shape=loaded.image_shape,
+        mesh=mesh, augment=loaded.augment, train_config=cfg.train,
+        checkpoint_dir=directory, progress=cfg.progress)
+    return method.unlearn(unlearn_task, method_cfg, key)
+  (unlearned, method_stats), t_unlearn = timed_phase(
+      unlearn_dir, lambda d: unlearn_from(original, data, keys.unlearn, d))
   if cfg.export_torch:
     from jaxunlearn import torch_io
     path = os.path.join(workdir, "unlearned.pth")
     torch_io.save_torch_file(  # with the imported file's key names, if any
-        path + ".tmp", model, unlearned, image_shape=spec.image_shape,
-        template=torch_source if cfg.original_from else None)
+        path + ".tmp", model, unlearned, image_shape=loaded.image_shape,
+        template=torch_source)
     os.replace(path + ".tmp", path)
     log(f"wrote {path}")
 
-  def train_from_scratch(split, key, directory, epochs=None):
-    recipe = cfg.train if not epochs else ml_collections.ConfigDict(
-        dict(as_dict(cfg.train), epochs=int(epochs)))
-    return train_model(model, recipe, split, spec.image_shape, key, mesh,
-                       augment=augment, checkpoint_dir=directory, desc="shadow",
-                       progress=cfg.progress)[0]
-
   audit_dir = os.path.join(ckpt_root, "audit-" + fingerprint(
       *base, forget_hash, as_dict(method_cfg), as_dict(cfg.eval.get("audit", {}))))
-
   start = time.perf_counter()
-  ctx = EvalContext(model=model, models={"original": original,
-                                         "unlearned": unlearned,
-                                         "retrained": retrained},
-                    data=data, mesh=mesh, num_classes=spec.num_classes,
-                    batch_size=cfg.eval.batch_size, seed=cfg.seed,
-                    config=cfg.eval, workdir=workdir,
-                    extras=dict(extras, train_config=cfg.train, augment=augment,
-                                image_shape=spec.image_shape,
-                                # for the shadow models of the audit
-                                train_fn=train_from_scratch,
-                                unlearn_fn=unlearn_from,
-                                audit_dir=audit_dir,
-                                phase_seconds={"pretrain": t_pretrain,
-                                               "retrain": t_retrain,
-                                               "unlearn": t_unlearn}))
+  ctx = EvalContext(
+      model=model, models={"original": original, "unlearned": unlearned,
+                           "retrained": retrained},
+      data=data, mesh=mesh, num_classes=loaded.num_classes,
+      batch_size=cfg.eval.batch_size, seed=cfg.seed, eval_config=cfg.eval,
+      run_config=cfg, workdir=workdir, task=task.name, splits=loaded.splits,
+      train_fn=train_from_scratch,
+      unlearn_fn=lambda *a: unlearn_from(*a)[0],
+      shadow_dir=audit_dir,
+      phase_seconds={"pretrain": t_pretrain, "retrain": t_retrain,
+                     "unlearn": t_unlearn})
   results = evaluate(ctx, evaluators, cfg.eval.gap_metrics)
   t_evaluate = time.perf_counter() - start
 
   report = {
-      "method": cfg.method, "dataset": spec.name, "seed": int(cfg.seed),
-      "forget": dict(forget_spec, size=len(data.forget)),
+      "task": task.name, "method": cfg.method, "dataset": loaded.dataset,
+      "seed": int(cfg.seed), **task.report(cfg),
+      "forget": dict(loaded.forget_spec, size=len(data.forget)),
       "models": results,
       "runtime_s": {"pretrain": t_pretrain, "retrain": t_retrain,
                     "unlearn": t_unlearn, "evaluate": t_evaluate},
@@ -264,7 +227,7 @@ def run(cfg: ml_collections.ConfigDict, workdir: str,
       "rte": (t_retrain / t_unlearn if t_retrain and t_unlearn else None),
       "platform": parallel.describe(),
   }
-  if method_stats is not None:
+  if method_stats:
     report["method_stats"] = method_stats
   report["notes"] = report_notes(report, unchanged=trees_equal(original, unlearned),
                                  meant_for=method.forget_kinds)

@@ -1,21 +1,23 @@
-"""Supervised training: the original model and the retrained gold standard.
+"""Training from scratch: the original model and the retrained gold standard.
 
 Both use the same recipe (``config.train``): SGD with momentum and coupled
 weight decay (PyTorch semantics), a learning-rate schedule, the dataset's
-training augmentation, cross-entropy. The retrained model sees only D_r.
+training augmentation, and the task's loss (cross-entropy by default; the
+face task's margin loss, segmentation's pixel cross-entropy). The retrained
+model sees only D_r.
 """
 from __future__ import annotations
 
 import time
-from typing import Optional
+from typing import Callable, Optional
 
 import jax
 import ml_collections
 from jax.sharding import Mesh
 
 from jaxunlearn import loop, parallel
-from jaxunlearn.data import pipeline
-from jaxunlearn.data.pipeline import Split
+from jaxunlearn import batches
+from jaxunlearn.batches import Split
 from jaxunlearn.losses import accuracy_count, cross_entropy, weighted_mean
 from jaxunlearn.state import (TrainState, apply_train, gradient_update,
                               lr_schedule, sgd)
@@ -59,18 +61,20 @@ def train_model(model, train_cfg: ml_collections.ConfigDict, split: Split,
                 image_shape, key: jax.Array, mesh: Mesh, *,
                 augment: loop.Augment = loop.Augment(),
                 checkpoint_dir: Optional[str] = None, desc: str = "train",
-                progress: bool = True) -> tuple[dict, float]:
-  """Trains ``model`` from scratch on ``split``; returns (variables, seconds).
+                progress: bool = True,
+                make_step: Callable = make_supervised_step) -> tuple[dict, float]:
+  """Trains ``model`` from scratch on ``split`` with the step
+  ``make_step(model, tx)`` builds; returns (variables, seconds).
 
   With ``checkpoint_dir`` a finished training is reused and an interrupted
   one resumes.
   """
   start = time.perf_counter()
   init_key, data_key = jax.random.split(key)
-  steps = train_cfg.epochs * pipeline.num_batches(len(split), train_cfg.batch_size)
+  steps = train_cfg.epochs * batches.num_batches(len(split), train_cfg.batch_size)
   tx = make_optimizer(train_cfg, steps)
   state = TrainState.create(init_variables(model, image_shape, init_key), tx)
-  step = parallel.jit_step(make_supervised_step(model, tx), mesh)
+  step = parallel.jit_step(make_step(model, tx), mesh)
   state = loop.run_epochs(step, state, split, batch_size=train_cfg.batch_size,
                           epochs=train_cfg.epochs, key=data_key, mesh=mesh,
                           augment=augment, checkpoint_dir=checkpoint_dir,

@@ -3,7 +3,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxunlearn.data.pipeline import Split
+from jaxunlearn.batches import Split
 from jaxunlearn.errors import UserError
 from jaxunlearn.tasks.backdoor import Trigger, apply_trigger, poison, triggered_test_set
 

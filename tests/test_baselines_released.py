@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from jaxunlearn import loop, parallel
-from jaxunlearn.data.pipeline import Split
-from jaxunlearn.data.splits import ForgetSplit
+from jaxunlearn.batches import Split
+from jaxunlearn.batches import ForgetSplit
 from jaxunlearn.methods import UnlearnTask, _stats, salun, scrub, ssd
 
 
@@ -130,7 +130,7 @@ def test_ssd_unlearn_matches_the_released_pipeline():
   task = _task(model, variables, forget, retain)
   cfg = ssd.default_config()
   cfg.update(batch_size=4, forget_batch_size=8, alpha=1.0, lam=0.5)
-  out = ssd.unlearn(task, cfg, jax.random.key(0))
+  out, _ = ssd.unlearn(task, cfg, jax.random.key(0))
   i_f = _released_importance(variables, forget, 8)
   full = Split(np.concatenate([retain.images, forget.images]),
                np.concatenate([retain.labels, forget.labels]),
@@ -282,7 +282,7 @@ def test_salun_unlearn_keeps_non_salient_weights_and_matches_the_mask(monkeypatc
   compute = salun.compute_mask
   monkeypatch.setattr(salun, "compute_mask",
                       lambda t, c: seen.setdefault("mask", compute(t, c)))
-  out = salun.unlearn(task, cfg, jax.random.key(3))
+  out, _ = salun.unlearn(task, cfg, jax.random.key(3))
   mask = seen["mask"]
   assert sum(int(m.sum()) for m in jax.tree.leaves(mask)) == int(
       sum(m.size for m in jax.tree.leaves(mask)) * 0.5)
@@ -301,20 +301,20 @@ def test_salun_released_loop_resumes_bit_identical(tmp_path, monkeypatch):
   task = _task(model, variables, _split(6, seed=6), _split(10, seed=7, offset=6))
   cfg = salun.default_config()
   cfg.update(epochs=3, batch_size=4)
-  straight = salun.unlearn(task._replace(checkpoint_dir=str(tmp_path / "a")), cfg,
-                           jax.random.key(3))
+  straight, _ = salun.unlearn(task._replace(checkpoint_dir=str(tmp_path / "a")),
+                              cfg, jax.random.key(3))
   resumed_task = task._replace(checkpoint_dir=str(tmp_path / "b"))
   salun.unlearn(resumed_task, dict_replace(cfg, epochs=2), jax.random.key(3))
   passes = []
   run_epochs = loop.run_epochs
   monkeypatch.setattr(loop, "run_epochs",
                       lambda *a, **k: passes.append(k["desc"]) or run_epochs(*a, **k))
-  resumed = salun.unlearn(resumed_task, cfg, jax.random.key(3))
+  resumed, _ = salun.unlearn(resumed_task, cfg, jax.random.key(3))
   assert passes == ["salun forget", "salun retain"]  # epoch 2 only
   monkeypatch.setattr(loop, "run_epochs", run_epochs)
   for a, b in zip(jax.tree.leaves(straight), jax.tree.leaves(resumed)):
     np.testing.assert_array_equal(a, b)
-  once = salun.unlearn(task, dict_replace(cfg, epochs=1), jax.random.key(3))
+  once, _ = salun.unlearn(task, dict_replace(cfg, epochs=1), jax.random.key(3))
   assert any(not np.array_equal(a, b) for a, b in
              zip(jax.tree.leaves(once), jax.tree.leaves(resumed)))
 
@@ -383,7 +383,7 @@ def test_scrub_matches_the_released_loop():
   cfg.update(epochs=3, msteps=2, batch_size=8, forget_batch_size=6, lr=0.05,
              weight_decay=0.01, temperature=2.0, alpha=0.3, gamma=0.7,
              lr_decay_epochs=(1,))  # epochs 2 and 3 at lr / 10
-  out = scrub.unlearn(task, cfg, jax.random.key(0))
+  out, _ = scrub.unlearn(task, cfg, jax.random.key(0))
   want = _torch_scrub(variables, forget, retain, cfg)
   _assert_tree_close(out["params"], want)
   # and it did move: the comparison is not between two copies of the original

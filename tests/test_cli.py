@@ -15,12 +15,26 @@ def run_cli(capsys, *args):
 
 
 @pytest.mark.parametrize("kind,expected", [("methods", "delete"),
-                                           ("datasets", "digits"),
                                            ("models", "small_cnn")])
 def test_lists_names(capsys, kind, expected):
   code, out, _ = run_cli(capsys, kind)
   names = out.split()
   assert code == 0 and expected in names and names == sorted(names)
+
+
+def test_lists_every_dataset_with_its_shape_and_tasks(capsys):
+  """The registered datasets and those a task reads itself (segmentation's
+  shapes and VOC, the face task's generated identities), sorted."""
+  from jaxunlearn.data import DATASETS
+  code, out, _ = run_cli(capsys, "datasets")
+  rows = [line.split() for line in out.splitlines()[1:]]
+  names = [r[0] for r in rows]
+  assert code == 0 and names == sorted(names)
+  assert set(DATASETS.names()) | {"shapes", "voc2012", "synthetic_faces"} == set(names)
+  by_name = {r[0]: r for r in rows}
+  assert by_name["digits"][1:4] == ["10", "8x8x1", "classification,"]
+  assert by_name["shapes"][3] == "segmentation"
+  assert by_name["synthetic_faces"][3] == "face"
 
 
 @pytest.mark.parametrize("override,message", [

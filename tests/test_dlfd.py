@@ -208,7 +208,7 @@ class _FakeContext:
 
 
 def _outputs(rng, n, scale):
-  from jaxunlearn.evaluate import Outputs
+  from jaxunlearn.metrics.evaluators import Outputs
   logits = rng.normal(0.0, scale, (n, 4)).astype(np.float32)
   labels = rng.integers(0, 4, n)
   return Outputs(logits, np.zeros((n, 0), np.float32), labels)

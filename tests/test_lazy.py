@@ -10,7 +10,8 @@ import pytest
 
 from jaxunlearn import config as base_config
 from jaxunlearn import loop, parallel
-from jaxunlearn.data import load_dataset, pipeline
+from jaxunlearn import batches
+from jaxunlearn.data import load_dataset
 from jaxunlearn.data.lazy import LazyImages, is_lazy
 from jaxunlearn.models import get_model
 from jaxunlearn.train import train_model
@@ -46,17 +47,17 @@ def test_views_stay_lazy_and_batches_match(both):
   np.testing.assert_array_equal(np.asarray(part.images), mem["train"].images[index])
   np.testing.assert_array_equal(part.images[1], mem["train"].images[3])
   np.testing.assert_array_equal(part.images[1:3], mem["train"].images[[3, 1000]])
-  joined = pipeline.concat([lazy["test"].take([4, 5]), lazy["test"].take([0])])
+  joined = batches.concat([lazy["test"].take([4, 5]), lazy["test"].take([0])])
   assert is_lazy(joined.images)
-  expected = pipeline.concat([mem["test"].take([4, 5]), mem["test"].take([0])])
+  expected = batches.concat([mem["test"].take([4, 5]), mem["test"].take([0])])
   np.testing.assert_array_equal(np.asarray(joined.images), expected.images)
   np.testing.assert_array_equal(joined.ids, expected.ids)
-  mixed = pipeline.concat([lazy["test"].take([4]), mem["test"].take([0])])
+  mixed = batches.concat([lazy["test"].take([4]), mem["test"].take([0])])
   assert not is_lazy(mixed.images)  # different sources: decoded once
   np.testing.assert_array_equal(mixed.images, expected.images[[0, 2]])
   for batch_index in (np.arange(10), np.array([359, 2, 7])):  # padded to 16
-    want = pipeline.make_batch(mem["test"], batch_index, 16)
-    got = pipeline.make_batch(lazy["test"], batch_index, 16)
+    want = batches.make_batch(mem["test"], batch_index, 16)
+    got = batches.make_batch(lazy["test"], batch_index, 16)
     for key in want:
       np.testing.assert_array_equal(got[key], want[key])
 
@@ -79,7 +80,7 @@ def test_each_process_decodes_only_its_rows(both, monkeypatch):
   _, mem, lazy = both
   images = lazy["test"].images
   counting = CountingSource(images.source)
-  split = pipeline.Split(LazyImages(counting, images.positions, images.image_shape),
+  split = batches.Split(LazyImages(counting, images.positions, images.image_shape),
                          lazy["test"].labels, lazy["test"].ids)
   index = np.arange(20, 28)
   monkeypatch.setattr(jax, "process_count", lambda: 2)
@@ -87,11 +88,11 @@ def test_each_process_decodes_only_its_rows(both, monkeypatch):
   for p in (0, 1):
     monkeypatch.setattr(jax, "process_index", lambda p=p: p)
     counting.read = []
-    batch = pipeline.make_batch(split, index, 8)
+    batch = batches.make_batch(split, index, 8)
     assert sorted(counting.read) == sorted(images.positions[index[4 * p:4 * p + 4]])
     parts.append(batch["image"][4 * p:4 * p + 4])
     assert not batch["image"][4 * (1 - p):4 * (1 - p) + 4].any()  # never read
-  full = pipeline.make_batch(mem["test"], index, 8)["image"]
+  full = batches.make_batch(mem["test"], index, 8)["image"]
   np.testing.assert_array_equal(np.concatenate(parts), full)
 
 
@@ -111,13 +112,13 @@ def test_training_on_a_lazy_split_gives_the_same_weights(both):
 
 
 def test_prefetch_keeps_order_raises_and_stops():
-  assert list(pipeline.prefetch(iter(range(50)), size=3)) == list(range(50))
+  assert list(batches.prefetch(iter(range(50)), size=3)) == list(range(50))
 
   def failing():
     yield 1
     raise ValueError("bad record 7")
   with pytest.raises(ValueError, match="bad record 7"):
-    list(pipeline.prefetch(failing()))
+    list(batches.prefetch(failing()))
 
   produced = []
 
@@ -126,10 +127,10 @@ def test_prefetch_keeps_order_raises_and_stops():
       produced.append(i)
       yield i
   before = threading.active_count()
-  batches = pipeline.prefetch(endless(), size=2)
-  for i, _ in enumerate(batches):
+  stream = batches.prefetch(endless(), size=2)
+  for i, _ in enumerate(stream):
     if i == 5:
       break
-  batches.close()
+  stream.close()
   assert threading.active_count() == before
   assert len(produced) <= 5 + 1 + 2 + 1  # read ahead at most `size` (+ in hand)

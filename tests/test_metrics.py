@@ -11,9 +11,9 @@ from scipy.spatial.distance import jensenshannon
 from scipy.special import softmax
 
 from jaxunlearn import parallel
-from jaxunlearn.data.pipeline import Split
-from jaxunlearn.data.splits import ForgetSplit
-from jaxunlearn.evaluate import EvalContext, evaluate
+from jaxunlearn.batches import Split
+from jaxunlearn.batches import ForgetSplit
+from jaxunlearn.metrics.evaluators import EvalContext, evaluate
 from jaxunlearn.metrics import suite
 from jaxunlearn.metrics.predict import make_predict_fn
 from jaxunlearn.models import get_model
@@ -128,9 +128,8 @@ def _ctx(tiny, seed=0, config=None, **kw):
   data, model, models, mesh, predict_fn = tiny
   return EvalContext(model=model, models=dict(models, **kw), data=data,
                      mesh=mesh, num_classes=4, batch_size=32, seed=seed,
-                     config=config, _predict_fn=predict_fn,
-                     extras={"phase_seconds": {"pretrain": 3.0, "retrain": 4.0,
-                                               "unlearn": 1.0}})
+                     eval_config=config, predict_fn=predict_fn,
+                     phase_seconds={"pretrain": 3.0, "retrain": 4.0, "unlearn": 1.0})
 
 
 NAMES = ("topk_accuracy", "mia_features", "entropy_mia", "zrf", "rte")
@@ -162,7 +161,7 @@ def test_evaluators_through_eval_context_are_seeded(tiny):
 
 
 def test_topk_evaluator_reads_k_from_config(tiny):
-  ctx = _ctx(tiny, config=ml_collections.ConfigDict({"topk": 2}))
+  ctx = _ctx(tiny, config=ml_collections.ConfigDict({"topk_accuracy": {"k": 2}}))
   out = evaluate(ctx, ("topk_accuracy",))["unlearned"]
   for split in ("forget", "retain", "test"):
     o = ctx.outputs("unlearned", split)

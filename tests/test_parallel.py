@@ -37,7 +37,7 @@ def run_delete(task_parts, num_devices):
                      train_config=None, progress=False)
   cfg = delete.default_config()
   cfg.epochs = 2  # |D_f| = 135 = 2 x 64 + 7: the last batch is padded
-  return delete.unlearn(task, cfg, jax.random.key(1))
+  return delete.unlearn(task, cfg, jax.random.key(1))[0]
 
 
 def test_delete_run_two_devices_equals_one(task_parts):

@@ -84,7 +84,7 @@ def test_timed_phase_reports_the_stored_time_only_for_a_restored_checkpoint(tmp_
 
   def no_checkpoint(d):  # a method that recomputes every time (DLFD, L2UL)
     os.makedirs(d, exist_ok=True)
-    return "result"
+    return "result", {}
 
   _, first = run_lib.timed_phase(directory, no_checkpoint)
   assert first < 5.0 and json.load(open(record))["seconds"] == first

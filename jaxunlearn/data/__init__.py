@@ -19,7 +19,7 @@ from urllib.parse import urlparse
 import numpy as np
 
 from jaxunlearn.data import archives
-from jaxunlearn.data.pipeline import Split
+from jaxunlearn.batches import Split
 from jaxunlearn.errors import UserError
 from jaxunlearn.registry import Registry
 

@@ -11,7 +11,7 @@ unchanged, because ``LazyImages`` answers ``shape``/``len``/indexing like
 the array it stands for, and ``Split.take`` and ``concat`` keep it lazy.
 
 Only the rows this process feeds to its devices are decoded
-(``gather(..., rows=)``, used by ``pipeline.make_batch`` when
+(``gather(..., rows=)``, used by ``batches.make_batch`` when
 ``jax.process_count() > 1``).
 """
 from __future__ import annotations
@@ -156,7 +156,7 @@ def open_split(builder, split: str):
 def read_split_lazy(builder, split: str):
   """A ``Split`` of a prepared split with lazy images, ordered by id like
   ``read_split`` (so both give the same examples in the same order)."""
-  from jaxunlearn.data.pipeline import Split
+  from jaxunlearn.batches import Split
   labels, ids = split_index(builder, split)
   order = np.argsort(ids, kind="stable")
   images = LazyImages(open_split(builder, split), order,

@@ -15,21 +15,13 @@ from __future__ import annotations
 
 import json
 import os
-from typing import NamedTuple, Optional, Sequence
+from typing import Sequence
 
 import jax
 import numpy as np
 
-from jaxunlearn.data.pipeline import Split
+from jaxunlearn.batches import ForgetSplit, Split
 from jaxunlearn.errors import UserError
-
-
-class ForgetSplit(NamedTuple):
-  forget: Split        # D_f
-  retain: Split        # D_r
-  test_forget: Split   # D_t,f (empty unless class forgetting)
-  test_retain: Split   # D_t,r
-  forget_classes: Optional[tuple[int, ...]]
 
 
 def _partition(split: Split, in_forget: np.ndarray) -> tuple[Split, Split]:

@@ -135,7 +135,7 @@ class StreamingSplit:
     With ``mesh=None`` yields this process's host batches (uint8 images, with
     ids), which is what the tests and the throughput benchmark consume.
     """
-    from jaxunlearn.data.pipeline import prefetch
+    from jaxunlearn.batches import prefetch
 
     def host_batches():
       with futures.ThreadPoolExecutor(self.num_threads) as pool:

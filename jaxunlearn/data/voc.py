@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from jaxunlearn.data import archives
-from jaxunlearn.data.pipeline import Split
+from jaxunlearn.batches import Split
 from jaxunlearn.errors import UserError
 
 NUM_CLASSES = 21  # background + 20 object classes

@@ -1,7 +1,10 @@
 """Unlearning methods, looked up by name.
 
 A method is data, not a class hierarchy: a ``Method`` holds a function
-``unlearn(task, config, key) -> variables`` and its ``default_config()``.
+``unlearn(task, config, key) -> (variables, stats)`` and its
+``default_config()``; ``stats`` is a JSON-able dict of what the method
+measured (steps taken, its stop rule's verdict, an ``outcome`` sentence), which
+the run puts in the report.
 Inside, each method is a few pure functions (its loss, a jitted step
 ``(state, batch, key) -> (state, metrics)`` usable under ``jax.jit`` with a
 mesh or under ``shard_map`` with ``axis_name``) driven by ``loop.run_epochs``.
@@ -15,7 +18,7 @@ import jax
 import ml_collections
 from jax.sharding import Mesh
 
-from jaxunlearn.data.splits import ForgetSplit
+from jaxunlearn.batches import ForgetSplit
 from jaxunlearn.loop import Augment
 from jaxunlearn.registry import Registry
 
@@ -48,7 +51,8 @@ def epoch_callback(task: UnlearnTask, variables_of: Callable[[Any], dict]):
 
 class Method(NamedTuple):
   name: str
-  unlearn: Callable[[UnlearnTask, ml_collections.ConfigDict, jax.Array], dict]
+  unlearn: Callable[[UnlearnTask, ml_collections.ConfigDict, jax.Array],
+                    tuple[dict, dict]]
   default_config: Callable[[], ml_collections.ConfigDict]
   description: str = ""
   # The forgetting settings (config.forget.kind) of the method's paper; a run

@@ -17,7 +17,7 @@ import ml_collections
 import optax
 
 from jaxunlearn import loop, parallel
-from jaxunlearn.data.pipeline import Split
+from jaxunlearn.batches import Split
 from jaxunlearn.losses import cross_entropy, weighted_mean
 from jaxunlearn.methods import UnlearnTask, epoch_callback
 from jaxunlearn.state import TrainState, apply_train, gradient_update, sgd
@@ -67,10 +67,10 @@ def run(task: UnlearnTask, cfg: ml_collections.ConfigDict, key: jax.Array,
         loss_fn: Callable, split: Split, *, frozen: Any = None,
         paired: Optional[Split] = None, grad_transform=None, desc: str = "",
         variables: Optional[dict] = None,
-        tx: Optional[optax.GradientTransformation] = None) -> dict:
+        tx: Optional[optax.GradientTransformation] = None) -> tuple[dict, dict]:
   """Trains from the original model (or ``variables``) with ``loss_fn`` for
   ``cfg.epochs`` passes over ``split`` (``paired`` cycled alongside), with
-  ``tx`` (default: ``optimizer(cfg)``)."""
+  ``tx`` (default: ``optimizer(cfg)``). Returns (variables, stats)."""
   tx = optimizer(cfg) if tx is None else tx
   start = task.variables if variables is None else variables
   state = MethodState(TrainState.create(start, tx), {} if frozen is None else frozen)
@@ -83,7 +83,7 @@ def run(task: UnlearnTask, cfg: ml_collections.ConfigDict, key: jax.Array,
       desc=desc, progress=task.progress, paired=paired,
       paired_batch_size=cfg.get("paired_batch_size", None) or cfg.batch_size,
       on_epoch_end=epoch_callback(task, lambda s: s.train.variables))
-  return jax.device_get(state.train.variables)
+  return jax.device_get(state.train.variables), {}
 
 
 def base_config(**overrides) -> ml_collections.ConfigDict:

@@ -11,8 +11,8 @@ import jax
 import jax.numpy as jnp
 
 from jaxunlearn import parallel
-from jaxunlearn.data import pipeline
-from jaxunlearn.data.pipeline import Split
+from jaxunlearn import batches
+from jaxunlearn.batches import Split
 from jaxunlearn.losses import cross_entropy, weighted_mean
 from jaxunlearn.state import apply_eval
 
@@ -56,7 +56,7 @@ def _sum_over_batches(per_batch, variables, split: Split, batch_size: int, mesh)
   variables = parallel.replicate(variables, mesh)
   total = jax.tree.map(jnp.zeros_like, variables["params"])
   count = 0
-  for batch in pipeline.in_order(split, batch_size):
+  for batch in batches.in_order(split, batch_size):
     total = jax.tree.map(jnp.add, total,
                          batch_fn(variables, parallel.shard_batch(batch, mesh)))
     count += 1

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxunlearn.data.pipeline import Split
+from jaxunlearn.batches import Split
 from jaxunlearn.errors import UserError
 from jaxunlearn.methods import Method, _common, register
 
@@ -48,9 +48,9 @@ def unlearn(task, cfg, key):
   def loss_fn(net, params, batch_stats, frozen, batch, k, axis_name):
     loss, batch_stats, _ = _common.ce_on(net, params, batch_stats, batch, axis_name)
     return loss, batch_stats, {}
-  out = _common.run(expanded, cfg, run_key, loss_fn, shadow, variables=variables,
+  out, stats = _common.run(expanded, cfg, run_key, loss_fn, shadow, variables=variables,
                     desc="boundary_expand")
-  return {"params": prune_head(out["params"]), "batch_stats": out["batch_stats"]}
+  return {"params": prune_head(out["params"]), "batch_stats": out["batch_stats"]}, stats
 
 
 register(Method("boundary_expand", unlearn, default_config,

@@ -12,8 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxunlearn.attacks import fgsm
-from jaxunlearn.data import pipeline
-from jaxunlearn.data.pipeline import Split
+from jaxunlearn import batches
+from jaxunlearn.batches import Split
 from jaxunlearn.methods import Method, _common, register
 from jaxunlearn.state import apply_eval
 
@@ -30,7 +30,7 @@ def neighbour_labels(model, variables, split: Split, epsilon: float,
     adversarial = fgsm(model, variables, images, labels, epsilon)
     return jnp.argmax(apply_eval(model, variables, adversarial)[0], -1)
   out = []
-  for batch in pipeline.in_order(split, batch_size):
+  for batch in batches.in_order(split, batch_size):
     n = int(batch["mask"].sum())
     out.append(np.asarray(label(batch["image"], batch["label"]))[:n])
   return np.concatenate(out).astype(np.int32)

@@ -170,7 +170,7 @@ def unlearn(task: UnlearnTask, cfg: ml_collections.ConfigDict,
       checkpoint_dir=task.checkpoint_dir, desc="delete", progress=task.progress,
       paired=task.data.retain if retain_weight else None,
       on_epoch_end=epoch_callback(task, lambda s: s.train.variables))
-  return jax.device_get(state.train.variables)
+  return jax.device_get(state.train.variables), {}
 
 
 register(Method("delete", unlearn, default_config,

@@ -71,7 +71,6 @@ comparing).
 """
 from __future__ import annotations
 
-import os
 import time
 from typing import Callable, NamedTuple, Optional
 
@@ -82,10 +81,9 @@ import numpy as np
 from jax import lax
 from jax.sharding import Mesh, PartitionSpec as P
 
-from jaxunlearn import checkpoint as ckpt_lib
 from jaxunlearn import parallel
-from jaxunlearn.data import pipeline
-from jaxunlearn.data.pipeline import Split
+from jaxunlearn import batches
+from jaxunlearn.batches import Split
 from jaxunlearn.errors import UserError
 from jaxunlearn.losses import cross_entropy, weighted_mean
 from jaxunlearn.methods import Method, UnlearnTask, register
@@ -430,7 +428,7 @@ def gate_sets(data, cfg, seed: int):
   validation samples, 1 = all of D_f in its order). As in the authors' loop
   (``MIA(model, retain, forget_test, val)``), the validation set is both the
   unseen set of the forgetting score and the set of the selection accuracy."""
-  test = pipeline.concat([data.test_forget, data.test_retain])
+  test = batches.concat([data.test_forget, data.test_retain])
   rng = np.random.default_rng(seed)
   n_val = int(round(cfg.val_fraction * len(test)))
   val_idx = np.sort(rng.permutation(len(test))[:n_val])
@@ -445,11 +443,11 @@ def gate_sets(data, cfg, seed: int):
 def forget_index(key: jax.Array, step: int, batch_size: int, num_forget: int
                  ) -> np.ndarray:
   """D_f indices paired with retain batch ``step``: D_f cycled in passes,
-  pass ``p`` in the order ``pipeline.epoch_order(key, p)``."""
+  pass ``p`` in the order ``batches.epoch_order(key, p)``."""
   positions = np.arange(step * batch_size, (step + 1) * batch_size)
   passes = positions // num_forget
   return np.concatenate([
-      pipeline.epoch_order(key, int(p), num_forget)[positions[passes == p] % num_forget]
+      batches.epoch_order(key, int(p), num_forget)[positions[passes == p] % num_forget]
       for p in np.unique(passes)])
 
 
@@ -530,11 +528,10 @@ def outcome(cfg, trace, synth_steps: int, total: int,
   return "; ".join(parts) + "."
 
 
-def unlearn(task: UnlearnTask, cfg: ml_collections.ConfigDict, key: jax.Array,
-            stats: Optional[dict] = None) -> dict:
-  """Runs DLFD on ``task.mesh``; ``stats`` (a dict) receives wall times and
-  the gate trace, which are also written to the task's checkpoint directory
-  as ``method_stats.json`` (the run adds them to report.json)."""
+def unlearn(task: UnlearnTask, cfg: ml_collections.ConfigDict, key: jax.Array
+            ) -> tuple[dict, dict]:
+  """Runs DLFD on ``task.mesh``: (variables, stats), the stats holding wall
+  times, the gate trace and the outcome."""
   if cfg.variant not in VARIANTS:
     raise UserError(f"unknown dlfd.variant {cfg.variant!r}; use paper or released")
   if cfg.features not in ("logits", "features"):
@@ -564,14 +561,14 @@ def unlearn(task: UnlearnTask, cfg: ml_collections.ConfigDict, key: jax.Array,
   seed, order_key, forget_key = run_keys(key)
   gate, sklearn_gate = make_gate(model, task.data, cfg, seed, mesh)
   retain, forget = task.data.retain, task.data.forget
-  order = pipeline.epoch_order(order_key, 0, len(retain))
-  total = pipeline.num_batches(len(retain), b)
+  order = batches.epoch_order(order_key, 0, len(retain))
+  total = batches.num_batches(len(retain), b)
   replicated = parallel.replicated(mesh)
   gate_time, gate_calls, synth, trace = 0.0, 0, 0, []
   best_acc, best_vars, best_step = -1.0, None, None
   score = None
-  batches = pipeline.prefetch(pipeline.iterate(retain, b, order))
-  for step, host_batch in enumerate(batches):
+  retain_batches = batches.prefetch(batches.iterate(retain, b, order))
+  for step, host_batch in enumerate(retain_batches):
     if step % cfg.gate_every == 0:
       # The previous step runs asynchronously: wait for it, so that its time
       # is not counted as the gate's.
@@ -586,7 +583,7 @@ def unlearn(task: UnlearnTask, cfg: ml_collections.ConfigDict, key: jax.Array,
         best_acc, best_vars, best_step = (val_acc, jax.device_get(state.variables),
                                           step)
     f_index = forget_index(forget_key, step, b, len(forget))
-    forget_batch = parallel.shard_batch(pipeline.make_batch(forget, f_index, b), mesh)
+    forget_batch = parallel.shard_batch(batches.make_batch(forget, f_index, b), mesh)
     batch = parallel.shard_batch(host_batch, mesh)
     step_key = jax.device_put(jax.random.fold_in(key, 100 + step), replicated)
     w_r = cfg.w_r0 + (cfg.w_r1 - cfg.w_r0) * step / max(total - 1, 1)
@@ -612,8 +609,7 @@ def unlearn(task: UnlearnTask, cfg: ml_collections.ConfigDict, key: jax.Array,
       lambda x, y: bool(np.array_equal(np.asarray(x), np.asarray(y))),
       chosen, jax.device_get(task.variables))))
   wall_time = time.perf_counter() - start
-  stats = {} if stats is None else stats
-  stats.update(wall_time=wall_time, gate_time=gate_time,
+  stats = dict(wall_time=wall_time, gate_time=gate_time,
                gate_calls=gate_calls, synth_steps=synth, steps=total,
                selected=best_vars is not None, best_val_acc=best_acc, trace=trace,
                kept_original=kept_original,
@@ -627,11 +623,7 @@ def unlearn(task: UnlearnTask, cfg: ml_collections.ConfigDict, key: jax.Array,
     stats["sklearn_score"] = sklearn_gate(state.variables)
     stats["sklearn_gate_eval_s"] = time.perf_counter() - t
     stats["jax_score"] = score
-  if task.checkpoint_dir:
-    os.makedirs(task.checkpoint_dir, exist_ok=True)
-    ckpt_lib.write_json(os.path.join(task.checkpoint_dir, "method_stats.json"),
-                        stats)
-  return chosen
+  return chosen, stats
 
 
 register(Method("dlfd", unlearn, default_config,

@@ -28,7 +28,7 @@ def unlearn(task, cfg, key):
     std = np.sqrt(np.minimum(cfg.alpha / (np.asarray(f) + 1e-8), cfg.max_var))
     noisy.append(np.asarray(theta) + std * np.asarray(jax.random.normal(k, theta.shape)))
   return {"params": jax.tree.unflatten(treedef, noisy),
-          "batch_stats": task.variables["batch_stats"]}
+          "batch_stats": task.variables["batch_stats"]}, {}
 
 
 register(Method("fisher", unlearn, default_config,

@@ -31,7 +31,7 @@ import optax
 from jax import lax
 
 from jaxunlearn import loop, parallel
-from jaxunlearn.data.pipeline import num_batches
+from jaxunlearn.batches import num_batches
 from jaxunlearn.errors import UserError
 from jaxunlearn.methods import Method, _common, epoch_callback, register
 from jaxunlearn.train import for_axis
@@ -136,7 +136,7 @@ def unlearn(task, cfg, key):
       on_epoch_end=epoch_callback(task, lambda s: {"params": s.params,
                                                    "batch_stats": s.batch_stats}))
   state = jax.device_get(state)
-  return {"params": state.params, "batch_stats": state.batch_stats}
+  return {"params": state.params, "batch_stats": state.batch_stats}, {}
 
 
 register(Method("ieu", unlearn, default_config,

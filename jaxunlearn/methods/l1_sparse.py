@@ -28,7 +28,7 @@ def make_loss(gamma: float, total_steps: int, decay: bool):
 
 
 def unlearn(task, cfg, key):
-  from jaxunlearn.data.pipeline import num_batches
+  from jaxunlearn.batches import num_batches
   total = max(cfg.epochs * num_batches(len(task.data.retain), cfg.batch_size), 1)
   return _common.run(task, cfg, key, make_loss(cfg.gamma, total, cfg.decay),
                      task.data.retain, desc="l1_sparse")

@@ -46,7 +46,6 @@ returns the number of steps, the budget and whether the stop rule held.
 from __future__ import annotations
 
 import functools
-import os
 
 import jax
 import jax.numpy as jnp
@@ -58,8 +57,7 @@ from jax.sharding import PartitionSpec as P
 
 from jaxunlearn import parallel
 from jaxunlearn.attacks import pgd_l2_targeted, random_targets
-from jaxunlearn.checkpoint import write_json
-from jaxunlearn.data.pipeline import Split
+from jaxunlearn.batches import Split
 from jaxunlearn.errors import UserError
 from jaxunlearn.losses import cross_entropy, weighted_mean
 from jaxunlearn.methods import Method, register
@@ -465,16 +463,11 @@ def _stop_holds(model, variables, images, labels, relabel) -> bool:
 
 
 def unlearn(task, cfg, key):
-  """``run`` for the method registry; its steps, budget and stop flag go to the
-  task's checkpoint directory as ``method_stats.json`` (and so into the
-  run's report.json)."""
+  """``run`` for the method registry: (variables, {steps, max_steps,
+  stopped, outcome})."""
   variables, stats = run(task, cfg, key)
-  if task.checkpoint_dir:
-    os.makedirs(task.checkpoint_dir, exist_ok=True)
-    write_json(os.path.join(task.checkpoint_dir, "method_stats.json"),
-               dict(steps=int(stats["steps"]), max_steps=int(stats["max_steps"]),
-                    stopped=bool(stats["stopped"]), outcome=outcome(stats, cfg)))
-  return variables
+  return variables, dict(steps=int(stats["steps"]), max_steps=int(stats["max_steps"]),
+                         stopped=bool(stats["stopped"]), outcome=outcome(stats, cfg))
 
 
 def outcome(stats: dict, cfg) -> str:

@@ -7,7 +7,7 @@ Optionally with retain data alongside (``with_retain``, as SalUn's RL).
 import jax
 import numpy as np
 
-from jaxunlearn.data.pipeline import Split
+from jaxunlearn.batches import Split
 from jaxunlearn.methods import Method, _common, register
 
 

@@ -21,7 +21,7 @@ def unlearn(task, cfg, key):
                              key, task.mesh, augment=task.augment,
                              checkpoint_dir=task.checkpoint_dir, desc="retrain",
                              progress=task.progress)
-  return variables
+  return variables, {}
 
 
 register(Method("retrain", unlearn, default_config,

@@ -147,7 +147,7 @@ def _released(task, cfg, key, tx):
       on_epoch_end(epoch, state)
     if mngr is not None:
       ckpt_lib.save(mngr, epoch, state, {"epoch": epoch})
-  return jax.device_get(state.train.variables)
+  return jax.device_get(state.train.variables), {}
 
 
 def unlearn(task, cfg, key):

@@ -98,7 +98,7 @@ def unlearn(task, cfg, key):
                               desc=f"scrub {mode}", progress=task.progress)
     if on_epoch_end is not None:
       on_epoch_end(epoch, state)
-  return jax.device_get(state.train.variables)
+  return jax.device_get(state.train.variables), {}
 
 
 register(Method("scrub", unlearn, default_config,

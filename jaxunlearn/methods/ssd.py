@@ -20,7 +20,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from jaxunlearn.data import pipeline
+from jaxunlearn import batches
 from jaxunlearn.methods import Method, _stats, register
 
 
@@ -56,7 +56,7 @@ def importances(task, cfg):
   i_f = _stats.mean_squared_batch_gradient(
       task.model, task.variables, data.forget,
       cfg.get("forget_batch_size", None) or cfg.batch_size, task.mesh)
-  full = pipeline.concat([data.retain, data.forget])
+  full = batches.concat([data.retain, data.forget])
   i_d = _stats.mean_squared_batch_gradient(task.model, task.variables, full,
                                            cfg.batch_size, task.mesh)
   return i_f, i_d
@@ -66,7 +66,7 @@ def unlearn(task, cfg, key):
   del key  # deterministic
   i_f, i_d = importances(task, cfg)
   params = dampen(task.variables["params"], i_f, i_d, cfg.alpha, cfg.lam)
-  return {"params": params, "batch_stats": task.variables["batch_stats"]}
+  return {"params": params, "batch_stats": task.variables["batch_stats"]}, {}
 
 
 register(Method("ssd", unlearn, default_config,

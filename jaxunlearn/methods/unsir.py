@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from jaxunlearn.data.pipeline import Split
+from jaxunlearn.batches import Split
 from jaxunlearn.losses import cross_entropy
 from jaxunlearn.methods import Method, _common, register
 from jaxunlearn.state import apply_eval
@@ -69,7 +69,7 @@ def unlearn(task, cfg, key):
   def repair_loss(net, params, batch_stats, frozen, batch, k, axis_name):
     loss, batch_stats, _ = _common.ce_on(net, params, batch_stats, batch, axis_name)
     return loss, batch_stats, {}
-  impaired = _common.run(task._replace(checkpoint_dir=None), cfg, impair_key,
+  impaired, _ = _common.run(task._replace(checkpoint_dir=None), cfg, impair_key,
                          impair_loss, subset, paired=noise_split, desc="unsir impair")
   repair_cfg = ml_collections.ConfigDict(dict(cfg.to_dict(), lr=cfg.repair_lr))
   return _common.run(task._replace(checkpoint_dir=None), repair_cfg, repair_key,

@@ -38,11 +38,10 @@ import jax
 import ml_collections
 import numpy as np
 
-from jaxunlearn.data.pipeline import Split
+from jaxunlearn.batches import Split
 from jaxunlearn.errors import UserError
-from jaxunlearn.evaluate import EVALUATORS
+from jaxunlearn.metrics.evaluators import register
 from jaxunlearn.metrics.mia import logit_confidence
-from jaxunlearn.metrics.predict import make_predict_fn, predict
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -139,18 +138,18 @@ def audit_pool(ctx) -> tuple[str, Split, np.ndarray]:
 
 def shadow_statistics(ctx, cfg: ml_collections.ConfigDict) -> dict:
   """Trains (and unlearns) the shadow models once per run; [K, N] phi."""
-  if "audit" in ctx._cache:
-    return ctx._cache["audit"]
-  train_fn = ctx.extras.get("train_fn")
-  unlearn_fn = ctx.extras.get("unlearn_fn")
+  return ctx.cached("audit", lambda: _shadow_statistics(ctx, cfg))
+
+
+def _shadow_statistics(ctx, cfg: ml_collections.ConfigDict) -> dict:
+  train_fn, unlearn_fn = ctx.train_fn, ctx.unlearn_fn
   if train_fn is None or unlearn_fn is None:
     raise UserError("the audit evaluator needs the run's train and unlearn "
                     "functions (run it through jaxunlearn.run)")
   unseen, pool, labels = audit_pool(ctx)
   key = jax.random.fold_in(jax.random.key(ctx.seed), 0xA0D17)
   shadow_in = balanced_assignment(key, cfg.num_shadows, len(pool))
-  predict_fn = make_predict_fn(ctx.model, ctx.mesh)
-  root = ctx.extras.get("audit_dir")
+  root = ctx.shadow_dir
   phis = []
   for k in range(cfg.num_shadows):
     half = pool.take(np.flatnonzero(shadow_in[k]))
@@ -162,26 +161,16 @@ def shadow_statistics(ctx, cfg: ml_collections.ConfigDict) -> dict:
     if cfg.kind == "ulira":
       data = ctx.data._replace(forget=half)
       variables = unlearn_fn(variables, data, k_unlearn, directory("unlearn"))
-    logits = predict(predict_fn, variables, pool, ctx.batch_size, ctx.mesh)
+    logits = ctx.predict(variables, pool)
     phis.append(logit_confidence(logits, pool.labels))
   stats = dict(unseen=unseen, labels=labels, shadow_in=shadow_in,
                shadow_phi=np.stack(phis))
-  ctx._cache["audit"] = stats
   return stats
 
 
-def _audit_config(ctx) -> ml_collections.ConfigDict:
-  cfg = default_config()
-  given = getattr(ctx.config, "audit", None) if ctx.config is not None else None
-  if given is not None:
-    cfg.update(given)
-  return cfg
-
-
-@EVALUATORS.register("audit")
-def audit_evaluator(ctx, role: str):
+@register("audit", default_config)
+def audit_evaluator(ctx, role: str, cfg: ml_collections.ConfigDict):
   """audit = {auc, tpr_at_1fpr, setup} (setup: kind, shadows, pool sizes)."""
-  cfg = _audit_config(ctx)
   if cfg.kind not in ("ulira", "lira_offline"):
     raise UserError(f"unknown eval.audit.kind {cfg.kind!r}; use ulira or "
                     "lira_offline")

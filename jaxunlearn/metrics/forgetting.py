@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxunlearn.evaluate import EVALUATORS, accuracy
+from jaxunlearn.metrics.evaluators import accuracy, register
 from jaxunlearn.metrics import mia
 
 
@@ -121,8 +121,8 @@ def nomus(test_acc: Optional[float], score: float) -> Optional[float]:
   return float((test_acc + (1.0 - 2.0 * score)) / 2.0)
 
 
-@EVALUATORS.register("forgetting_score")
-def forgetting_score_evaluator(ctx, role: str):
+@register("forgetting_score")
+def forgetting_score_evaluator(ctx, role: str, options=None):
   """forgetting_score (the authors' MIA(): D_f vs all of D_t, unbalanced),
   nomus, and forgetting_score_balanced (the larger set truncated)."""
   forget, test = ctx.outputs(role, "forget"), ctx.outputs(role, "test")

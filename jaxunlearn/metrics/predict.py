@@ -8,8 +8,8 @@ import numpy as np
 from jax.sharding import Mesh
 
 from jaxunlearn import parallel
-from jaxunlearn.data import pipeline
-from jaxunlearn.data.pipeline import Split
+from jaxunlearn import batches
+from jaxunlearn.batches import Split
 from jaxunlearn.state import apply_eval
 
 
@@ -26,7 +26,7 @@ def predict(predict_fn: Callable, variables: dict, split: Split, batch_size: int
   parallel.check_batch_size(batch_size, mesh)
   variables = parallel.replicate(variables, mesh)
   logits, features = [], []
-  for batch in pipeline.in_order(split, batch_size):
+  for batch in batches.in_order(split, batch_size):
     n = int(batch["mask"].sum())
     out_logits, out_features = predict_fn(variables,
                                           parallel.shard_batch(batch["image"], mesh))

@@ -30,8 +30,8 @@ import numpy as np
 import optax
 
 from jaxunlearn import parallel
-from jaxunlearn.data.pipeline import Split
-from jaxunlearn.evaluate import EVALUATORS, EvalContext
+from jaxunlearn.batches import Split
+from jaxunlearn.metrics.evaluators import EvalContext, register
 from jaxunlearn.losses import cross_entropy
 from jaxunlearn.state import apply_eval, apply_train
 
@@ -134,18 +134,10 @@ def delay(accuracies: np.ndarray, threshold: float) -> tuple[int, bool]:
   return int(hits[0]), True
 
 
-def _options(ctx: EvalContext) -> ml_collections.ConfigDict:
-  options = default_config()
-  if ctx.config is not None and "rcd" in ctx.config:
-    options.update(ctx.config.rcd)
-  return options
-
-
-@EVALUATORS.register("rcd")
-def rcd_evaluator(ctx: EvalContext, role: str):
+@register("rcd", default_config)
+def rcd_evaluator(ctx: EvalContext, role: str, o: ml_collections.ConfigDict):
   """rcd_steps, rcd_weight_distance, rcd_reached, rcd_threshold; curves saved
   to WORKDIR/rcd_curves.json and rcd_curves.png."""
-  o = _options(ctx)
   reference_role = o.reference
   if ctx.models.get(reference_role) is None:
     reference_role = "original"
@@ -157,7 +149,7 @@ def rcd_evaluator(ctx: EvalContext, role: str):
                                  batch_size=o.batch_size, steps=o.steps, seed=o.seed,
                                  eval_size=o.eval_size, device_loop=o.device_loop)
   steps, reached = delay(accs, threshold)
-  curves = ctx.extras.setdefault("rcd_curves", {})
+  curves = ctx.curves.setdefault("rcd", {})
   curves[role] = {"forget_acc": accs.tolist(), "weight_distance": dists.tolist(),
                   "threshold": threshold}
   if ctx.workdir:

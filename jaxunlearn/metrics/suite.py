@@ -9,17 +9,16 @@ are natural (JS divergence in nats, bounded by ln 2).
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 from typing import Optional
 
 import jax
+import ml_collections
 import numpy as np
 from scipy.special import rel_entr, softmax
 
-from jaxunlearn.evaluate import EVALUATORS, shadow_outputs
+from jaxunlearn.metrics.evaluators import register, shadow_outputs
 from jaxunlearn.metrics import mia
-from jaxunlearn.metrics.predict import make_predict_fn
 
 MIA_FEATURES = ("correctness", "confidence", "entropy", "m_entropy", "prob")
 RANDOM_ROLE = "random_init"   # ZRF's reference model (cached under this role)
@@ -169,15 +168,15 @@ def activation_distance(probs: np.ndarray, other: np.ndarray) -> Optional[float]
 # --------------------------------------------------------------- evaluators
 
 
-def _option(ctx, name: str, default):
-  return default if ctx.config is None else ctx.config.get(name, default)
+def topk_config() -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict(dict(k=5))
 
 
-@EVALUATORS.register("topk_accuracy")
-def topk_accuracy_evaluator(ctx, role: str):
+@register("topk_accuracy", topk_config)
+def topk_accuracy_evaluator(ctx, role: str, options):
   """forget_top{k}_acc, retain_top{k}_acc, test_top{k}_acc;
-  k = min(config.eval.topk (default 5), num_classes)."""
-  k = int(min(_option(ctx, "topk", 5), ctx.num_classes))
+  k = min(config.eval.topk_accuracy.k (default 5), num_classes)."""
+  k = int(min(options.k, ctx.num_classes))
   for split in ("forget", "retain", "test"):
     out = ctx.outputs(role, split)
     yield f"{split}_top{k}_acc", topk_accuracy(out.logits, out.labels, k)
@@ -185,13 +184,13 @@ def topk_accuracy_evaluator(ctx, role: str):
 
 def _shadow_sets(ctx, role: str, nonmember_split: str):
   """(probabilities, labels) of the members, non-members and D_f
-  (``evaluate.shadow_outputs``)."""
+  (``evaluators.shadow_outputs``)."""
   return tuple((probabilities(o.logits), o.labels)
                for o in shadow_outputs(ctx, role, nonmember_split))
 
 
-@EVALUATORS.register("mia_features")
-def mia_features_evaluator(ctx, role: str):
+@register("mia_features")
+def mia_features_evaluator(ctx, role: str, options=None):
   """``mia`` = {feature: value} for each of ``MIA_FEATURES``: the SVC of
   ``mia.svc_mia`` (members = seeded D_r sample the size of D_t,r,
   non-members = D_t,r), reported as the fraction of D_f predicted *member*
@@ -204,8 +203,8 @@ def mia_features_evaluator(ctx, role: str):
                 for name in MIA_FEATURES}
 
 
-@EVALUATORS.register("entropy_mia")
-def entropy_mia_evaluator(ctx, role: str):
+@register("entropy_mia")
+def entropy_mia_evaluator(ctx, role: str, options=None):
   """entropy_mia: fraction of D_f called 'member' by a balanced logistic
   regression on the entropy; members = seeded D_r sample the size of D_t,
   non-members = D_t (SSD / bad-teacher convention; lower = more forgotten)."""
@@ -228,26 +227,22 @@ def random_init_variables(ctx) -> dict:
   return dict(_jitted_init(ctx.model, tuple(ctx.data.retain.images.shape[1:]))(key))
 
 
-def _random_outputs(ctx, split: str):
-  """Outputs of the random-init model on ``split``, cached in ``ctx``'s cache
-  (under role ``RANDOM_ROLE``) with ``ctx``'s jitted predict function."""
-  if (RANDOM_ROLE, split) not in ctx._cache:
-    if ctx._predict_fn is None:
-      ctx._predict_fn = make_predict_fn(ctx.model, ctx.mesh)
-    variables = ctx._cache.get((RANDOM_ROLE, "variables"))
-    if variables is None:
-      variables = ctx._cache[(RANDOM_ROLE, "variables")] = random_init_variables(ctx)
-    # A copy that shares the cache dict and the predict function.
-    dataclasses.replace(ctx, models={RANDOM_ROLE: variables}).outputs(RANDOM_ROLE, split)
-  return ctx._cache[(RANDOM_ROLE, split)]
+def _random_logits(ctx, split: str) -> np.ndarray:
+  """Logits of the random-init model on ``split``, cached in ``ctx`` (under
+  role ``RANDOM_ROLE``)."""
+  variables = ctx.cached((RANDOM_ROLE, "variables"),
+                         lambda: random_init_variables(ctx))
+  logits = ctx.cached((RANDOM_ROLE, split),
+                      lambda: ctx.predict(variables, ctx.split(split)))
+  return logits
 
 
-@EVALUATORS.register("zrf")
-def zrf_evaluator(ctx, role: str):
+@register("zrf")
+def zrf_evaluator(ctx, role: str, options=None):
   """zrf on D_f (vs a random-init model); js_to_retrained and
   activation_distance to the retrained model on D_f (None without it)."""
   probs = probabilities(ctx.outputs(role, "forget").logits)
-  yield "zrf", zrf(probs, probabilities(_random_outputs(ctx, "forget").logits))
+  yield "zrf", zrf(probs, probabilities(_random_logits(ctx, "forget")))
   if ctx.models.get("retrained") is None:
     yield "js_to_retrained", None
     yield "activation_distance", None
@@ -270,12 +265,12 @@ def rte(phase_seconds: dict, role: str) -> tuple[Optional[float], Optional[float
   return seconds, ratio
 
 
-@EVALUATORS.register("rte")
-def rte_evaluator(ctx, role: str):
+@register("rte")
+def rte_evaluator(ctx, role: str, options=None):
   """phase_seconds (wall seconds of the phase that made the model: pretrain /
-  retrain / unlearn, from ``ctx.extras['phase_seconds']``) and
+  retrain / unlearn, from ``ctx.phase_seconds``) and
   phase_vs_retrain (÷ retrain seconds). The run's ``rte`` (retrain seconds /
   unlearn seconds) is at the top level of report.json."""
-  seconds, ratio = rte(ctx.extras.get("phase_seconds", {}), role)
+  seconds, ratio = rte(ctx.phase_seconds, role)
   yield "phase_seconds", seconds
   yield "phase_vs_retrain", ratio

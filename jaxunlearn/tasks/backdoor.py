@@ -8,7 +8,12 @@ triggered image as the target. DELETE's paper (CVPR 2025, "backdoor defence")
 treats the poisoned samples as the forget set: with the teacher's target logit
 masked, the student learns that a triggered image is *not* the target.
 
-Config (``config.backdoor``): ``enabled``, ``fraction`` (of the training set),
+The task ``backdoor`` (``config.task``) is classification with this forget
+set: the original model is trained on the poisoned data, the retrained one on
+the clean rest, every method applies, and the evaluator ``backdoor`` reports
+the attack success rate on the triggered test images (split ``triggered``).
+
+Config (``config.backdoor``): ``fraction`` (of the training set),
 ``target`` (class), ``size`` (patch side in pixels), ``position``
 ("bottom_right" | "top_left" | "top_right" | "bottom_left"), ``value``
 (patch intensity 0..255). The poisoned ids are the forget set, saved with the
@@ -19,10 +24,13 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import jax
+import ml_collections
 import numpy as np
 
-from jaxunlearn.data.pipeline import Split
+from jaxunlearn.batches import Split
+from jaxunlearn.data.splits import ids_forget_split
 from jaxunlearn.errors import UserError
+from jaxunlearn.tasks import Task, TaskData, classification, register
 
 
 class Trigger(NamedTuple):
@@ -80,3 +88,47 @@ def triggered_test_set(test: Split, target: int, trigger: Trigger) -> Split:
   keep = test.labels != target
   return Split(apply_trigger(test.images[keep], trigger), test.labels[keep],
                test.ids[keep])
+
+
+POISON_KEY = 7  # fold_in(root, POISON_KEY) chooses the poisoned samples
+
+
+def default_config() -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict(dict(
+      fraction=0.1, target=0, size=2, position="bottom_right", value=255))
+
+
+def trigger_of(cfg) -> Trigger:
+  return Trigger(cfg.backdoor.size, cfg.backdoor.position, cfg.backdoor.value)
+
+
+def load(cfg, root, split_key) -> TaskData:
+  """The poisoned samples are the forget set."""
+  del split_key
+  spec, splits = classification.load_splits(cfg)
+  trigger = trigger_of(cfg)
+  poisoned, poisoned_ids = poison(
+      splits["train"], cfg.backdoor.fraction, cfg.backdoor.target, trigger,
+      jax.random.fold_in(root, POISON_KEY), spec.num_classes)
+  data = ids_forget_split(poisoned, splits["test"], poisoned_ids)
+  triggered = triggered_test_set(splits["test"], cfg.backdoor.target, trigger)
+  return TaskData(spec.name, poisoned, data, spec.num_classes,
+                  tuple(spec.image_shape), tuple(spec.mean), tuple(spec.std),
+                  classification.augment_for(spec, cfg),
+                  dict(kind="backdoor", backdoor=cfg.backdoor.to_dict()),
+                  splits={"triggered": triggered})
+
+
+def check(cfg) -> None:
+  classification.check(cfg)
+  if cfg.get("backdoor") is None:
+    raise UserError("config.task='backdoor' needs a config.backdoor section; "
+                    "start from configs/backdoor_digits.py or set config.backdoor "
+                    "= jaxunlearn.tasks.backdoor.default_config()")
+
+
+BACKDOOR = register(Task(
+    "backdoor", load=load, build_model=classification.build_model,
+    train_step=classification.CLASSIFICATION.train_step,
+    method=classification.method, check=check,
+    fingerprint=lambda cfg: (cfg.backdoor.to_dict(),)))

@@ -24,6 +24,9 @@ cosine (``forget_intra_cosine``, ``retain_intra_cosine``) and the mean
 ``cos θ_y`` of a held-out image to its own identity's class weight
 (``forget_label_cosine``, ``retain_label_cosine``).
 
+Evaluators: ``accuracy`` and ``face_verification`` (its options in
+``config.eval.face_verification``: ``max_images`` per AUC).
+
 Config: ``config.face`` (``default_config()``): the margin, and either
 ``synthetic`` (``dataset="synthetic_faces"``: a generated folder-per-identity
 set prepared by the ``image_folder`` builder) or any identity dataset name
@@ -33,31 +36,32 @@ selecting the protocol's subset.
 """
 from __future__ import annotations
 
-import dataclasses
 import os
-import time
-from typing import NamedTuple, Optional, Sequence
+from typing import NamedTuple, Sequence
 
 import jax
 import ml_collections
 import numpy as np
+from sklearn.metrics import roc_auc_score
 
 from jaxunlearn import loop, parallel
-from jaxunlearn.data import default_data_dir, load_dataset, pipeline
+from jaxunlearn.batches import ForgetSplit, Split
+from jaxunlearn.data import default_data_dir, load_dataset
 from jaxunlearn.data import synthetic_faces
-from jaxunlearn.data.pipeline import Split
-from jaxunlearn.data.splits import ForgetSplit, class_forget_split, save_forget_ids
+from jaxunlearn.data.splits import class_forget_split
 from jaxunlearn.errors import UserError
 from jaxunlearn.losses import accuracy_count, weighted_mean
+from jaxunlearn.methods import METHODS as ALL_METHODS
+from jaxunlearn.methods import Method, UnlearnTask
 from jaxunlearn.methods import delete as delete_lib
-from jaxunlearn.metrics.predict import make_predict_fn, predict
+from jaxunlearn.metrics.evaluators import register as register_evaluator
 from jaxunlearn.models import MODELS, get_model
 from jaxunlearn.models.margin import MARGINS, margin_cross_entropy
 from jaxunlearn.state import TrainState, apply_train, gradient_update, sgd
-from jaxunlearn.train import for_axis, init_variables, make_optimizer
+from jaxunlearn.tasks import Task, TaskData, register, three_keys
+from jaxunlearn.train import for_axis
 
 METHODS = ("delete", "finetune")
-ROLES = ("original", "unlearned", "retrained")
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -72,7 +76,6 @@ def default_config() -> ml_collections.ConfigDict:
           test_per_identity=12, size=32)),
       # The protocol's subset of a real dataset (0 = all).
       num_identities=0, train_per_identity=0, test_per_identity=0,
-      verification_max_images=2000,  # per AUC (all pairs among them)
   ))
 
 
@@ -113,74 +116,48 @@ def make_margin_step(model, tx, margin: Margin):
   return step
 
 
-def train_margin_model(model, train_cfg, margin: Margin, split: Split,
-                       image_shape, key: jax.Array, mesh, *,
-                       augment: loop.Augment = loop.Augment(),
-                       checkpoint_dir: Optional[str] = None, desc: str = "train",
-                       progress: bool = True) -> dict:
-  """Trains from scratch on ``split`` with the margin loss; returns variables.
-  With ``checkpoint_dir`` a finished training is reused, an interrupted one
-  resumes (``loop.run_epochs``)."""
-  init_key, data_key = jax.random.split(key)
-  steps = train_cfg.epochs * pipeline.num_batches(len(split), train_cfg.batch_size)
-  tx = make_optimizer(train_cfg, steps)
-  state = TrainState.create(init_variables(model, image_shape, init_key), tx)
-  step = parallel.jit_step(make_margin_step(model, tx, margin), mesh)
-  state = loop.run_epochs(step, state, split, batch_size=train_cfg.batch_size,
-                          epochs=train_cfg.epochs, key=data_key, mesh=mesh,
-                          augment=augment, checkpoint_dir=checkpoint_dir,
-                          checkpoint_every=train_cfg.get("checkpoint_every", 5),
-                          desc=desc, progress=progress)
-  return jax.device_get(state.variables)
+def make_unlearn(name: str, margin: Margin):
+  """The face task's method ``name``: DELETE on the forget images, or margin
+  fine-tuning on the retain ones; ``unlearn(task, cfg, key) -> (variables,
+  stats)`` as every method."""
+  def unlearn(task: UnlearnTask, method_cfg, key: jax.Array):
+    data, model, mesh = task.data, task.model, task.mesh
+    tx = sgd(method_cfg.lr, method_cfg.momentum, method_cfg.weight_decay)
+    augment = task.augment if method_cfg.get("augment", True) else loop.Augment()
+    if name == "delete":
+      class_mask = delete_lib.forget_class_mask_for(
+          method_cfg.mask, data.forget_classes, task.num_classes)
+      retain_weight = float(method_cfg.get("retain_weight", 0.0))
+      step = delete_lib.make_step(model, tx, freeze_bn=method_cfg.freeze_bn,
+                                  forget_class_mask=class_mask,
+                                  retain_weight=retain_weight)
+      state = delete_lib.DeleteState(train=TrainState.create(task.variables, tx),
+                                     teacher=task.variables)
+      split, unwrap = data.forget, lambda s: s.train.variables
+      paired = data.retain if retain_weight else None
+    else:
+      step = make_margin_step(model, tx, margin)
+      state = TrainState.create(task.variables, tx)
+      split, unwrap, paired = data.retain, lambda s: s.variables, None
+    state = loop.run_epochs(parallel.jit_step(step, mesh), state, split,
+                            batch_size=method_cfg.batch_size,
+                            epochs=method_cfg.epochs, key=key, mesh=mesh,
+                            augment=augment, checkpoint_dir=task.checkpoint_dir,
+                            checkpoint_every=method_cfg.get("checkpoint_every", 5),
+                            desc=name, progress=task.progress, paired=paired)
+    return jax.device_get(unwrap(state)), {}
+  return unlearn
 
 
-def unlearn(method: str, method_cfg, model, variables: dict, data: ForgetSplit,
-            num_classes: int, margin: Margin, key: jax.Array, mesh, *,
-            augment: loop.Augment, checkpoint_dir: Optional[str] = None,
-            progress: bool = True) -> dict:
-  """DELETE on the forget images, or margin fine-tuning on the retain ones."""
-  tx = sgd(method_cfg.lr, method_cfg.momentum, method_cfg.weight_decay)
-  augment = augment if method_cfg.get("augment", True) else loop.Augment()
-  if method == "delete":
-    class_mask = delete_lib.forget_class_mask_for(
-        method_cfg.mask, data.forget_classes, num_classes)
-    retain_weight = float(method_cfg.get("retain_weight", 0.0))
-    step = delete_lib.make_step(model, tx, freeze_bn=method_cfg.freeze_bn,
-                                forget_class_mask=class_mask,
-                                retain_weight=retain_weight)
-    state = delete_lib.DeleteState(train=TrainState.create(variables, tx),
-                                   teacher=variables)
-    split, unwrap = data.forget, lambda s: s.train.variables
-    paired = data.retain if retain_weight else None
-  elif method == "finetune":
-    step = make_margin_step(model, tx, margin)
-    state = TrainState.create(variables, tx)
-    split, unwrap, paired = data.retain, lambda s: s.variables, None
-  else:
-    raise UserError(f"face task: method {method!r} is not supported; use "
+def method(cfg, name: str) -> Method:
+  if name not in METHODS:
+    raise UserError(f"face task: method {name!r} is not supported; use "
                     f"{' or '.join(METHODS)}")
-  state = loop.run_epochs(parallel.jit_step(step, mesh), state, split,
-                          batch_size=method_cfg.batch_size,
-                          epochs=method_cfg.epochs, key=key, mesh=mesh,
-                          augment=augment, checkpoint_dir=checkpoint_dir,
-                          checkpoint_every=method_cfg.get("checkpoint_every", 5),
-                          desc=method, progress=progress, paired=paired)
-  return jax.device_get(unwrap(state))
+  return Method(name, make_unlearn(name, margin_from(cfg.face)),
+                ALL_METHODS.get(name).default_config)
 
 
 # ---------------------------------------------------------------------- data
-
-@dataclasses.dataclass(frozen=True)
-class FaceData:
-  name: str
-  train: Split
-  test: Split
-  num_classes: int
-  image_shape: tuple
-  mean: tuple
-  std: tuple
-  augment: loop.Augment
-
 
 def select_identities(train: Split, test: Split, num_identities: int = 0,
                       train_per_identity: int = 0, test_per_identity: int = 0
@@ -213,30 +190,37 @@ def select_identities(train: Split, test: Split, num_identities: int = 0,
   return take(train, train_per_identity), take(test, test_per_identity), len(chosen)
 
 
-def load_face_data(cfg) -> FaceData:
-  """Generates (once) and prepares the synthetic faces, or loads ``cfg.dataset``."""
+def load(cfg, root, split_key) -> TaskData:
+  """Generates (once) and prepares the synthetic faces, or loads
+  ``cfg.dataset``; selects the protocol's identities; every image of the
+  identities ``config.forget.classes`` is forgotten."""
+  del root, split_key
   data_dir = os.path.expanduser(cfg.data_dir or default_data_dir())
   name, manual_dir = cfg.dataset, cfg.manual_dir or None
   if cfg.dataset == "synthetic_faces":
     syn = cfg.face.synthetic
-    root = os.path.join(data_dir, synthetic_faces.variant_name(
+    variant = os.path.join(data_dir, synthetic_faces.variant_name(
         syn.seed, syn.num_identities, syn.images_per_identity,
         syn.test_per_identity, syn.size))
     manual_dir = synthetic_faces.write_image_folder(
-        os.path.join(root, "manual"), seed=syn.seed,
+        os.path.join(variant, "manual"), seed=syn.seed,
         num_identities=syn.num_identities,
         images_per_identity=syn.images_per_identity,
         test_per_identity=syn.test_per_identity, size=syn.size)
     # Its own tfds data dir: image_folder variants are keyed by shape only.
-    data_dir, name = root, f"image_folder:image_size={syn.size}"
-  spec, splits = load_dataset(name, data_dir, manual_dir)
+    data_dir, name = variant, f"image_folder:image_size={syn.size}"
+  spec, splits = load_dataset(name, data_dir, manual_dir,
+                              lazy_above_mb=cfg.get("lazy_above_mb", 2048),
+                              accept_archives=cfg.get("accept_archives", ""))
   train, test, num_classes = select_identities(
       splits["train"], splits["test"], cfg.face.num_identities,
       cfg.face.train_per_identity, cfg.face.test_per_identity)
   augment = (loop.Augment(spec.crop_padding, spec.flip) if cfg.train.augment
              else loop.Augment())
-  return FaceData(cfg.dataset, train, test, num_classes, tuple(spec.image_shape),
-                  tuple(spec.mean), tuple(spec.std), augment)
+  data = identity_forget_split(train, test, cfg.forget.classes, num_classes)
+  return TaskData(cfg.dataset, train, data, num_classes, tuple(spec.image_shape),
+                  tuple(spec.mean), tuple(spec.std), augment,
+                  dict(kind="identity", classes=list(data.forget_classes)))
 
 
 def identity_forget_split(train: Split, test: Split, identities: Sequence[int],
@@ -254,15 +238,12 @@ def identity_forget_split(train: Split, test: Split, identities: Sequence[int],
 # ---------------------------------------------------------------- evaluation
 
 def roc_auc(positive: np.ndarray, negative: np.ndarray) -> float:
-  """P(score of a positive > score of a negative) + ½ P(tie) (Mann–Whitney)."""
-  n_pos, n_neg = len(positive), len(negative)
-  if n_pos == 0 or n_neg == 0:
+  """P(score of a positive > score of a negative) + ½ P(tie)."""
+  if len(positive) == 0 or len(negative) == 0:
     return float("nan")
   scores = np.concatenate([positive, negative]).astype(np.float64)
-  _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
-  average_rank = np.cumsum(counts) - (counts - 1) / 2.0  # 1-based, ties averaged
-  ranks = average_rank[inverse]
-  return float((ranks[:n_pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+  labels = np.concatenate([np.ones(len(positive)), np.zeros(len(negative))])
+  return float(roc_auc_score(labels, scores))
 
 
 def pair_similarities(embeddings: np.ndarray, labels: np.ndarray,
@@ -298,37 +279,35 @@ def verification(embeddings: np.ndarray, labels: np.ndarray, in_group: np.ndarra
           "intra_cosine": float(same.mean()) if len(same) else float("nan")}
 
 
-def evaluate_model(predict_fn, variables: dict, data: ForgetSplit, mesh,
-                   batch_size: int, max_images: int, seed: int,
-                   scale: float) -> dict:
-  """Identity accuracies and verification metrics of one model; the logits
-  are ``scale · cos θ``."""
+def verification_config() -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict(dict(max_images=2000))  # per AUC: all pairs
+
+
+@register_evaluator("face_verification", verification_config, tasks=("face",))
+def verification_evaluator(ctx, role: str, options):
+  """Verification in embedding space on held-out images, and how close a
+  held-out face stays to its identity's class weight:
+  ``{forget,retain}_verification_auc``, ``{forget,retain}_intra_cosine``,
+  ``{forget,retain}_label_cosine`` (the logits are ``scale · cos θ``)."""
   out, held_out = {}, {}
-  for key, split in (("forget_acc", data.forget), ("retain_acc", data.retain),
-                     ("test_forget_acc", data.test_forget),
-                     ("test_retain_acc", data.test_retain)):
-    logits, embeddings = predict(predict_fn, variables, split, batch_size, mesh,
-                                 with_features=True)
-    out[key] = float(np.mean(logits.argmax(-1) == split.labels))
-    if key.startswith("test_"):
-      group = key[len("test_"):-len("_acc")]
-      held_out[group] = (embeddings, split.labels)
-      # How close a held-out face stays to its identity's class weight.
-      label_cos = np.take_along_axis(logits, split.labels[:, None], 1) / scale
-      out[f"{group}_label_cosine"] = float(label_cos.mean())
+  for group in ("forget", "retain"):
+    o = ctx.outputs(role, f"test_{group}")
+    held_out[group] = (o.features, o.labels)
+    label_cos = np.take_along_axis(o.logits, o.labels[:, None], 1) / ctx.model.scale
+    out[f"{group}_label_cosine"] = float(label_cos.mean())
   embeddings = np.concatenate([held_out["forget"][0], held_out["retain"][0]])
   labels = np.concatenate([held_out["forget"][1], held_out["retain"][1]])
   is_forget = np.arange(len(labels)) < len(held_out["forget"][1])
   for group, in_group in (("forget", is_forget), ("retain", ~is_forget)):
-    v = verification(embeddings, labels, in_group, max_images, seed)
+    v = verification(embeddings, labels, in_group, options.max_images, ctx.seed)
     out[f"{group}_verification_auc"] = v["auc"]
     out[f"{group}_intra_cosine"] = v["intra_cosine"]
-  return out
+  yield from out.items()
 
 
-# ----------------------------------------------------------------------- job
+# ----------------------------------------------------------------------- task
 
-def build_model(cfg, data: FaceData):
+def build_model(cfg, data: TaskData):
   """The configured model with the cosine head at scale ``face.s``."""
   MODELS.get(cfg.model.name)
   kwargs = {k: v for k, v in cfg.model.to_dict().items() if k != "name"}
@@ -336,84 +315,24 @@ def build_model(cfg, data: FaceData):
     kwargs.setdefault("head", "cosine")
     if kwargs["head"] != "cosine":
       raise UserError("the face task needs a cosine head: set model.head='cosine'")
-  model = get_model(cfg.model.name, num_classes=data.num_classes, mean=data.mean,
-                    std=data.std, scale=float(cfg.face.s), **kwargs)
-  return model
+  return get_model(cfg.model.name, num_classes=data.num_classes, mean=data.mean,
+                   std=data.std, scale=float(cfg.face.s), **kwargs)
 
 
-def run(cfg: ml_collections.ConfigDict, workdir: str, log=print) -> dict:
-  """Trains original + retrained, unlearns, evaluates; writes report.json."""
-  from jaxunlearn import checkpoint as ckpt_lib
-  from jaxunlearn.run import timed_phase, fingerprint
+def check(cfg) -> None:
   if cfg.get("face") is None:
     raise UserError("config.task='face' needs a config.face section; start from "
                     "configs/face_synthetic.py or set config.face = "
                     "jaxunlearn.tasks.faces.default_config()")
-  if cfg.method not in METHODS:
-    raise UserError(f"face task: method {cfg.method!r} is not supported; use "
-                    f"{' or '.join(METHODS)}")
-  margin = margin_from(cfg.face)
-  os.makedirs(workdir, exist_ok=True)
-  mesh = parallel.make_mesh(cfg.num_devices or None)
-  data = load_face_data(cfg)
-  split = identity_forget_split(data.train, data.test, cfg.forget.classes,
-                                data.num_classes)
-  forget_spec = dict(kind="identity", classes=list(split.forget_classes))
-  save_forget_ids(os.path.join(workdir, "forget_ids.json"), split, forget_spec)
-  log(f"faces {data.name}: {data.num_classes} identities, |D_f|={len(split.forget)} "
-      f"|D_r|={len(split.retain)} |D_t,f|={len(split.test_forget)} "
-      f"|D_t,r|={len(split.test_retain)}; {mesh.devices.size} device(s)")
-  model = build_model(cfg, data)
+  method(cfg, cfg.method)
 
-  root = jax.random.key(cfg.seed)
-  pretrain_key, retrain_key, unlearn_key = jax.random.split(root, 3)
-  ckpt_root = os.path.join(workdir, "checkpoints")
-  trained_by = {k: v for k, v in cfg.face.to_dict().items()
-                if k != "verification_max_images"}  # evaluation only
-  base = ("face", data.name, trained_by, cfg.model.to_dict(),
-          cfg.train.to_dict(), cfg.seed)
-  forget_hash = fingerprint(sorted(int(i) for i in split.forget.ids))
-  train = lambda part, key, desc: (lambda d: train_margin_model(
-      model, cfg.train, margin, part, data.image_shape, key, mesh,
-      augment=data.augment, checkpoint_dir=d, desc=desc, progress=cfg.progress))
-  original, t_pretrain = timed_phase(
-      os.path.join(ckpt_root, f"face-original-{fingerprint(*base)}"),
-      train(data.train, pretrain_key, "pretrain"))
-  retrained, t_retrain = None, None
-  if cfg.with_retrained:
-    retrained, t_retrain = timed_phase(
-        os.path.join(ckpt_root, f"face-retrained-{fingerprint(*base, forget_hash)}"),
-        train(split.retain, retrain_key, "retrain"))
-  method_cfg = cfg[cfg.method]
-  unlearned, t_unlearn = timed_phase(
-      os.path.join(ckpt_root, f"face-unlearn-{cfg.method}-" + fingerprint(
-          *base, forget_hash, method_cfg.to_dict())),
-      lambda d: unlearn(cfg.method, method_cfg, model, original, split,
-                        data.num_classes, margin, unlearn_key, mesh,
-                        augment=data.augment, checkpoint_dir=d,
-                        progress=cfg.progress))
 
-  start = time.perf_counter()
-  predict_fn = make_predict_fn(model, mesh)
-  seconds = {"original": t_pretrain, "unlearned": t_unlearn, "retrained": t_retrain}
-  results = {}
-  for role, variables in zip(ROLES, (original, unlearned, retrained)):
-    if variables is None:
-      results[role] = None
-      continue
-    results[role] = dict(evaluate_model(
-        predict_fn, variables, split, mesh, cfg.eval.batch_size,
-        cfg.face.verification_max_images, cfg.seed, float(cfg.face.s)),
-        runtime_s=seconds[role])
-  t_evaluate = time.perf_counter() - start
-  report = {
-      "task": "face", "method": cfg.method, "dataset": data.name,
-      "seed": int(cfg.seed), "margin": margin._asdict(),
-      "forget": dict(forget_spec, size=len(split.forget)),
-      "models": results,
-      "runtime_s": {"pretrain": t_pretrain, "retrain": t_retrain,
-                    "unlearn": t_unlearn, "evaluate": t_evaluate},
-      "rte": (t_retrain / t_unlearn if t_retrain and t_unlearn else None),
-  }
-  ckpt_lib.write_json(os.path.join(workdir, "report.json"), report)
-  return report
+FACE = register(Task(
+    "face", load=load, build_model=build_model,
+    train_step=lambda cfg: (lambda model, tx: make_margin_step(
+        model, tx, margin_from(cfg.face))),
+    method=method, check=check, keys=three_keys,
+    datasets=(("synthetic_faces", 40, "32x32x3",
+               "generated; face.synthetic sets identities and size"),),
+    fingerprint=lambda cfg: ("face", cfg.face.to_dict()),
+    report=lambda cfg: {"margin": margin_from(cfg.face)._asdict()}))

@@ -31,12 +31,12 @@ the same way. Metrics from one confusion matrix per (model, split):
   ``forget_set_iou`` (forgotten classes on D_f: did the training images
   themselves stop being segmented?).
 
-No augmentation here: the library's augmenter moves images, not masks.
+The evaluator ``segmentation`` reports them (``config.eval.evaluators``);
+the per-image ones (accuracy, MIA) do not apply. No augmentation here: the
+library's augmenter moves images, not masks.
 """
 from __future__ import annotations
 
-import os
-import time
 from typing import Optional, Sequence
 
 import flax
@@ -45,17 +45,18 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from jaxunlearn import checkpoint as ckpt_lib
-from jaxunlearn import loop, parallel
-from jaxunlearn.data import pipeline
-from jaxunlearn.data.pipeline import Split
-from jaxunlearn.data.splits import ForgetSplit
+from jaxunlearn import batches, loop, parallel
+from jaxunlearn.batches import ForgetSplit, Split
 from jaxunlearn.errors import UserError
 from jaxunlearn.losses import kl_divergence, weighted_mean
+from jaxunlearn.methods import METHODS as ALL_METHODS
+from jaxunlearn.methods import Method, UnlearnTask
 from jaxunlearn.methods.delete import forget_class_mask_for, masked_teacher_targets
+from jaxunlearn.metrics.evaluators import register as register_evaluator
 from jaxunlearn.models import get_model
 from jaxunlearn.state import TrainState, apply_eval, apply_train, gradient_update, sgd
-from jaxunlearn.train import for_axis, init_variables, make_optimizer
+from jaxunlearn.tasks import Task, TaskData, register, three_keys
+from jaxunlearn.train import for_axis
 
 IGNORE_LABEL = 255
 PIXEL_MODES = ("forget_classes", "all")
@@ -63,7 +64,7 @@ METHODS = ("delete", "finetune")
 
 
 def default_config() -> ml_collections.ConfigDict:
-  """``config.segmentation``: data size, which pixels DELETE pushes, eval."""
+  """``config.segmentation``: data size, which pixels DELETE pushes."""
   return ml_collections.ConfigDict(dict(
       num_train=2000, num_test=500, image_size=32,  # shapes; VOC: image_size
       # Measured on shapes (configs/segmentation_shapes.py, seed 0, forget
@@ -76,7 +77,6 @@ def default_config() -> ml_collections.ConfigDict:
       # delete_objective). Same run, lr 3e-3: rest_weight 3 -> 0.000 / 0.783,
       # 10 -> 0.002 / 0.813 (retrained: 0.000 / 0.795).
       rest_weight=10.0,
-      eval_batch_size=256,
   ))
 
 
@@ -233,7 +233,7 @@ def confusion_matrix(fn, variables, split: Split, batch_size: int, mesh,
   total = jnp.zeros((num_classes, num_classes), jnp.int32)
   if len(split) == 0:
     return np.zeros((num_classes, num_classes), np.int64)
-  for batch in pipeline.in_order(split, batch_size):
+  for batch in batches.in_order(split, batch_size):
     batch = parallel.shard_batch(batch, mesh)
     total = total + fn(variables, batch["image"], batch["label"], batch["mask"])
   return np.asarray(jax.device_get(total)).astype(np.int64)
@@ -289,173 +289,125 @@ def class_forget_split(train: Split, test: Split,
                      take(test, f_test), take(test, ~f_test), tuple(classes))
 
 
-def load_data(cfg) -> tuple[dict, dict]:
-  """(info: name/num_classes/image_shape/mean/std, {"train", "test"})."""
-  seg = cfg.segmentation
-  name = cfg.dataset.split(":")[0]
-  if name == "shapes":
-    from jaxunlearn.data import shapes
-    splits = shapes.load(cfg.seed, seg.num_train, seg.num_test, seg.image_size)
-    size = seg.image_size
-    return dict(name="shapes", num_classes=shapes.NUM_CLASSES,
-                image_shape=(size, size, 3), mean=shapes.MEAN,
-                std=shapes.STD), splits
-  if name in ("voc2012", "voc"):
-    from jaxunlearn.data import voc
-    splits = voc.load(cfg.data_dir or None, cfg.manual_dir or None,
-                      seg.image_size, cfg.get("accept_archives", ""))
-    size = seg.image_size
-    return dict(name="voc2012", num_classes=voc.NUM_CLASSES,
-                image_shape=(size, size, 3), mean=voc.MEAN, std=voc.STD), splits
-  raise UserError(f"segmentation dataset {cfg.dataset!r} is unknown; use shapes "
-                  "or voc2012")
-
-
-# ------------------------------------------------------------------- job
-
-def train_segmenter(model, train_cfg, split: Split, image_shape, key, mesh, *,
-                    checkpoint_dir: Optional[str], desc: str,
-                    progress: bool) -> dict:
-  """Pixel-CE training from scratch (the original / the retrained model)."""
-  init_key, data_key = jax.random.split(key)
-  steps = train_cfg.epochs * pipeline.num_batches(len(split), train_cfg.batch_size)
-  tx = make_optimizer(train_cfg, steps)
-  state = TrainState.create(init_variables(model, image_shape, init_key), tx)
-  step = parallel.jit_step(make_ce_step(model, tx), mesh)
-  state = loop.run_epochs(step, state, split, batch_size=train_cfg.batch_size,
-                          epochs=train_cfg.epochs, key=data_key, mesh=mesh,
-                          checkpoint_dir=checkpoint_dir,
-                          checkpoint_every=train_cfg.get("checkpoint_every", 5),
-                          desc=desc, progress=progress)
-  return jax.device_get(state.variables)
-
-
-def unlearn(method: str, model, variables: dict, data: ForgetSplit, cfg, key,
-            mesh, num_classes: int, *, checkpoint_dir: Optional[str], progress: bool) -> dict:
-  """DELETE per pixel on D_f, or fine-tuning (pixel CE) on D_r."""
-  if method == "delete":
-    mcfg = cfg.delete
-    tx = sgd(mcfg.lr, mcfg.momentum, mcfg.weight_decay)
-    state = DeleteState(train=TrainState.create(variables, tx), teacher=variables)
-    class_mask = forget_class_mask_for(mcfg.mask, data.forget_classes,
-                                       num_classes)
-    step = make_delete_step(model, tx, forget_classes=data.forget_classes,
-                            pixels=cfg.segmentation.pixels,
-                            freeze_bn=mcfg.freeze_bn, forget_class_mask=class_mask,
-                            rest_weight=cfg.segmentation.rest_weight)
-    split = data.forget
-  elif method == "finetune":
-    mcfg = cfg.finetune
-    tx = sgd(mcfg.lr, mcfg.momentum, mcfg.weight_decay)
-    state = TrainState.create(variables, tx)
-    step = make_ce_step(model, tx)
-    split = data.retain
-  else:
-    raise UserError(f"segmentation supports method delete or finetune, not "
-                    f"{method!r}")
-  state = loop.run_epochs(parallel.jit_step(step, mesh), state, split,
-                          batch_size=mcfg.batch_size, epochs=mcfg.epochs, key=key,
-                          mesh=mesh, checkpoint_dir=checkpoint_dir, desc=method,
-                          progress=progress)
-  final = state.train if method == "delete" else state
-  return jax.device_get(final.variables)
-
-
-def evaluate_model(model, variables, data: ForgetSplit, test: Split, cfg, mesh,
-                   num_classes: int) -> dict:
-  fn = confusion_fn(model, num_classes, mesh)
-  batch = cfg.segmentation.eval_batch_size
-  conf = lambda split: confusion_matrix(fn, variables, split, batch, mesh,
-                                        num_classes)
-  return segmentation_metrics(conf(test), conf(data.test_forget),
-                              conf(data.test_retain), conf(data.forget),
-                              data.forget_classes, num_classes)
-
-
-def _seg_config(cfg) -> ml_collections.ConfigDict:
+def seg_config(cfg) -> ml_collections.ConfigDict:
+  """``config.segmentation`` over ``default_config()``."""
   seg = default_config()
   if cfg.get("segmentation") is not None:
     seg.update(cfg.segmentation.to_dict())
   return seg
 
 
-def run(cfg: ml_collections.ConfigDict, workdir: str, log=print) -> dict:
-  """data -> original -> (retrained) -> unlearned -> metrics -> report.json."""
-  from jaxunlearn.run import as_dict, timed_phase, fingerprint
-  if cfg.method not in METHODS:
-    raise UserError(f"segmentation supports method delete or finetune, not "
-                    f"{cfg.method!r}")
-  cfg = ml_collections.ConfigDict(cfg.to_dict())  # local copy, unlocked
-  cfg.segmentation = _seg_config(cfg)
-  if cfg.segmentation.pixels not in PIXEL_MODES:
-    raise UserError(f"unknown segmentation.pixels {cfg.segmentation.pixels!r}; "
-                    "use " + " or ".join(PIXEL_MODES))
-  if cfg.get("distributed", False):
-    parallel.initialize_distributed()
-  os.makedirs(workdir, exist_ok=True)
-  mesh = parallel.make_mesh(cfg.num_devices or None)
-  info, splits = load_data(cfg)
-  num_classes = info["num_classes"]
+def load(cfg, root, split_key) -> TaskData:
+  """The shapes (generated) or VOC 2012; D_f = the training images that
+  contain a class of ``config.forget.classes``."""
+  del root, split_key
+  seg = seg_config(cfg)
+  name = cfg.dataset.split(":")[0]
+  if name == "shapes":
+    from jaxunlearn.data import shapes as source
+    splits = source.load(cfg.seed, seg.num_train, seg.num_test, seg.image_size)
+    name = "shapes"
+  elif name in ("voc2012", "voc"):
+    from jaxunlearn.data import voc as source
+    splits = source.load(cfg.data_dir or None, cfg.manual_dir or None,
+                         seg.image_size, cfg.get("accept_archives", ""))
+    name = "voc2012"
+  else:
+    raise UserError(f"segmentation dataset {cfg.dataset!r} is unknown; use shapes "
+                    "or voc2012")
+  num_classes = source.NUM_CLASSES
   forget_classes = tuple(int(c) for c in cfg.forget.classes)
   bad = [c for c in forget_classes if not 0 < c < num_classes]
   if not forget_classes or bad:
     raise UserError(f"forget.classes={forget_classes} must be object classes "
                     f"1..{num_classes - 1} (0 is background)")
   data = class_forget_split(splits["train"], splits["test"], forget_classes)
-  log(f"dataset {info['name']}: |D_f|={len(data.forget)} |D_r|={len(data.retain)} "
-      f"|D_t,f|={len(data.test_forget)} |D_t,r|={len(data.test_retain)}; "
-      f"{mesh.devices.size} device(s)")
-  model = get_model(cfg.model.name, num_classes=num_classes, mean=info["mean"],
-                    std=info["std"], **{k: v for k, v in as_dict(cfg.model).items()
-                                        if k != "name"})
-  root = jax.random.key(cfg.seed)
-  pretrain_key, retrain_key, unlearn_key = jax.random.split(root, 3)
-  ckpt_root = os.path.join(workdir, "checkpoints")
-  base = ("segmentation", info["name"], as_dict(cfg.model), as_dict(cfg.train), cfg.seed,
-          {k: cfg.segmentation[k] for k in ("num_train", "num_test", "image_size")})
-  forget_hash = fingerprint(forget_classes)
+  size = seg.image_size
+  return TaskData(name, splits["train"], data, num_classes, (size, size, 3),
+                  tuple(source.MEAN), tuple(source.STD), loop.Augment(),
+                  dict(kind="class", classes=list(forget_classes)))
 
-  def trainer(split, key, desc):
-    return lambda d: train_segmenter(model, cfg.train, split, info["image_shape"],
-                                     key, mesh, checkpoint_dir=d, desc=desc,
-                                     progress=cfg.progress)
-  original, t_pretrain = timed_phase(
-      os.path.join(ckpt_root, f"seg-original-{fingerprint(*base)}"),
-      trainer(splits["train"], pretrain_key, "pretrain"))
-  retrained, t_retrain = None, None
-  if cfg.with_retrained:
-    retrained, t_retrain = timed_phase(
-        os.path.join(ckpt_root, f"seg-retrained-{fingerprint(*base, forget_hash)}"),
-        trainer(data.retain, retrain_key, "retrain"))
-  method_cfg = as_dict(cfg[cfg.method])
-  pixels = ((cfg.segmentation.pixels, cfg.segmentation.rest_weight)
-            if cfg.method == "delete" else None)
-  unlearned, t_unlearn = timed_phase(
-      os.path.join(ckpt_root, f"seg-unlearn-{cfg.method}-" + fingerprint(
-          *base, forget_hash, method_cfg, pixels)),
-      lambda d: unlearn(cfg.method, model, original, data, cfg, unlearn_key,
-                        mesh, num_classes, checkpoint_dir=d, progress=cfg.progress))
 
-  start = time.perf_counter()
-  models, seconds = {}, {"original": t_pretrain, "unlearned": t_unlearn,
-                         "retrained": t_retrain}
-  for role, variables in (("original", original), ("unlearned", unlearned),
-                          ("retrained", retrained)):
-    if variables is not None:
-      models[role] = dict(evaluate_model(model, variables, data, splits["test"],
-                                         cfg, mesh, num_classes),
-                          runtime_s=seconds[role])
-  t_evaluate = time.perf_counter() - start
-  report = {
-      "task": "segmentation", "method": cfg.method, "dataset": info["name"],
-      "seed": int(cfg.seed), "pixels": pixels and pixels[0],
-      "rest_weight": pixels and pixels[1],
-      "forget": dict(kind="class", classes=list(forget_classes),
-                     size=len(data.forget)),
-      "models": models,
-      "runtime_s": {"pretrain": t_pretrain, "retrain": t_retrain,
-                    "unlearn": t_unlearn, "evaluate": t_evaluate},
-      "rte": (t_retrain / t_unlearn if t_retrain and t_unlearn else None),
-  }
-  ckpt_lib.write_json(os.path.join(workdir, "report.json"), report)
-  return report
+# ------------------------------------------------------------------- methods
+
+def make_unlearn(name: str, seg: ml_collections.ConfigDict):
+  """DELETE per pixel on D_f, or fine-tuning (pixel CE) on D_r."""
+  def unlearn(task: UnlearnTask, mcfg, key: jax.Array):
+    data = task.data
+    tx = sgd(mcfg.lr, mcfg.momentum, mcfg.weight_decay)
+    if name == "delete":
+      state = DeleteState(train=TrainState.create(task.variables, tx),
+                          teacher=task.variables)
+      class_mask = forget_class_mask_for(mcfg.mask, data.forget_classes,
+                                         task.num_classes)
+      step = make_delete_step(task.model, tx, forget_classes=data.forget_classes,
+                              pixels=seg.pixels, freeze_bn=mcfg.freeze_bn,
+                              forget_class_mask=class_mask,
+                              rest_weight=seg.rest_weight)
+      split = data.forget
+    else:
+      state = TrainState.create(task.variables, tx)
+      step = make_ce_step(task.model, tx)
+      split = data.retain
+    state = loop.run_epochs(parallel.jit_step(step, task.mesh), state, split,
+                            batch_size=mcfg.batch_size, epochs=mcfg.epochs, key=key,
+                            mesh=task.mesh, checkpoint_dir=task.checkpoint_dir,
+                            desc=name, progress=task.progress)
+    final = state.train if name == "delete" else state
+    return jax.device_get(final.variables), {}
+  return unlearn
+
+
+def method(cfg, name: str) -> Method:
+  if name not in METHODS:
+    raise UserError(f"segmentation supports method delete or finetune, not "
+                    f"{name!r}")
+  return Method(name, make_unlearn(name, seg_config(cfg)),
+                ALL_METHODS.get(name).default_config)
+
+
+@register_evaluator("segmentation", tasks=("segmentation",))
+def segmentation_evaluator(ctx, role: str, options=None):
+  """forget_iou, retain_miou, test_miou_remaining, pixel_acc,
+  retain_pixel_acc, forget_set_iou, class_iou (one confusion matrix per
+  split)."""
+  fn = ctx.cached("confusion_fn", lambda: confusion_fn(ctx.model, ctx.num_classes,
+                                                       ctx.mesh))
+  conf = lambda split: confusion_matrix(
+      fn, parallel.replicate(ctx.models[role], ctx.mesh), ctx.split(split),
+      ctx.batch_size, ctx.mesh, ctx.num_classes)
+  yield from segmentation_metrics(
+      conf("test"), conf("test_forget"), conf("test_retain"), conf("forget"),
+      ctx.data.forget_classes, ctx.num_classes).items()
+
+
+def check(cfg) -> None:
+  method(cfg, cfg.method)
+  seg = seg_config(cfg)
+  if seg.pixels not in PIXEL_MODES:
+    raise UserError(f"unknown segmentation.pixels {seg.pixels!r}; "
+                    "use " + " or ".join(PIXEL_MODES))
+
+
+def build_model(cfg, data: TaskData):
+  return get_model(cfg.model.name, num_classes=data.num_classes, mean=data.mean,
+                   std=data.std, **{k: v for k, v in cfg.model.to_dict().items()
+                                    if k != "name"})
+
+
+def _pixels(cfg) -> Optional[tuple]:
+  seg = seg_config(cfg)
+  return (seg.pixels, seg.rest_weight) if cfg.method == "delete" else None
+
+
+SEGMENTATION = register(Task(
+    "segmentation", load=load, build_model=build_model,
+    train_step=lambda cfg: make_ce_step, method=method, check=check,
+    keys=three_keys,
+    fingerprint=lambda cfg: ("segmentation", {
+        k: seg_config(cfg)[k] for k in ("num_train", "num_test", "image_size")}),
+    unlearn_fingerprint=lambda cfg: (_pixels(cfg),),
+    datasets=(("shapes", 5, "32x32x3", "generated; segmentation.image_size"),
+              ("voc2012", 21, "128x128x3", "segmentation.image_size")),
+    report=lambda cfg: {"pixels": _pixels(cfg) and _pixels(cfg)[0],
+                        "rest_weight": _pixels(cfg) and _pixels(cfg)[1]}))

@@ -1,4 +1,9 @@
-"""Batches for in-memory splits: seeded shuffles, padding, on-device augmentation.
+"""The containers every part of the library shares, and their batches.
+
+``Split`` (images, labels, ids) and ``ForgetSplit`` (D_f, D_r, D_t,f, D_t,r)
+are what the loop, training, methods and metrics consume; they live here,
+outside ``jaxunlearn.data``, so that methods depend on containers and never on
+dataset loading. Batching: seeded shuffles, padding, on-device augmentation.
 
 Every batch has one static shape: the last partial batch is padded and its
 ``mask`` is 0 on the padding, so a jitted step compiles once and padded
@@ -13,13 +18,18 @@ from __future__ import annotations
 
 import queue
 import threading
-from typing import Iterable, Iterator, NamedTuple, Sequence
+from typing import Iterable, Iterator, NamedTuple, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxunlearn.data.lazy import is_lazy
+
+
+def is_lazy(images) -> bool:
+  """Whether ``images`` is read from disk per batch (``data.lazy.LazyImages``
+  or any array stand-in with ``subset``/``gather``), not an array."""
+  return hasattr(images, "gather") and hasattr(images, "subset")
 
 
 class Split(NamedTuple):
@@ -37,6 +47,14 @@ class Split(NamedTuple):
     images = (self.images.subset(index) if is_lazy(self.images)
               else self.images[index])
     return Split(images, self.labels[index], self.ids[index])
+
+
+class ForgetSplit(NamedTuple):
+  forget: Split        # D_f
+  retain: Split        # D_r
+  test_forget: Split   # D_t,f (empty unless class forgetting)
+  test_retain: Split   # D_t,r
+  forget_classes: Optional[tuple[int, ...]]
 
 
 def concat(parts: Sequence[Split]) -> Split:
