@@ -48,16 +48,52 @@ def _describe_mismatch(saved: Any, target: Any) -> str:
 
 def restore(mngr: ocp.CheckpointManager, abstract_state: Any,
             step: Optional[int] = None) -> tuple[Any, dict]:
-  """Restores ``(state, meta)``; a checkpoint of another architecture is a UserError."""
-  step = mngr.latest_step() if step is None else step
+  """Restores ``(state, meta)`` of ``step`` (default: the latest readable one).
+
+  A checkpoint of another architecture is a UserError. A damaged latest
+  checkpoint (a truncated or corrupted file) is deleted with a warning and the
+  previous one restored; when none is readable, a UserError names the
+  directory to delete."""
+  if step is not None:
+    return _restore_step(mngr, abstract_state, step)
+  steps = sorted(mngr.all_steps(), reverse=True)
+  for i, candidate in enumerate(steps):
+    try:
+      return _restore_step(mngr, abstract_state, candidate)
+    except UserError:
+      raise
+    except Exception as error:  # noqa: BLE001  (orbax/tensorstore raise many kinds)
+      reason = _first_line(error)
+      if i + 1 == len(steps):
+        raise UserError(
+            f"the checkpoint in {mngr.directory} is damaged (step {candidate}: "
+            f"{reason}) and no earlier one is readable; delete that directory "
+            "to run this phase again") from None
+      logging.getLogger("jaxunlearn").warning(
+          "checkpoint %s/%s is damaged (%s); deleting it and resuming from step %s",
+          mngr.directory, candidate, reason, steps[i + 1])
+      mngr.delete(candidate)
+  raise UserError(f"no checkpoint in {mngr.directory}")
+
+
+def _first_line(error: BaseException) -> str:
+  text = " ".join(str(error).split()) or type(error).__name__
+  return text[:200]
+
+
+def _restore_step(mngr: ocp.CheckpointManager, abstract_state: Any,
+                  step: int) -> tuple[Any, dict]:
   meta = mngr.restore(step, args=ocp.args.Composite(
       meta=ocp.args.JsonRestore()))["meta"]
   try:
     restored = mngr.restore(step, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(abstract_state)))["state"]
   except (ValueError, KeyError, TypeError) as error:
-    raw = mngr.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore()))["state"]
+    try:
+      raw = mngr.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore()))["state"]
+    except Exception:  # noqa: BLE001  unreadable, not another architecture
+      raise error from None
     raise UserError(
         f"checkpoint {mngr.directory}/{step} does not fit this model: "
         f"{_describe_mismatch(raw, abstract_state)}; use the model it was "

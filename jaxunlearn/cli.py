@@ -94,12 +94,32 @@ def _load_config(argv: list[str]):
   return cfg, flag_values.workdir
 
 
+PREEMPTED_EXIT = 143  # 128 + SIGTERM: stopped, not finished; rerun to resume
+
+
+def _verbosity(argv: list[str]) -> tuple[int, list[str]]:
+  """-v/--verbose and -q/--quiet pulled out of argv."""
+  from jaxunlearn import logs
+  verbose = {"-v", "--verbose"}
+  quiet = {"-q", "--quiet"}
+  level = logs.NORMAL
+  if any(a in verbose for a in argv):
+    level = logs.VERBOSE
+  if any(a in quiet for a in argv):
+    level = logs.QUIET
+  return level, [a for a in argv if a not in verbose | quiet]
+
+
 def _run(argv: list[str]) -> None:
+  import jax
+
   from jaxunlearn import run as run_lib
+  verbosity, argv = _verbosity(argv)
   cfg, workdir = _load_config(argv)
-  report = run_lib.run(cfg, workdir)
-  print(run_lib.format_report(report))
-  print(f"report: {os.path.join(workdir, 'report.json')}")
+  report = run_lib.run(cfg, workdir, verbosity=verbosity)
+  if jax.process_index() == 0:
+    print(run_lib.format_report(report))
+    print(f"report: {os.path.join(workdir, 'report.json')}")
 
 
 def _split_flags(argv: list[str], names: tuple[str, ...]):
@@ -155,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
   command, rest = argv[0], argv[1:]
   from jaxunlearn.errors import UserError
+  from jaxunlearn.preemption import Preempted
   try:
     if command in ("methods", "datasets", "models"):
       _print_names(command)
@@ -170,6 +191,10 @@ def main(argv: list[str] | None = None) -> int:
   except (UserError, _UsageError) as error:
     print(f"jaxunlearn: error: {error}", file=sys.stderr)
     return 2
+  except Preempted as stop:
+    print(f"jaxunlearn: stopped by SIGTERM at {stop}; run the same command "
+          "again to resume", file=sys.stderr)
+    return PREEMPTED_EXIT
   return 0
 
 

@@ -91,7 +91,14 @@ def get_config() -> ml_collections.ConfigDict:
   # faster with YNNPACK (benchmarks/results/cpu_flags.md, step_vs_torch.md).
   c.cpu_devices = 0
   c.cpu_ynn_fusions = "auto"
-  c.distributed = False  # multi-host: call jax.distributed.initialize() first
+  # Several processes (a TPU slice, a multi-GPU node, SLURM tasks): with
+  # distributed=True the run calls jax.distributed.initialize before anything
+  # else. Empty / 0 / -1 let JAX read the environment (SLURM, TPU VM,
+  # JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID).
+  c.distributed = False
+  c.coordinator_address = ""   # host:port of process 0
+  c.num_processes = 0
+  c.process_id = -1
   c.progress = True
   return c
 
@@ -108,6 +115,14 @@ def tuned_section(method: str, dataset: str) -> ml_collections.ConfigDict:
   if os.path.isfile(path):
     return load_file(path)[method]
   return METHODS.get(method).default_config()
+
+
+def from_json(path: str) -> ml_collections.ConfigDict:
+  """The config a run saved as ``WORKDIR/config.json``: every field, so the
+  run can be repeated from it alone."""
+  import json
+  with open(path) as f:
+    return ml_collections.ConfigDict(json.load(f))
 
 
 def load_file(path: str) -> ml_collections.ConfigDict:

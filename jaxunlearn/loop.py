@@ -1,24 +1,25 @@
 """The epoch loop every trainer and method shares: shuffle, pad, shard, augment,
-step, checkpoint, resume.
+step, log, checkpoint, resume.
 
 Randomness is a pure function of (key, epoch, batch number), so a run killed
-mid-way and resumed from its last checkpoint (saved at epoch ends) repeats the
-interrupted epoch exactly and ends with bit-identical parameters.
+mid-way and resumed from its last checkpoint (saved at epoch ends, or at the
+step where SIGTERM stopped it) repeats exactly what the uninterrupted run did
+and ends with bit-identical parameters.
 """
 from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Callable, Optional
+import time
+from typing import Any, Callable, Optional, Union
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
+from jaxunlearn import batches, logs, parallel, preemption
 from jaxunlearn import checkpoint as ckpt_lib
-from jaxunlearn import parallel
-from jaxunlearn import batches
 from jaxunlearn.batches import Split
 from jaxunlearn.errors import UserError
 
@@ -58,10 +59,10 @@ def _augmenter(mesh: Mesh, augment: Augment) -> Callable:
                  out_shardings=parallel.batch_sharded(mesh))
 
 
-def check_finite(worst_loss, state, where: str) -> None:
-  """Raises if a step's loss or the state became NaN/inf (one sync per epoch)."""
+def check_finite(worst_loss, finite: bool, where: str) -> None:
+  """Raises if a step's loss or the state became NaN/inf."""
   loss_ok = worst_loss is None or bool(np.isfinite(float(worst_loss)))
-  if not (loss_ok and bool(_state_finite(state))):
+  if not (loss_ok and bool(finite)):
     value = float(worst_loss) if not loss_ok else "NaN/inf in the parameters"
     raise UserError(f"the loss became {value} in {where}; lower the "
                     "learning rate (or check the data for NaNs)")
@@ -75,9 +76,16 @@ def _state_finite(state):
 
 
 @jax.jit
-def _track_nonfinite(worst, loss):
-  """Keeps the first non-finite loss seen (on device: no sync per step)."""
-  return jnp.where(jnp.isfinite(worst), loss, worst)
+def _accumulate(totals, worst, metrics):
+  """Per-epoch sums of the scalar step metrics, and the first non-finite
+  loss seen (on device: no sync per step)."""
+  scalars = {k: v.astype(jnp.float32) for k, v in metrics.items()
+             if jnp.ndim(v) == 0}
+  totals = scalars if totals is None else jax.tree.map(jnp.add, totals, scalars)
+  if "loss" in metrics:
+    worst = jnp.where(jnp.isfinite(worst), metrics["loss"].astype(jnp.float32),
+                      worst)
+  return totals, worst
 
 
 def run_epochs(step: Callable, state: Any, split: Split, *, batch_size: int,
@@ -88,23 +96,32 @@ def run_epochs(step: Callable, state: Any, split: Split, *, batch_size: int,
                desc: str = "", progress: bool = True,
                on_epoch_end: Optional[Callable[[int, Any], None]] = None,
                paired: Optional[Split] = None,
-               paired_batch_size: Optional[int] = None) -> Any:
+               paired_batch_size: Optional[int] = None,
+               learning_rate: Union[None, float, Callable[[int], Any]] = None
+               ) -> Any:
   """Runs ``epochs`` passes of the jitted ``step`` over ``split``.
 
   ``step(state, batch, key) -> (state, metrics)`` must already be compiled for
   the mesh (``parallel.jit_step``). With ``checkpoint_dir`` the state is saved
   every ``checkpoint_every`` epochs and at the end, and a later call resumes
-  from the latest saved epoch (returning at once if training had finished).
+  from the latest saved position (returning at once if training had
+  finished). SIGTERM (``preemption``) saves at the next step boundary and
+  raises ``preemption.Preempted``.
 
   ``paired``: a second split (e.g. D_f next to D_r) cycled alongside the
   epoch; each batch then carries ``batch["paired"]`` (image, label, mask) of
   ``paired_batch_size`` examples, drawn in a seeded order that restarts when
   the paired split is used up.
+
+  Each epoch is logged (``logs.epoch``): the mean of every scalar step
+  metric, ``learning_rate`` (a number, or a function of the optimizer step
+  count) when given, images/s, elapsed time and ETA; fetching them and the
+  finiteness check is the epoch's one host sync.
   """
   if len(split) == 0:
     raise UserError(f"{desc or 'training'}: the data set is empty")
   parallel.check_batch_size(batch_size, mesh)
-  start_epoch = 0
+  start_epoch, start_batch = 0, 0
   mngr = None
   if checkpoint_dir:
     mngr = ckpt_lib.manager(checkpoint_dir)
@@ -112,46 +129,95 @@ def run_epochs(step: Callable, state: Any, split: Split, *, batch_size: int,
       abstract = jax.tree.map(ocp_abstract, state)
       state, saved_meta = ckpt_lib.restore(mngr, abstract)
       start_epoch = int(saved_meta["epoch"]) + 1
+      if "batch" in saved_meta:  # stopped inside that epoch
+        start_epoch, start_batch = start_epoch - 1, int(saved_meta["batch"]) + 1
   state = parallel.replicate(state, mesh)
   steps_per_epoch = batches.num_batches(len(split), batch_size, drop_remainder)
+  if start_batch >= steps_per_epoch:
+    start_epoch, start_batch = start_epoch + 1, 0
   if start_epoch >= epochs:
     return state
-  bar = _progress(desc, (epochs - start_epoch) * steps_per_epoch, progress)
+  bar = _progress(desc, (epochs - start_epoch) * steps_per_epoch - start_batch,
+                  progress)
   augmenter = _augmenter(mesh, augment) if augment.active else None
-  metrics = {}
+  run_start = time.perf_counter()
+  done_steps = 0
   for epoch in range(start_epoch, epochs):
-    worst = jnp.zeros((), jnp.float32)
+    epoch_start = time.perf_counter()
+    first = start_batch if epoch == start_epoch else 0
+    totals, worst = None, jnp.zeros((), jnp.float32)
     order = batches.epoch_order(order_key(key), epoch, len(split), shuffle)
 
-    def host_batches(epoch=epoch, order=order):  # read ahead in a thread
+    def host_batches(epoch=epoch, order=order, first=first):  # read ahead
       for b, host_batch in enumerate(batches.iterate(split, batch_size, order,
-                                                      drop_remainder)):
+                                                      drop_remainder, first),
+                                     start=first):
         if paired is not None:
           host_batch["paired"] = _paired_batch(
               paired, paired_batch_size or batch_size, key,
               epoch * steps_per_epoch + b)
         yield host_batch
-    for b, host_batch in enumerate(batches.prefetch(host_batches())):
+    for b, host_batch in enumerate(batches.prefetch(host_batches()), start=first):
       aug_key, step_key = batch_keys(key, epoch, b)
       batch = parallel.shard_batch(host_batch, mesh)
       if augmenter is not None:
         batch = augmenter(aug_key, batch)
       state, metrics = step(state, batch, step_key)
-      if "loss" in metrics:
-        worst = _track_nonfinite(worst, metrics["loss"])
+      totals, worst = _accumulate(totals, worst, metrics)
       if bar is not None:
         bar.update(1)
-    check_finite(worst, state, desc or "training")  # one host sync per epoch
-    if bar is not None:
-      bar.set_postfix(loss=f"{float(metrics['loss']):.4f}", refresh=False)
+      if preemption.stop_requested():
+        where = f"{desc or 'training'} epoch {epoch + 1} step {b + 1}"
+        if mngr is None:
+          raise preemption.Preempted(f"{where}: this phase keeps no checkpoint "
+                                     "and restarts when the run is resumed")
+        # Saved under the epoch's number; the epoch's end replaces it.
+        if mngr.latest_step() == epoch:  # stopped inside this epoch before
+          mngr.delete(epoch)
+        ckpt_lib.save(mngr, epoch, state, dict(meta or {}, epoch=epoch, batch=b))
+        raise preemption.Preempted(f"{where}: saved in {checkpoint_dir}")
+    count = steps_per_epoch - first
+    worst, finite, totals, step_count = jax.device_get(  # the one host sync
+        (worst, _state_finite(state), totals, _optimizer_steps(state)))
+    check_finite(worst, finite, desc or "training")
+    done_steps += count
+    _log_epoch(desc, epoch, epochs, totals, count, batch_size, step_count,
+               learning_rate, epoch_start, run_start, done_steps,
+               (epochs - epoch - 1) * steps_per_epoch)
+    if bar is not None and totals and "loss" in totals:
+      bar.set_postfix(loss=f"{totals['loss'] / count:.4f}", refresh=False)
     if on_epoch_end is not None:
       on_epoch_end(epoch, state)
     if mngr is not None and ((epoch + 1) % checkpoint_every == 0
                              or epoch + 1 == epochs):
+      if mngr.latest_step() == epoch:  # the save of a stop inside this epoch
+        mngr.delete(epoch)
       ckpt_lib.save(mngr, epoch, state, dict(meta or {}, epoch=epoch))
   if bar is not None:
     bar.close()
   return state
+
+
+def _log_epoch(desc, epoch, epochs, totals, count, batch_size, step_count,
+               learning_rate, epoch_start, run_start, done_steps, steps_left):
+  now = time.perf_counter()
+  record = {"phase": desc or "training", "epoch": epoch + 1, "epochs": epochs}
+  record.update({k: float(v) / count for k, v in (totals or {}).items()})
+  if learning_rate is not None:
+    value = learning_rate(step_count) if callable(learning_rate) else learning_rate
+    record["lr"] = float(value)
+  seconds = now - epoch_start
+  record["images_per_s"] = count * batch_size / seconds if seconds > 0 else None
+  record["elapsed_s"] = now - run_start
+  record["eta_s"] = (now - run_start) / done_steps * steps_left
+  logs.epoch(record)
+
+
+def _optimizer_steps(state):
+  """The optimizer step count of a TrainState (or of a method state holding
+  one as ``train``); 0 for a state without one."""
+  train = getattr(state, "train", state)
+  return getattr(train, "step", 0)
 
 
 def _paired_batch(split: Split, batch_size: int, key: jax.Array,
@@ -178,7 +244,9 @@ def ocp_abstract(x):
 
 
 def _progress(desc: str, total: int, enabled: bool):
-  if not enabled:
+  """A progress bar for a person at a terminal; batch logs get the epoch
+  lines only."""
+  if not enabled or not logs.interactive() or jax.process_index() != 0:
     return None
   from tqdm.auto import tqdm
   return tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True,

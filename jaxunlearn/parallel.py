@@ -33,9 +33,25 @@ DATA_AXIS = "data"
 def initialize_distributed(coordinator_address: Optional[str] = None,
                            num_processes: Optional[int] = None,
                            process_id: Optional[int] = None) -> None:
-  """Multi-host set-up (no-op arguments mean: auto-detect on TPU/SLURM)."""
+  """Multi-process set-up; ``None`` lets ``jax.distributed.initialize`` read
+  the environment (SLURM, TPU VMs, Kubernetes, ``JAX_COORDINATOR_ADDRESS``/
+  ``JAX_NUM_PROCESSES``/``JAX_PROCESS_ID``). A second call is a no-op."""
+  if jax.distributed.is_initialized():
+    return
   jax.distributed.initialize(coordinator_address=coordinator_address,
                              num_processes=num_processes, process_id=process_id)
+
+
+def barrier(name: str) -> None:
+  """Every process waits here until all arrive (no-op with one process)."""
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+    multihost_utils.sync_global_devices(name)
+
+
+def is_primary() -> bool:
+  """Process 0 writes the files a run shares (report, records, prepared data)."""
+  return jax.process_index() == 0
 
 
 # Dots and elementwise ops, not reductions: with reductions too the ResNet-18

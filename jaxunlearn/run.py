@@ -9,9 +9,12 @@ the trained models and a killed run resumes.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
+import socket
 import time
 
 import jax
@@ -19,7 +22,8 @@ import ml_collections
 import numpy as np
 
 from jaxunlearn import checkpoint as ckpt_lib
-from jaxunlearn import parallel
+from jaxunlearn import config as config_lib
+from jaxunlearn import logs, parallel, preemption, records
 from jaxunlearn.aggregate import flatten
 from jaxunlearn.data.splits import save_forget_ids
 from jaxunlearn.errors import UserError
@@ -88,7 +92,8 @@ def timed_phase(directory: str, fn):
       saved = json.load(f)
     return (result, saved.get("stats", stats)), saved["seconds"]
   seconds = time.perf_counter() - start
-  ckpt_lib.write_json(record, {"seconds": seconds, "stats": stats})
+  if parallel.is_primary():
+    ckpt_lib.write_json(record, {"seconds": seconds, "stats": stats})
   return (result, stats), seconds
 
 
@@ -112,27 +117,91 @@ def _model_kwargs(cfg) -> dict:
   return {k: v for k, v in as_dict(cfg.model).items() if k != "name"}
 
 
-def run(cfg: ml_collections.ConfigDict, workdir: str,
-        log=print) -> dict:
+@contextlib.contextmanager
+def workdir_lock(workdir: str):
+  """Holds ``workdir/.lock`` for the run: a second run on the same workdir
+  fails at once instead of writing beside the first."""
+  path = os.path.join(workdir, ".lock")
+  handle = open(path, "a+")
+  try:
+    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+  except OSError:
+    handle.seek(0)
+    holder = handle.read().strip() or "another process"
+    handle.close()
+    raise UserError(f"workdir {workdir} is in use by a running job ({holder}); "
+                    "wait for it to finish or choose another --workdir") from None
+  handle.seek(0)
+  handle.truncate()
+  handle.write(f"pid {os.getpid()} on {socket.gethostname()}")
+  handle.flush()
+  try:
+    yield
+  finally:
+    fcntl.flock(handle, fcntl.LOCK_UN)
+    handle.close()
+
+
+def start_processes(cfg: ml_collections.ConfigDict) -> None:
+  """``jax.distributed`` when the config asks for several processes; before
+  any other JAX call."""
+  if not cfg.get("distributed", False):
+    return
+  process_id = cfg.get("process_id", -1)
+  parallel.initialize_distributed(
+      cfg.get("coordinator_address", "") or None,
+      cfg.get("num_processes", 0) or None,
+      None if process_id is None or process_id < 0 else int(process_id))
+
+
+def run(cfg: ml_collections.ConfigDict, workdir: str, log=None,
+        verbosity: int = logs.NORMAL) -> dict:
   """The full job for any task; returns the report (also written to
-  workdir/report.json)."""
+  workdir/report.json, with config.json, metrics.jsonl, report.md and
+  manifest.json beside it).
+
+  ``log`` receives the run's own messages (default: the ``jaxunlearn``
+  logger, which also carries one line per epoch); ``verbosity``:
+  ``logs.QUIET``, ``NORMAL`` or ``VERBOSE``. SIGTERM saves a checkpoint at
+  the next step and raises ``preemption.Preempted``; running again resumes.
+  """
   use_compilation_cache(cfg.get("compilation_cache_dir", ""))
   parallel.configure_cpu(cfg.get("cpu_devices", 0),
                          cfg.get("cpu_ynn_fusions", "auto"))
-  if cfg.get("distributed", False):  # must precede any other JAX call
-    parallel.initialize_distributed()
+  start_processes(cfg)
   task = TASKS.get(task_name(cfg))
   task.check(cfg)
   method = task.method(cfg, cfg.method)
   evaluators = run_evaluators(cfg, method)
   evaluators_lib.check(evaluators, task.name)
   os.makedirs(workdir, exist_ok=True)
+  with contextlib.ExitStack() as stack:
+    if parallel.is_primary():
+      stack.enter_context(workdir_lock(workdir))
+    stack.callback(logs.configure(workdir, verbosity, jax.process_index()))
+    stack.callback(preemption.uninstall, preemption.install())
+    report = _run(cfg, workdir, task, method, evaluators,
+                  log or logs.LOGGER.info)
+    parallel.barrier("jaxunlearn-run-end")  # no process leaves before the writes
+    return report
+
+
+def _run(cfg, workdir, task, method, evaluators, log) -> dict:
+  primary = parallel.is_primary()
+  if primary:
+    records.write_config(os.path.join(workdir, "config.json"), cfg)
   mesh = parallel.make_mesh(cfg.num_devices or None)
   keys = task.keys(jax.random.key(cfg.seed))
-  loaded = task.load(cfg, jax.random.key(cfg.seed), keys.split)
+  # Process 0 prepares the data (if needed) before the others read it.
+  if primary:
+    loaded = task.load(cfg, jax.random.key(cfg.seed), keys.split)
+  parallel.barrier("jaxunlearn-data-ready")
+  if not primary:
+    loaded = task.load(cfg, jax.random.key(cfg.seed), keys.split)
   data = loaded.data
-  save_forget_ids(os.path.join(workdir, "forget_ids.json"), data,
-                  loaded.forget_spec)
+  if primary:
+    save_forget_ids(os.path.join(workdir, "forget_ids.json"), data,
+                    loaded.forget_spec)
   log(f"{task.name} {loaded.dataset}: |D_f|={len(data.forget)} "
       f"|D_r|={len(data.retain)} |D_t,f|={len(data.test_forget)} "
       f"|D_t,r|={len(data.test_retain)}; {mesh.devices.size} device(s)")
@@ -189,7 +258,7 @@ def run(cfg: ml_collections.ConfigDict, workdir: str,
     return method.unlearn(unlearn_task, method_cfg, key)
   (unlearned, method_stats), t_unlearn = timed_phase(
       unlearn_dir, lambda d: unlearn_from(original, data, keys.unlearn, d))
-  if cfg.export_torch:
+  if cfg.export_torch and parallel.is_primary():
     from jaxunlearn import torch_io
     path = os.path.join(workdir, "unlearned.pth")
     torch_io.save_torch_file(  # with the imported file's key names, if any
@@ -231,8 +300,33 @@ def run(cfg: ml_collections.ConfigDict, workdir: str,
     report["method_stats"] = method_stats
   report["notes"] = report_notes(report, unchanged=trees_equal(original, unlearned),
                                  meant_for=method.forget_kinds)
-  ckpt_lib.write_json(os.path.join(workdir, "report.json"), report)
+  if primary:
+    ckpt_lib.write_json(os.path.join(workdir, "report.json"), report)
+    write_records(workdir, cfg, report, ctx, loaded, method.name)
   return report
+
+
+def write_records(workdir: str, cfg, report: dict, ctx: EvalContext, loaded,
+                  phase: str) -> None:
+  """report.md (+ report.png) and manifest.json beside report.json."""
+  per_class = {}
+  if task_name(cfg) != "segmentation":
+    for role, variables in ctx.models.items():
+      if variables is not None and len(ctx.split("test")):
+        out = ctx.outputs(role, "test")
+        per_class[role] = records.per_class_accuracy(out.logits, out.labels,
+                                                     loaded.num_classes)
+  curves = [r for r in records.read_metrics(os.path.join(workdir, "metrics.jsonl"))
+            if r.get("phase") == phase]
+  image = os.path.join(workdir, "report.png")
+  drawn = records.plot(image, per_class, curves[-int(curves[-1]["epochs"]):]
+                       if curves else [], phase)
+  diff = records.config_diff(cfg, config_lib.get_config())
+  records.write_text(os.path.join(workdir, "report.md"), records.report_markdown(
+      format_report(report), diff, report, "report.png" if drawn else None))
+  ckpt_lib.write_json(os.path.join(workdir, "manifest.json"), records.manifest(
+      report, records.split_fingerprint(loaded.train, ctx.split("test")),
+      ctx.data.forget.ids, ctx.models))
 
 
 def trees_equal(a, b) -> bool:

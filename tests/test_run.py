@@ -149,3 +149,50 @@ def test_a_run_outside_the_methods_setting_says_so():
                    "this run forgets random."]
   assert run_lib.report_notes(dict(report, forget={"kind": "class"}),
                               meant_for=("class",)) == []
+
+
+def test_the_run_leaves_a_record_of_itself(report, cfg):
+  """config.json (every field), metrics.jsonl (one record per epoch),
+  report.md with its plot, and manifest.json whose digests are those of the
+  forget ids and of the saved weights."""
+  import glob
+  import hashlib
+
+  import orbax.checkpoint as ocp
+
+  from jaxunlearn import records
+  workdir, rep = report
+  with open(os.path.join(workdir, "config.json")) as f:
+    saved = json.load(f)
+  assert saved["delete"] == cfg.delete.to_dict() and saved["seed"] == cfg.seed
+  assert set(saved) == set(cfg.to_dict())
+  metrics = records.read_metrics(os.path.join(workdir, "metrics.jsonl"))
+  assert [m["epoch"] for m in metrics if m["phase"] == "pretrain"] == list(
+      range(1, cfg.train.epochs + 1))
+  markdown = open(os.path.join(workdir, "report.md")).read()
+  assert "forget_acc" in markdown and "| `train.epochs` | `30` | `12` |" in markdown
+  assert "![" in markdown and os.path.getsize(os.path.join(workdir, "report.png")) > 0
+  with open(os.path.join(workdir, "manifest.json")) as f:
+    manifest = json.load(f)
+  with open(os.path.join(workdir, "forget_ids.json")) as f:
+    ids = sorted(json.load(f)["forget_ids"])
+  assert manifest["forget"]["ids_sha256"] == hashlib.sha256(
+      json.dumps(ids).encode()).hexdigest()
+  (directory,) = glob.glob(os.path.join(workdir, "checkpoints", "unlearn-delete-*[!n]"))
+  mngr = ocp.CheckpointManager(directory)
+  state = mngr.restore(mngr.latest_step(), args=ocp.args.Composite(
+      state=ocp.args.StandardRestore()))["state"]
+  saved_unlearned = {"params": state["train"]["params"],
+                     "batch_stats": state["train"]["batch_stats"]}
+  assert manifest["weights_sha256"]["unlearned"] == records.weights_digest(
+      saved_unlearned)
+  assert manifest["evidence"]["unlearned"]["forget_acc"] == rep["models"][
+      "unlearned"]["forget_acc"]
+  assert manifest["versions"]["jax"] == jax.__version__
+
+
+def test_a_run_repeats_from_its_config_json_alone(report, tmp_path):
+  workdir, rep = report
+  again = run_lib.run(base_config.from_json(os.path.join(workdir, "config.json")),
+                      str(tmp_path), log=lambda *_: None)
+  assert again["models"] == rep["models"]

@@ -82,7 +82,8 @@ def run(task: UnlearnTask, cfg: ml_collections.ConfigDict, key: jax.Array,
       checkpoint_dir=task.checkpoint_dir, checkpoint_every=cfg.get("checkpoint_every", 5),
       desc=desc, progress=task.progress, paired=paired,
       paired_batch_size=cfg.get("paired_batch_size", None) or cfg.batch_size,
-      on_epoch_end=epoch_callback(task, lambda s: s.train.variables))
+      on_epoch_end=epoch_callback(task, lambda s: s.train.variables),
+      learning_rate=cfg.get("lr"))
   return jax.device_get(state.train.variables), {}
 
 

@@ -169,7 +169,8 @@ def unlearn(task: UnlearnTask, cfg: ml_collections.ConfigDict,
       augment=task.augment if cfg.augment else loop.Augment(),
       checkpoint_dir=task.checkpoint_dir, desc="delete", progress=task.progress,
       paired=task.data.retain if retain_weight else None,
-      on_epoch_end=epoch_callback(task, lambda s: s.train.variables))
+      on_epoch_end=epoch_callback(task, lambda s: s.train.variables),
+      learning_rate=cfg.lr)
   return jax.device_get(state.train.variables), {}
 
 

@@ -134,7 +134,8 @@ def unlearn(task, cfg, key):
       checkpoint_dir=task.checkpoint_dir, desc="ieu", progress=task.progress,
       paired=task.data.forget, paired_batch_size=cfg.batch_size,
       on_epoch_end=epoch_callback(task, lambda s: {"params": s.params,
-                                                   "batch_stats": s.batch_stats}))
+                                                   "batch_stats": s.batch_stats}),
+      learning_rate=cfg.lr)
   state = jax.device_get(state)
   return {"params": state.params, "batch_stats": state.batch_stats}, {}
 

@@ -162,6 +162,8 @@ def rcd_evaluator(ctx: EvalContext, role: str, o: ml_collections.ConfigDict):
 
 def _save(workdir: str, curves: dict) -> None:
   from jaxunlearn.checkpoint import write_json
+  if jax.process_index() != 0:  # one writer per run
+    return
   write_json(os.path.join(workdir, "rcd_curves.json"), curves)
   plot_curves(curves, os.path.join(workdir, "rcd_curves.png"))
 

@@ -144,7 +144,8 @@ def make_unlearn(name: str, margin: Margin):
                             epochs=method_cfg.epochs, key=key, mesh=mesh,
                             augment=augment, checkpoint_dir=task.checkpoint_dir,
                             checkpoint_every=method_cfg.get("checkpoint_every", 5),
-                            desc=name, progress=task.progress, paired=paired)
+                            desc=name, progress=task.progress, paired=paired,
+                            learning_rate=method_cfg.lr)
     return jax.device_get(unwrap(state)), {}
   return unlearn
 

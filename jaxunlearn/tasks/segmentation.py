@@ -352,7 +352,8 @@ def make_unlearn(name: str, seg: ml_collections.ConfigDict):
     state = loop.run_epochs(parallel.jit_step(step, task.mesh), state, split,
                             batch_size=mcfg.batch_size, epochs=mcfg.epochs, key=key,
                             mesh=task.mesh, checkpoint_dir=task.checkpoint_dir,
-                            desc=name, progress=task.progress)
+                            desc=name, progress=task.progress,
+                            learning_rate=mcfg.lr)
     final = state.train if name == "delete" else state
     return jax.device_get(final.variables), {}
   return unlearn
