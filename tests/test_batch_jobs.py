@@ -3,7 +3,6 @@ without a terminal, a locked workdir, damaged checkpoints."""
 import glob
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
