@@ -28,11 +28,6 @@ def _env(data_dir, devices=1):
   return env
 
 
-def _cli(args, env, timeout=600):
-  return subprocess.run([sys.executable, "-m", "jaxunlearn.cli", *args], env=env,
-                        capture_output=True, text=True, timeout=timeout)
-
-
 def _free_port():
   with socket.socket() as s:
     s.bind(("127.0.0.1", 0))
@@ -72,37 +67,17 @@ def test_two_processes_finish_write_one_report_and_match_one_process(
   assert two["platform"]["processes"] == 2 and two["platform"]["devices"] == 2
   assert os.path.exists(os.path.join(workdir, "logs", "process_1.log"))
 
-  single = _cli(["run", "--workdir", str(tmp_path / "one"), *TINY],
-                _env(data_dir, devices=2))
-  assert single.returncode == 0, single.stderr[-2000:]
-  with open(tmp_path / "one" / "report.json") as f:
-    one = json.load(f)
+  # One process with this session's 2 CPU devices (conftest), same config.
+  from jaxunlearn import config as config_lib
+  cfg = config_lib.from_json(os.path.join(workdir, "config.json"))
+  cfg.distributed, cfg.process_id, cfg.num_processes = False, -1, 0
+  cfg.coordinator_address, cfg.data_dir = "", data_dir
+  one = run_lib.run(cfg, str(tmp_path / "one"), log=lambda *_: None)
   assert one["platform"]["processes"] == 1 and one["platform"]["devices"] == 2
   a, b = _numbers(one), _numbers(two)
   assert a.keys() == b.keys()
   for key in a:
     assert abs(a[key] - b[key]) <= 2e-3, (key, a[key], b[key])
-
-
-def test_log_without_a_terminal_has_one_line_per_epoch(data_dir, tmp_path):
-  done = _cli(["run", "--workdir", str(tmp_path), *TINY], _env(data_dir))
-  assert done.returncode == 0, done.stderr[-2000:]
-  assert "\r" not in done.stdout + done.stderr  # no progress bars
-  lines = done.stdout.splitlines()
-  for phase, epochs in (("pretrain", 2), ("retrain", 2), ("delete", 3)):
-    mine = [line for line in lines if line.startswith(f"{phase} epoch ")]
-    assert [line.split()[2] for line in mine] == [f"{e}/{epochs}" for e in
-                                                  range(1, epochs + 1)], mine
-    assert all(" loss " in line and " img/s " in line and " eta " in line
-               for line in mine)
-  with open(tmp_path / "metrics.jsonl") as f:
-    records = [json.loads(line) for line in f]
-  assert [(r["phase"], r["epoch"]) for r in records] == [
-      ("pretrain", 1), ("pretrain", 2), ("retrain", 1), ("retrain", 2),
-      ("delete", 1), ("delete", 2), ("delete", 3)]
-  assert all(np.isfinite(r["loss"]) and r["lr"] >= 0 for r in records)
-  quiet = _cli(["run", "--workdir", str(tmp_path), "--quiet", *TINY], _env(data_dir))
-  assert quiet.returncode == 0 and " epoch " not in quiet.stdout
 
 
 SIGTERM_SCRIPT = r"""
@@ -132,16 +107,39 @@ def _unlearned_params(workdir):
       state=ocp.args.StandardRestore()))["state"]
 
 
+def _check_epoch_lines(done, workdir):
+  """Without a terminal: no progress bars, one line per epoch of each phase,
+  and the same epochs as records in metrics.jsonl."""
+  assert "\r" not in done.stdout + done.stderr
+  lines = done.stdout.splitlines()
+  for phase, epochs in (("pretrain", 2), ("retrain", 2), ("delete", 3)):
+    mine = [line for line in lines if line.startswith(f"{phase} epoch ")]
+    assert [line.split()[2] for line in mine] == [f"{e}/{epochs}" for e in
+                                                  range(1, epochs + 1)], mine
+    assert all(" loss " in line and " img/s " in line and " eta " in line
+               for line in mine)
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    records = [json.loads(line) for line in f]
+  assert [(r["phase"], r["epoch"]) for r in records] == [
+      ("pretrain", 1), ("pretrain", 2), ("retrain", 1), ("retrain", 2),
+      ("delete", 1), ("delete", 2), ("delete", 3)]
+  assert all(np.isfinite(r["loss"]) and r["lr"] >= 0 for r in records)
+
+
 def test_sigterm_saves_at_the_next_step_and_resumes_bit_identical(data_dir, tmp_path):
   """SIGTERM inside DELETE's second epoch: exit 143 with one line saying
   where it stopped; the same command resumes from that step and ends with
-  the parameters of a run that was never stopped."""
+  the parameters of a run that was never stopped. The uninterrupted run's
+  log (no terminal) has one line per epoch; --quiet has none."""
   env = _env(data_dir)
-  run = lambda workdir, term_at: subprocess.run(
-      [sys.executable, "-c", SIGTERM_SCRIPT, workdir, str(term_at), *TINY],
+  run = lambda workdir, term_at, *extra: subprocess.run(
+      [sys.executable, "-c", SIGTERM_SCRIPT, workdir, str(term_at), *TINY, *extra],
       env=env, capture_output=True, text=True, timeout=600)
   clean = run(str(tmp_path / "clean"), 0)
   assert clean.returncode == 0, clean.stderr[-2000:]
+  _check_epoch_lines(clean, str(tmp_path / "clean"))
+  quiet = run(str(tmp_path / "clean"), 0, "--quiet")  # reuses every phase
+  assert quiet.returncode == 0 and " epoch " not in quiet.stdout
   # |D_f| = 135 in batches of 64: 3 steps per epoch; the 5th is epoch 2's 2nd.
   stopped = run(str(tmp_path / "stopped"), 5)
   assert stopped.returncode == cli.PREEMPTED_EXIT, stopped.stderr[-2000:]
