@@ -9,7 +9,6 @@ are natural (JS divergence in nats, bounded by ln 2).
 """
 from __future__ import annotations
 
-import functools
 from typing import Optional
 
 import jax
@@ -19,6 +18,7 @@ from scipy.special import rel_entr, softmax
 
 from jaxunlearn.metrics.evaluators import register, shadow_outputs
 from jaxunlearn.metrics import mia
+from jaxunlearn.models import init_variables
 
 MIA_FEATURES = ("correctness", "confidence", "entropy", "m_entropy", "prob")
 RANDOM_ROLE = "random_init"   # ZRF's reference model (cached under this role)
@@ -213,18 +213,11 @@ def entropy_mia_evaluator(ctx, role: str, options=None):
                                    entropy(target[0]))
 
 
-@functools.lru_cache(maxsize=8)
-def _jitted_init(model, image_shape: tuple):
-  import jax.numpy as jnp
-  return jax.jit(lambda key: model.init(key, jnp.zeros((1, *image_shape))))
-
-
 def random_init_variables(ctx) -> dict:
   """Variables of ``ctx.model`` from ``fold_in(key(ctx.seed), ZRF_KEY)``,
-  initialised on a zero image batch shaped like the data (one compile per
-  model and shape)."""
+  initialised on a zero image batch shaped like the data."""
   key = jax.random.fold_in(jax.random.key(ctx.seed), ZRF_KEY)
-  return dict(_jitted_init(ctx.model, tuple(ctx.data.retain.images.shape[1:]))(key))
+  return init_variables(ctx.model, ctx.data.retain.images.shape[1:], key)
 
 
 def _random_logits(ctx, split: str) -> np.ndarray:
