@@ -42,7 +42,6 @@ from typing import NamedTuple, Sequence
 import jax
 import ml_collections
 import numpy as np
-from sklearn.metrics import roc_auc_score
 
 from jaxunlearn import loop, optim, parallel
 from jaxunlearn.batches import ForgetSplit, Split
@@ -54,6 +53,7 @@ from jaxunlearn.losses import accuracy_count, weighted_mean
 from jaxunlearn.methods import METHODS as ALL_METHODS
 from jaxunlearn.methods import Method, UnlearnTask
 from jaxunlearn.methods import delete as delete_lib
+from jaxunlearn.metrics import audit
 from jaxunlearn.metrics.evaluators import register as register_evaluator
 from jaxunlearn.models import MODELS, get_model
 from jaxunlearn.models.margin import MARGINS, margin_cross_entropy
@@ -239,11 +239,9 @@ def identity_forget_split(train: Split, test: Split, identities: Sequence[int],
 
 def roc_auc(positive: np.ndarray, negative: np.ndarray) -> float:
   """P(score of a positive > score of a negative) + ½ P(tie)."""
-  if len(positive) == 0 or len(negative) == 0:
-    return float("nan")
   scores = np.concatenate([positive, negative]).astype(np.float64)
-  labels = np.concatenate([np.ones(len(positive)), np.zeros(len(negative))])
-  return float(roc_auc_score(labels, scores))
+  labels = np.concatenate([np.ones(len(positive), int), np.zeros(len(negative), int)])
+  return audit.roc_auc(scores, labels)
 
 
 def pair_similarities(embeddings: np.ndarray, labels: np.ndarray,
