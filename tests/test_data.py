@@ -253,33 +253,6 @@ def test_offline_error_is_fast_and_names_the_file(tmp_path):
     assert time.perf_counter() - start < 5.0
 
 
-def test_two_processes_cover_each_epoch_once():
-  from jaxunlearn.data.streaming import StreamingSplit
-  n, batch = 23, 6
-  images = _images(n, 8, 8, 1)
-  source = [{"image": _png(images[i]), "label": i % 3, "id": 100 + i}
-            for i in range(n)]
-  seen = {}
-  for epoch in (0, 1):
-    per_process = []
-    for p in range(2):
-      stream = StreamingSplit(source, batch, seed=3, process_index=p,
-                              process_count=2, num_threads=2)
-      ids = []
-      for b in stream.epoch(epoch):
-        assert b["image"].shape == (3, 8, 8, 1)
-        valid = b["mask"] > 0
-        ids += list(b["id"][valid])
-        for image, i in zip(b["image"][valid], b["id"][valid]):  # no augmentation
-          np.testing.assert_array_equal(image, images[i - 100])
-      per_process.append(ids)
-    assert not set(per_process[0]) & set(per_process[1])
-    everything = sorted(per_process[0] + per_process[1])
-    assert everything == list(range(100, 100 + n))
-    seen[epoch] = per_process[0]
-  assert seen[0] != seen[1]  # reshuffled per epoch
-
-
 def test_stock_tfds_tfrecord_is_read_when_tensorflow_is_installed(tmp_path, monkeypatch):
   """A dataset stock tfds prepared (tfrecord) is read as is, test after
   train ids; needs TensorFlow, which the test extra does not install."""
