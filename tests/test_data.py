@@ -1,5 +1,5 @@
 """Builders round-trip fixtures in the real formats; offline errors are fast;
-two simulated processes cover an epoch exactly once."""
+the library's builders leave tfds's dataset names alone."""
 import gzip
 import io
 import os
@@ -324,3 +324,22 @@ def test_fashion_mnist_is_found_where_the_debian_package_puts_it(tmp_path, monke
       spec, system_dirs=(str(tmp_path / "absent"),)))
   with pytest.raises(UserError, match="apt-get install dataset-fashion-mnist"):
     load_dataset("fashion_mnist", str(tmp_path / "data2"))
+
+
+def test_the_library_registers_no_tfds_name(tmp_path):
+  """With every builder of the library imported, tfds's names are tfds's:
+  ``tfds.builder("cifar10")`` is its stock builder, not ours."""
+  import tensorflow_datasets as tfds
+
+  from jaxunlearn.data import builders, digits, voc
+  ours = [c for m in (builders, digits, voc) for c in vars(m).values()
+          if isinstance(c, type) and issubclass(c, tfds.core.DatasetBuilder)
+          and c.__module__ == m.__name__]
+  assert {"cifar10", "mnist", "digits", "voc2012_segmentation"} <= {c.name for c in ours}
+  for cls in ours:
+    try:
+      assert tfds.builder_cls(cls.name) is not cls
+    except tfds.core.registered.DatasetNotFoundError:
+      pass
+  stock = tfds.builder("cifar10", data_dir=str(tmp_path))
+  assert type(stock).__module__.startswith("tensorflow_datasets.")
