@@ -107,12 +107,11 @@ def markdown(summary: dict, title: str = "") -> str:
   return "\n".join(lines).lstrip("\n") + "\n"
 
 
-def run_seeds(cfg, workdir: str, seeds: Sequence[int],
-              run_fn: Optional[Callable] = None, log=print) -> dict:
-  """Runs ``cfg`` once per seed (``workdir/seed-<s>``); writes and returns
-  the summary."""
-  if run_fn is None:
-    from jaxunlearn.run import run as run_fn
+def run_seeds(cfg, workdir: str, seeds: Sequence[int], run_fn: Callable,
+              log=print) -> dict:
+  """Runs ``cfg`` with ``run_fn`` (``jaxunlearn.run.run``; passed in, as
+  the run itself reports with this module) once per seed
+  (``workdir/seed-<s>``); writes and returns the summary."""
   reports = []
   for seed in seeds:
     c = copy.deepcopy(cfg)
@@ -188,10 +187,9 @@ def _set_field(cfg, field: str, value) -> None:
 
 
 def run_sweep(cfg, workdir: str, grid: dict[str, list], seeds: Sequence[int],
-              run_fn: Optional[Callable] = None, log=print) -> list[dict]:
-  """One row per grid point (mean ± std over seeds); writes DIR/sweep.*."""
-  if run_fn is None:
-    from jaxunlearn.run import run as run_fn
+              run_fn: Callable, log=print) -> list[dict]:
+  """One row per grid point (mean ± std over seeds, each run with
+  ``run_fn`` as in ``run_seeds``); writes DIR/sweep.*."""
   fields = list(grid)
   points = list(itertools.product(*(grid[f] for f in fields)))
   rows, references = [], {}
