@@ -250,7 +250,8 @@ def first_step(settings: dict, dtype=None):
   import numpy as np
   from jaxunlearn import parallel
   from jaxunlearn.models import get_model
-  from jaxunlearn.state import TrainState, sgd
+  from jaxunlearn.optim import sgd
+  from jaxunlearn.state import TrainState
 
   model = get_model("resnet18", num_classes=10, mean=MEAN, std=STD, stem="cifar")
   tx = sgd(0.01, 0.9, 5e-4)

@@ -99,7 +99,8 @@ import torch  # noqa: E402
 from jaxunlearn import parallel  # noqa: E402
 from jaxunlearn.methods import delete, dlfd, ieu, l2ul  # noqa: E402
 from jaxunlearn.models import get_model  # noqa: E402
-from jaxunlearn.state import TrainState, sgd  # noqa: E402
+from jaxunlearn.optim import sgd  # noqa: E402
+from jaxunlearn.state import TrainState  # noqa: E402
 from jaxunlearn.train import make_supervised_step  # noqa: E402
 
 from _timing import (add_cpu_ynn_argument, cpu_name, matmul_peak, program_stats,  # noqa: E402

@@ -7,33 +7,20 @@ import json
 import os
 from typing import Iterable, Sequence
 
-import numpy as np
+from jaxunlearn.aggregate import cell, mean_std
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 
-def mean_std(values: Sequence[float]) -> tuple[float, float]:
-  values = [v for v in values if v is not None and np.isfinite(v)]
-  if not values:
-    return float("nan"), float("nan")
-  return float(np.mean(values)), float(np.std(values))
-
-
-def fmt(mean: float, std: float, digits: int = 3) -> str:
-  if not np.isfinite(mean):
-    return "-"
-  return f"{mean:.{digits}f} ± {std:.{digits}f}"
-
-
 def aggregate(rows: list[dict], group: str, columns: Sequence[str]) -> list[dict]:
-  """Mean and std of ``columns`` over the rows sharing ``row[group]``."""
+  """``aggregate.mean_std`` of ``columns`` over the rows sharing ``row[group]``."""
   names = list(dict.fromkeys(r[group] for r in rows))
   out = []
   for name in names:
     mine = [r for r in rows if r[group] == name]
     entry = {group: name, "n": len(mine)}
     for c in columns:
-      entry[c] = mean_std([r.get(c) for r in mine])
+      entry[c] = mean_std(r.get(c) for r in mine)
     out.append(entry)
   return out
 
@@ -48,7 +35,7 @@ def write_tables(stem: str, title: str, table: list[dict], group: str,
            "|" + "---|" * (len(columns) + 1)]
   for entry in table:
     lines.append("| " + " | ".join([str(entry[group])] +
-                                   [fmt(*entry[c]) for c in columns]) + " |")
+                                   [cell(entry[c], 3) for c in columns]) + " |")
   markdown = "\n".join(lines) + "\n"
   with open(os.path.join(RESULTS, stem + ".md"), "w") as f:
     f.write(markdown)
@@ -56,10 +43,15 @@ def write_tables(stem: str, title: str, table: list[dict], group: str,
     writer = csv.writer(f)
     writer.writerow([group, "n"] + [f"{c}_{s}" for c in columns for s in ("mean", "std")])
     for entry in table:
-      writer.writerow([entry[group], entry["n"]] + [v for c in columns for v in entry[c]])
+      writer.writerow([entry[group], entry["n"]] + [
+          _number(entry[c][s]) for c in columns for s in ("mean", "std")])
   with open(os.path.join(RESULTS, stem + ".json"), "w") as f:
     json.dump({"title": title, "rows": raw_rows}, f, indent=1)
   return markdown
+
+
+def _number(value):
+  return float("nan") if value is None else value
 
 
 def timing(report: dict, role: str) -> dict:

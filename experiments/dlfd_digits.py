@@ -17,10 +17,11 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import aggregate, fmt, mean_std, write_tables  # noqa: E402
+from common import aggregate, write_tables  # noqa: E402
 from common import timing as run_times  # noqa: E402
 
 from jaxunlearn import run as run_lib  # noqa: E402
+from jaxunlearn.aggregate import cell, mean_std  # noqa: E402
 from jaxunlearn.config import load_file  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -86,7 +87,7 @@ def main(argv=None):
   for label in ("dlfd-paper", "dlfd-released"):
     t = [x for x in timing if x["method"] == label]
     def ms(key):
-      return fmt(*mean_std([x[key] for x in t]))
+      return cell(mean_std(x[key] for x in t), 3)
     notes.append(
         f"- {label}: DLFD wall time {ms('wall_time')} s (of which gate {ms('gate_time')} s "
         f"over {t[0]['gate_calls']} evaluations, incl. one compile); one gate "

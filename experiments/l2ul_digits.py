@@ -28,9 +28,10 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import RESULTS, add_data_args, dataset_tag, fmt, mean_std  # noqa: E402
+from common import RESULTS, add_data_args, dataset_tag  # noqa: E402
 
 from jaxunlearn.config import load_file  # noqa: E402
+from jaxunlearn.aggregate import cell, mean_std  # noqa: E402
 from jaxunlearn import loop, parallel  # noqa: E402
 from jaxunlearn.data import load_dataset  # noqa: E402
 from jaxunlearn.data.splits import random_forget_split  # noqa: E402
@@ -121,11 +122,11 @@ def main(argv=None):
       if variant == "retrained":
         steps, budget, stopped = "-", "-", "-"
       else:
-        steps = fmt(*mean_std([r["steps"] for r in mine]), digits=1)
+        steps = cell(mean_std(r["steps"] for r in mine), 1)
         budget = "/".join(sorted({str(r["max_steps"]) for r in mine}))
         stopped = f"{sum(r['stopped'] for r in mine)}/{len(mine)}"
       lines.append(f"| {k} | {variant} | {steps} | {budget} | {stopped} | " + " | ".join(
-          fmt(*mean_std([r[c] for r in mine]), digits=d)
+          cell(mean_std(r[c] for r in mine), d)
           for c, d in (("forget_acc", 3), ("test_drop", 4), ("seconds", 1),
                        ("rel_time", 3))) + " |")
   lines += ["", f"## Continual: {REQUESTS} requests of {K} (seed {args.seeds.split(',')[0]})", "",

@@ -24,7 +24,7 @@ import copy
 import csv
 import itertools
 import os
-from typing import Callable, Optional, Sequence
+from typing import Callable, Iterable, Optional, Sequence
 
 import numpy as np
 
@@ -60,6 +60,22 @@ def flatten(metrics: Optional[dict]) -> dict[str, float]:
   return out
 
 
+def mean_std(values: Iterable[Optional[float]]) -> dict:
+  """{"mean", "std", "n"} of the finite numbers among ``values`` (None and
+  nan are skipped); std is the population one (ddof 0), as the experiment
+  tables use; mean and std are None when no number is left."""
+  finite = np.array([float(v) for v in values if v is not None and np.isfinite(v)])
+  return dict(mean=float(finite.mean()) if len(finite) else None,
+              std=float(finite.std()) if len(finite) else None, n=int(len(finite)))
+
+
+def cell(stats: Optional[dict], digits: int = 4) -> str:
+  """"mean ± std" of a ``mean_std`` result, "-" without a number."""
+  if not stats or stats["mean"] is None:
+    return "-"
+  return f"{stats['mean']:.{digits}f} ± {stats['std']:.{digits}f}"
+
+
 def summarize(reports: Sequence[dict]) -> dict:
   """{"seeds", "models": {role: {metric: {"mean", "std", "n"}}}, "rte"}."""
   models = {}
@@ -68,25 +84,17 @@ def summarize(reports: Sequence[dict]) -> dict:
     keys = list(dict.fromkeys(k for m in per_seed for k in m))
     if not keys:
       continue
-    models[role] = {}
-    for key in keys:
-      values = np.array([m[key] for m in per_seed
-                         if key in m and np.isfinite(m[key])])
-      models[role][key] = dict(
-          mean=float(values.mean()) if len(values) else None,
-          std=float(values.std()) if len(values) else None, n=int(len(values)))
+    models[role] = {key: mean_std(m[key] for m in per_seed if key in m)
+                    for key in keys}
   rte = [r.get("rte") for r in reports if r.get("rte") is not None]
   return {"seeds": [r["seed"] for r in reports], "models": models,
-          "rte": dict(mean=float(np.mean(rte)), std=float(np.std(rte)),
-                      n=len(rte)) if rte else None}
+          "rte": mean_std(rte) if rte else None}
 
 
 def markdown(summary: dict, title: str = "") -> str:
   """Rows = metrics, columns = model roles, cells = mean ± std."""
   roles = [r for r in ROLES if r in summary["models"]]
   keys = list(dict.fromkeys(k for r in roles for k in summary["models"][r]))
-  cell = lambda s: "-" if s is None or s["mean"] is None else (
-      f"{s['mean']:.4f} ± {s['std']:.4f}")
   lines = [f"# {title}" if title else "",
            f"seeds {', '.join(map(str, summary['seeds']))} (mean ± std)", "",
            "| metric | " + " | ".join(roles) + " |",
@@ -99,12 +107,11 @@ def markdown(summary: dict, title: str = "") -> str:
   return "\n".join(lines).lstrip("\n") + "\n"
 
 
-def run_seeds(cfg, workdir: str, seeds: Sequence[int],
-              run_fn: Optional[Callable] = None, log=print) -> dict:
-  """Runs ``cfg`` once per seed (``workdir/seed-<s>``); writes and returns
-  the summary."""
-  if run_fn is None:
-    from jaxunlearn.run import run as run_fn
+def run_seeds(cfg, workdir: str, seeds: Sequence[int], run_fn: Callable,
+              log=print) -> dict:
+  """Runs ``cfg`` with ``run_fn`` (``jaxunlearn.run.run``; passed in, as
+  the run itself reports with this module) once per seed
+  (``workdir/seed-<s>``); writes and returns the summary."""
   reports = []
   for seed in seeds:
     c = copy.deepcopy(cfg)
@@ -180,10 +187,9 @@ def _set_field(cfg, field: str, value) -> None:
 
 
 def run_sweep(cfg, workdir: str, grid: dict[str, list], seeds: Sequence[int],
-              run_fn: Optional[Callable] = None, log=print) -> list[dict]:
-  """One row per grid point (mean ± std over seeds); writes DIR/sweep.*."""
-  if run_fn is None:
-    from jaxunlearn.run import run as run_fn
+              run_fn: Callable, log=print) -> list[dict]:
+  """One row per grid point (mean ± std over seeds, each run with
+  ``run_fn`` as in ``run_seeds``); writes DIR/sweep.*."""
   fields = list(grid)
   points = list(itertools.product(*(grid[f] for f in fields)))
   rows, references = [], {}
@@ -213,8 +219,6 @@ def run_sweep(cfg, workdir: str, grid: dict[str, list], seeds: Sequence[int],
 def _write_sweep_tables(result: dict, workdir: str) -> None:
   fields, rows = result["fields"], result["rows"]
   keys = list(dict.fromkeys(k for r in rows for k in r["metrics"]))
-  cell = lambda s: "-" if not s or s["mean"] is None else (
-      f"{s['mean']:.4f} ± {s['std']:.4f}")
   lines = [f"# sweep: {result['method']} on {result['dataset']}", "",
            f"seeds {', '.join(map(str, result['seeds']))}; unlearned model per "
            "point (mean ± std); original and retrained for reference.", "",

@@ -140,12 +140,13 @@ def _split_flags(argv: list[str], names: tuple[str, ...]):
 
 def _seeds(argv: list[str]) -> None:
   from jaxunlearn import aggregate
+  from jaxunlearn import run as run_lib
   found, rest = _split_flags(argv, ("seeds",))
   if not found["seeds"]:
     raise _UsageError("seeds needs --seeds N (a count) or --seeds 0,4,7 (a list)")
   cfg, workdir = _load_config(rest)
   seeds = aggregate.parse_seeds(found["seeds"][-1], int(cfg.seed))
-  summary = aggregate.run_seeds(cfg, workdir, seeds)
+  summary = aggregate.run_seeds(cfg, workdir, seeds, run_lib.run)
   with open(os.path.join(workdir, "summary.md")) as f:
     print(f.read())
   print(f"summary: {os.path.join(workdir, 'summary.json')} "
@@ -154,11 +155,12 @@ def _seeds(argv: list[str]) -> None:
 
 def _sweep(argv: list[str]) -> None:
   from jaxunlearn import aggregate
+  from jaxunlearn import run as run_lib
   found, rest = _split_flags(argv, ("seeds", "grid"))
   cfg, workdir = _load_config(rest)
   grid = aggregate.parse_grid(found["grid"], cfg)
   seeds = aggregate.parse_seeds((found["seeds"] or ["1"])[-1], int(cfg.seed))
-  aggregate.run_sweep(cfg, workdir, grid, seeds)
+  aggregate.run_sweep(cfg, workdir, grid, seeds, run_lib.run)
   with open(os.path.join(workdir, "sweep.md")) as f:
     print(f.read())
   print(f"sweep: {os.path.join(workdir, 'sweep.json')}")

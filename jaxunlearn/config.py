@@ -6,15 +6,22 @@ its ``default_config()``: the authors' published setting, so
 ``--config.delete.lr=1e-3`` works for any method. Tuning for a dataset lives
 in ``configs/<method>_<dataset>.py``; the default run, ``jaxunlearn run``
 with no ``--config``, is ``configs/delete_digits.py`` (``DEFAULT_RUN``).
+
+Reading a config imports no method: a method's module imports jax, flax and
+optax, seconds that a config file, the command line's parsing or a tool
+listing fields should not pay. The method sections (and the evaluators'
+``config.eval.rcd`` / ``config.eval.audit``) are made the first time they are
+read; anything that walks the whole config (``to_dict``, ``lock``, a copy, a
+comparison) makes them all, so the config is always complete when seen whole.
 """
 from __future__ import annotations
 
 import importlib.util
 import os
+import pkgutil
+from typing import Callable, Iterable
 
 import ml_collections
-
-from jaxunlearn.methods import METHODS
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -61,8 +68,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.original_from = ""
   c.export_torch = False
 
-  for name in METHODS.names():
-    c[name] = METHODS.get(name).default_config()
+  _make_when_read(c, method_names(), _method_section)
 
   c.eval = ml_collections.ConfigDict(dict(
       batch_size=256,
@@ -75,9 +81,9 @@ def get_config() -> ml_collections.ConfigDict:
       # forgetting score and NoMUS; IEU: the relearning convergence delay).
       method_evaluators=True,
   ))
-  from jaxunlearn.metrics import audit, rcd
-  c.eval.rcd = rcd.default_config()      # the relearning-delay protocol
-  c.eval.audit = audit.default_config()  # U-LiRA (evaluator "audit", off)
+  # c.eval.rcd: the relearning-delay protocol; c.eval.audit: U-LiRA (the
+  # evaluator "audit", off by default).
+  _make_when_read(c.eval, ("rcd", "audit"), _evaluator_section)
 
   # XLA executables persisted here (jax's compilation cache), so a re-run or
   # another seed loads its programs instead of compiling them ("" = off).
@@ -114,7 +120,7 @@ def tuned_section(method: str, dataset: str) -> ml_collections.ConfigDict:
   path = os.path.join(CONFIGS_DIR, f"{method}_{dataset}.py")
   if os.path.isfile(path):
     return load_file(path)[method]
-  return METHODS.get(method).default_config()
+  return _method_section(method)
 
 
 def from_json(path: str) -> ml_collections.ConfigDict:
@@ -136,3 +142,107 @@ def load_file(path: str) -> ml_collections.ConfigDict:
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module.get_config(arg) if arg else module.get_config()
+
+
+def method_names() -> list[str]:
+  """The registered methods' names without importing them: each public
+  module of ``jaxunlearn/methods`` registers the method it is named after
+  (tests/test_config.py checks it)."""
+  package = importlib.util.find_spec("jaxunlearn.methods")
+  return sorted(m.name for m in pkgutil.iter_modules(package.submodule_search_locations)
+                if not m.name.startswith("_"))
+
+
+def _method_section(name: str) -> ml_collections.ConfigDict:
+  from jaxunlearn.methods import METHODS
+  return METHODS.get(name).default_config()
+
+
+def _evaluator_section(name: str) -> ml_collections.ConfigDict:
+  from jaxunlearn.metrics.evaluators import EVALUATORS
+  return EVALUATORS.get(name).default_config()
+
+
+class _Sections(dict):
+  """A ConfigDict's fields, some of which are made when first read.
+
+  ConfigDict keeps its fields in this dict (``_fields``). A pending name is a
+  field like any other for single-key reads, writes, deletion and ``in``; a
+  read calls ``make(name)`` once. Whatever walks all fields (iteration,
+  ``len``, comparison, copies, pickling, and so ``to_dict``, ``lock``,
+  ``deepcopy``) makes the pending ones first.
+  """
+
+  def __init__(self, fields: dict, pending: Iterable[str],
+               make: Callable[[str], ml_collections.ConfigDict]):
+    super().__init__(fields)
+    self._pending = {name: None for name in pending if name not in fields}
+    self._make = make
+
+  def __missing__(self, key):
+    if key not in self._pending:
+      raise KeyError(key)
+    value = self._make(key)
+    del self._pending[key]
+    dict.__setitem__(self, key, value)
+    return value
+
+  def _complete(self) -> "_Sections":
+    for name in list(self._pending):
+      self[name]
+    return self
+
+  def __contains__(self, key) -> bool:
+    return dict.__contains__(self, key) or key in self._pending
+
+  def __setitem__(self, key, value) -> None:
+    self._pending.pop(key, None)
+    dict.__setitem__(self, key, value)
+
+  def __delitem__(self, key) -> None:
+    if key in self._pending:
+      del self._pending[key]
+    else:
+      dict.__delitem__(self, key)
+
+  def get(self, key, default=None):
+    return self[key] if key in self else default
+
+  def __iter__(self):
+    return dict.__iter__(self._complete())
+
+  def __len__(self) -> int:
+    return dict.__len__(self) + len(self._pending)
+
+  def keys(self):
+    return dict.keys(self._complete())
+
+  def values(self):
+    return dict.values(self._complete())
+
+  def items(self):
+    return dict.items(self._complete())
+
+  def __eq__(self, other) -> bool:
+    if isinstance(other, _Sections):
+      other._complete()
+    return dict.__eq__(self._complete(), other)
+
+  def __ne__(self, other) -> bool:
+    return not self == other
+
+  def __repr__(self) -> str:
+    return dict.__repr__(self._complete())
+
+  def copy(self) -> dict:
+    return dict(self.items())
+
+  def __reduce__(self):
+    # Copies and pickles hold every field, as a plain dict.
+    return dict, (dict(self.items()),)
+
+
+def _make_when_read(config: ml_collections.ConfigDict, names: Iterable[str],
+                    make: Callable[[str], ml_collections.ConfigDict]) -> None:
+  """Adds fields ``names`` to ``config``, each ``make(name)`` when first read."""
+  object.__setattr__(config, "_fields", _Sections(config._fields, names, make))

@@ -70,39 +70,3 @@ def gradient_update(state: TrainState, tx: optax.GradientTransformation,
   return state.replace(step=state.step + 1, params=params,
                        batch_stats=batch_stats, opt_state=opt_state), metrics
 
-
-def sgd(learning_rate, momentum: float = 0.9, weight_decay: float = 0.0,
-        nesterov: bool = False) -> optax.GradientTransformation:
-  """PyTorch's ``torch.optim.SGD``: coupled weight decay, then momentum.
-
-  PyTorch: ``g <- g + wd * p; b <- m * b + g; p <- p - lr * b``. optax's
-  ``add_decayed_weights`` followed by ``sgd`` computes exactly that (checked
-  in tests/test_optim.py against the formula).
-  """
-  parts = []
-  if weight_decay:
-    parts.append(optax.add_decayed_weights(weight_decay))
-  parts.append(optax.sgd(learning_rate, momentum=momentum or None,
-                         nesterov=nesterov))
-  return optax.chain(*parts)
-
-
-def lr_schedule(base_lr: float, total_steps: int, kind: str = "constant",
-                warmup_steps: int = 0) -> optax.Schedule:
-  """'constant', 'cosine' (to 0) or 'step' (x0.1 at 50% and 75%)."""
-  total_steps = max(int(total_steps), 1)
-  if kind == "constant":
-    schedule = optax.constant_schedule(base_lr)
-  elif kind == "cosine":
-    schedule = optax.cosine_decay_schedule(base_lr, total_steps - warmup_steps)
-  elif kind == "step":
-    schedule = optax.piecewise_constant_schedule(
-        base_lr, {int(total_steps * 0.5): 0.1, int(total_steps * 0.75): 0.1})
-  else:
-    from jaxunlearn.errors import UserError
-    raise UserError(f"unknown lr schedule {kind!r}; use constant, cosine or step")
-  if warmup_steps:
-    schedule = optax.join_schedules(
-        [optax.linear_schedule(0.0, base_lr, warmup_steps), schedule],
-        [warmup_steps])
-  return schedule

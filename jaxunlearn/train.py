@@ -15,17 +15,11 @@ import jax
 import ml_collections
 from jax.sharding import Mesh
 
-from jaxunlearn import loop, parallel
-from jaxunlearn import batches
+from jaxunlearn import batches, loop, optim, parallel
 from jaxunlearn.batches import Split
 from jaxunlearn.losses import accuracy_count, cross_entropy, weighted_mean
-from jaxunlearn.state import (TrainState, apply_train, gradient_update,
-                              lr_schedule, sgd)
-
-
-def for_axis(model, axis_name: Optional[str]):
-  """The model with cross-device BatchNorm statistics when under shard_map."""
-  return model if axis_name is None else model.clone(bn_axis_name=axis_name)
+from jaxunlearn.models import for_axis, init_variables
+from jaxunlearn.state import TrainState, apply_train, gradient_update
 
 
 def make_supervised_step(model, tx):
@@ -45,18 +39,6 @@ def make_supervised_step(model, tx):
   return step
 
 
-def init_variables(model, image_shape, key: jax.Array) -> dict:
-  import jax.numpy as jnp
-  return dict(jax.jit(lambda k: model.init(k, jnp.zeros((1, *image_shape))))(key))
-
-
-def make_optimizer(train_cfg: ml_collections.ConfigDict, steps: int):
-  schedule = lr_schedule(train_cfg.lr, steps, train_cfg.get("schedule", "constant"),
-                         train_cfg.get("warmup_steps", 0))
-  return sgd(schedule, train_cfg.momentum, train_cfg.weight_decay,
-             train_cfg.get("nesterov", False))
-
-
 def train_model(model, train_cfg: ml_collections.ConfigDict, split: Split,
                 image_shape, key: jax.Array, mesh: Mesh, *,
                 augment: loop.Augment = loop.Augment(),
@@ -72,7 +54,7 @@ def train_model(model, train_cfg: ml_collections.ConfigDict, split: Split,
   start = time.perf_counter()
   init_key, data_key = jax.random.split(key)
   steps = train_cfg.epochs * batches.num_batches(len(split), train_cfg.batch_size)
-  tx = make_optimizer(train_cfg, steps)
+  tx = optim.for_training(train_cfg, steps)
   state = TrainState.create(init_variables(model, image_shape, init_key), tx)
   step = parallel.jit_step(make_step(model, tx), mesh)
   state = loop.run_epochs(step, state, split, batch_size=train_cfg.batch_size,

@@ -14,7 +14,7 @@ from jaxunlearn.methods import METHODS, UnlearnTask
 from jaxunlearn.methods import _stats, boundary_shrink, random_label, salun, scrub, ssd
 from jaxunlearn.models import get_model
 from jaxunlearn.state import apply_eval
-from jaxunlearn.train import init_variables
+from jaxunlearn.models import init_variables
 
 
 @pytest.fixture(scope="module")

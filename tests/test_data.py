@@ -1,5 +1,5 @@
 """Builders round-trip fixtures in the real formats; offline errors are fast;
-two simulated processes cover an epoch exactly once."""
+the library's builders leave tfds's dataset names alone."""
 import gzip
 import io
 import os
@@ -253,33 +253,6 @@ def test_offline_error_is_fast_and_names_the_file(tmp_path):
     assert time.perf_counter() - start < 5.0
 
 
-def test_two_processes_cover_each_epoch_once():
-  from jaxunlearn.data.streaming import StreamingSplit
-  n, batch = 23, 6
-  images = _images(n, 8, 8, 1)
-  source = [{"image": _png(images[i]), "label": i % 3, "id": 100 + i}
-            for i in range(n)]
-  seen = {}
-  for epoch in (0, 1):
-    per_process = []
-    for p in range(2):
-      stream = StreamingSplit(source, batch, seed=3, process_index=p,
-                              process_count=2, num_threads=2)
-      ids = []
-      for b in stream.epoch(epoch):
-        assert b["image"].shape == (3, 8, 8, 1)
-        valid = b["mask"] > 0
-        ids += list(b["id"][valid])
-        for image, i in zip(b["image"][valid], b["id"][valid]):  # no augmentation
-          np.testing.assert_array_equal(image, images[i - 100])
-      per_process.append(ids)
-    assert not set(per_process[0]) & set(per_process[1])
-    everything = sorted(per_process[0] + per_process[1])
-    assert everything == list(range(100, 100 + n))
-    seen[epoch] = per_process[0]
-  assert seen[0] != seen[1]  # reshuffled per epoch
-
-
 def test_stock_tfds_tfrecord_is_read_when_tensorflow_is_installed(tmp_path, monkeypatch):
   """A dataset stock tfds prepared (tfrecord) is read as is, test after
   train ids; needs TensorFlow, which the test extra does not install."""
@@ -351,3 +324,22 @@ def test_fashion_mnist_is_found_where_the_debian_package_puts_it(tmp_path, monke
       spec, system_dirs=(str(tmp_path / "absent"),)))
   with pytest.raises(UserError, match="apt-get install dataset-fashion-mnist"):
     load_dataset("fashion_mnist", str(tmp_path / "data2"))
+
+
+def test_the_library_registers_no_tfds_name(tmp_path):
+  """With every builder of the library imported, tfds's names are tfds's:
+  ``tfds.builder("cifar10")`` is its stock builder, not ours."""
+  import tensorflow_datasets as tfds
+
+  from jaxunlearn.data import builders, digits, voc
+  ours = [c for m in (builders, digits, voc) for c in vars(m).values()
+          if isinstance(c, type) and issubclass(c, tfds.core.DatasetBuilder)
+          and c.__module__ == m.__name__]
+  assert {"cifar10", "mnist", "digits", "voc2012_segmentation"} <= {c.name for c in ours}
+  for cls in ours:
+    try:
+      assert tfds.builder_cls(cls.name) is not cls
+    except tfds.core.registered.DatasetNotFoundError:
+      pass
+  stock = tfds.builder("cifar10", data_dir=str(tmp_path))
+  assert type(stock).__module__.startswith("tensorflow_datasets.")

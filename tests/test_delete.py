@@ -100,7 +100,8 @@ def test_retain_term_adds_the_weighted_distillation_kl():
   softmax(student)) on the paired retain batch, computed here in NumPy."""
   from jaxunlearn.methods.delete import DeleteState, make_step
   from jaxunlearn.models import get_model
-  from jaxunlearn.state import TrainState, sgd
+  from jaxunlearn.optim import sgd
+  from jaxunlearn.state import TrainState
   model = get_model("small_cnn", num_classes=5, mean=(0.5,) * 3, std=(0.25,) * 3,
                     widths=(4, 8, 8))
   rng = np.random.default_rng(0)

@@ -10,7 +10,7 @@ from jaxunlearn import ot
 from jaxunlearn.methods import dlfd
 from jaxunlearn.metrics import forgetting
 from jaxunlearn.models import get_model
-from jaxunlearn.train import init_variables
+from jaxunlearn.models import init_variables
 
 
 def numpy_sinkhorn(x, y, epsilon, iters):
@@ -259,7 +259,8 @@ def test_steps_on_two_devices_and_in_either_loop_match_one_device():
   with the K steps in a host loop (CPU's default) or one fori_loop; the host
   loop compiles its ascent step once."""
   from jaxunlearn import parallel
-  from jaxunlearn.state import TrainState, sgd
+  from jaxunlearn.optim import sgd
+  from jaxunlearn.state import TrainState
   model = get_model("small_cnn", num_classes=10, mean=(0.5,), std=(0.3,))
   variables = init_variables(model, (8, 8, 1), jax.random.key(1))
   k1, k2 = jax.random.split(jax.random.key(2))
@@ -299,7 +300,8 @@ def test_host_loop_on_two_devices_compiles_each_program_once(backend_compiles):
   several devices): δ_0 and every later δ have one sharding, so K = 3 steps
   compile as many programs as K = 1, and a second synthesis step none."""
   from jaxunlearn import parallel
-  from jaxunlearn.state import TrainState, sgd
+  from jaxunlearn.optim import sgd
+  from jaxunlearn.state import TrainState
   model = get_model("small_cnn", num_classes=10, mean=(0.5,), std=(0.3,))
   variables = init_variables(model, (8, 8, 1), jax.random.key(1))
   mesh = parallel.make_mesh(2)
@@ -391,7 +393,8 @@ def test_released_variant_model_mode_matches_the_authors_loop():
   statistics used, not updated). Parameters and statistics after each step
   equal an independent torch run of the authors' loop."""
   torch = pytest.importorskip("torch")
-  from jaxunlearn.state import TrainState, sgd
+  from jaxunlearn.optim import sgd
+  from jaxunlearn.state import TrainState
   model = _TinyBNNet.make()
   mean, std = model.mean, model.std
   n = 8

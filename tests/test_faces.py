@@ -14,7 +14,8 @@ from jaxunlearn.errors import UserError
 from jaxunlearn.models import get_model
 from jaxunlearn.models.margin import (FaceCNN, margin_cross_entropy,
                                       margin_logits)
-from jaxunlearn.state import TrainState, sgd
+from jaxunlearn.optim import sgd
+from jaxunlearn.state import TrainState
 from jaxunlearn.tasks import faces
 
 

@@ -10,8 +10,10 @@ from jaxunlearn.data.splits import class_forget_split
 from jaxunlearn.methods import _common, finetune, ieu
 from jaxunlearn.metrics import rcd
 from jaxunlearn.models import get_model
-from jaxunlearn.state import TrainState, sgd
-from jaxunlearn.train import init_variables, make_supervised_step, train_model
+from jaxunlearn.optim import sgd
+from jaxunlearn.state import TrainState
+from jaxunlearn.models import init_variables
+from jaxunlearn.train import make_supervised_step, train_model
 
 
 @pytest.fixture(scope="module")

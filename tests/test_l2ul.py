@@ -12,7 +12,8 @@ from jaxunlearn.data.splits import random_forget_split
 from jaxunlearn.errors import UserError
 from jaxunlearn.methods import UnlearnTask, l2ul
 from jaxunlearn.models import get_model
-from jaxunlearn.train import init_variables, train_model
+from jaxunlearn.models import init_variables
+from jaxunlearn.train import train_model
 
 
 @pytest.fixture(scope="module")
@@ -83,24 +84,6 @@ def test_loss_matches_numpy(model_vars):
   expected = (-12 * ce(images, labels) + 5 * ce(adv_x, adv_t)) / 17 \
       + 2.0 * 0.5 * n_params * 0.01 ** 2 / 2
   np.testing.assert_allclose(float(loss), expected, rtol=1e-5, atol=1e-6)
-
-
-def test_coupled_weight_decay_is_pytorch_sgd():
-  from jaxunlearn.state import sgd
-  import optax
-  lr, m, wd = 0.1, 0.9, 0.01
-  tx = sgd(lr, m, wd)
-  p = jnp.asarray([1.0, -2.0])
-  grads = [jnp.asarray([0.5, 0.1]), jnp.asarray([-0.2, 0.3]), jnp.asarray([0.0, 1.0])]
-  state = tx.init(p)
-  p_ref, buf = np.array([1.0, -2.0]), np.zeros(2)
-  for g in grads:
-    updates, state = tx.update(g, state, p)
-    p = optax.apply_updates(p, updates)
-    d = np.asarray(g) + wd * p_ref        # PyTorch: d_p = g + wd * p
-    buf = m * buf + d                     # buf = momentum * buf + d_p
-    p_ref = p_ref - lr * buf              # p = p - lr * buf
-  np.testing.assert_allclose(np.asarray(p), p_ref, rtol=1e-6)
 
 
 # --------------------------------------------------------------------------

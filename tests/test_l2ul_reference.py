@@ -216,8 +216,8 @@ def test_loop_steps_train_on_the_released_batches():
   from jaxunlearn import parallel
   from jaxunlearn.methods import l2ul
   from jaxunlearn.models import get_model
-  from jaxunlearn.state import sgd
-  from jaxunlearn.train import init_variables
+  from jaxunlearn.optim import sgd
+  from jaxunlearn.models import init_variables
   model = get_model("small_cnn", num_classes=10, mean=(0.5,), std=(0.3,),
                     widths=(4, 8, 8))
   variables = init_variables(model, (8, 8, 1), jax.random.key(0))

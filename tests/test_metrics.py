@@ -14,7 +14,7 @@ from jaxunlearn import parallel
 from jaxunlearn.batches import Split
 from jaxunlearn.batches import ForgetSplit
 from jaxunlearn.metrics.evaluators import EvalContext, evaluate
-from jaxunlearn.metrics import suite
+from jaxunlearn.metrics import mia, suite
 from jaxunlearn.metrics.predict import make_predict_fn
 from jaxunlearn.models import get_model
 
@@ -48,8 +48,8 @@ def test_entropy_and_other_features():
                              [-np.sum(p * np.log(p)) for p in P3], rtol=1e-12)
   assert suite.entropy(np.array([[1.0, 0.0, 0.0]]))[0, 0] == 0.0
   np.testing.assert_array_equal(suite.correctness(P3, Y3)[:, 0], [1, 1, 0, 0])
-  np.testing.assert_array_equal(suite.true_confidence(P3, Y3)[:, 0],
-                                [0.7, 0.6, 0.25, 0.05])
+  np.testing.assert_allclose(mia.confidence(np.log(P3), Y3)[:, 0],
+                             [0.7, 0.6, 0.25, 0.05], rtol=1e-12)
   assert suite.mia_feature("prob", P3, Y3).shape == (4, 3)
   with pytest.raises(ValueError):
     suite.mia_feature("loss", P3, Y3)

@@ -10,8 +10,9 @@ from jaxunlearn.data.splits import class_forget_split
 from jaxunlearn.methods import UnlearnTask
 from jaxunlearn.methods import delete
 from jaxunlearn.models import get_model
-from jaxunlearn.state import TrainState, sgd
-from jaxunlearn.train import init_variables
+from jaxunlearn.optim import sgd
+from jaxunlearn.state import TrainState
+from jaxunlearn.models import init_variables
 
 
 def max_abs_diff(a, b):

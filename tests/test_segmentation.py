@@ -11,7 +11,8 @@ from jaxunlearn import parallel
 from jaxunlearn.data import shapes, voc
 from jaxunlearn.errors import UserError
 from jaxunlearn.models import get_model
-from jaxunlearn.state import TrainState, sgd
+from jaxunlearn.optim import sgd
+from jaxunlearn.state import TrainState
 from jaxunlearn.tasks import segmentation as seg
 
 

@@ -35,7 +35,11 @@ def folder_config(image_shape, min_images: int = 1, num_classes: int = 0):
 
 
 class ImageBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
-  """Generic: ``READER(manual_dir, shape, **options) -> {split: examples}``."""
+  """Generic: ``READER(manual_dir, shape, **options) -> {split: examples}``.
+
+  Every builder here passes ``skip_registration=True`` (tfds does not inherit
+  it): the library instantiates its builders itself, and registering them
+  would replace tfds's own ``cifar10``, ``mnist``, ... for the whole process."""
 
   VERSION = tfds.core.Version("1.0.0")
   READER = None
@@ -86,40 +90,40 @@ class ImageBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
                               "id": int(example_id)}
 
 
-class Cifar10(ImageBuilder):
+class Cifar10(ImageBuilder, skip_registration=True):
   """CIFAR-10, 32x32x3, 10 classes (train ids 0..49999, test 50000..59999)."""
   READER = staticmethod(formats.cifar10)
   HOMEPAGE = "https://www.cs.toronto.edu/~kriz/cifar.html"
 
 
-class Cifar100(ImageBuilder):
+class Cifar100(ImageBuilder, skip_registration=True):
   """CIFAR-100 (fine labels), 32x32x3, 100 classes."""
   READER = staticmethod(formats.cifar100)
   NUM_CLASSES = 100
   HOMEPAGE = "https://www.cs.toronto.edu/~kriz/cifar.html"
 
 
-class Mnist(ImageBuilder):
+class Mnist(ImageBuilder, skip_registration=True):
   """MNIST from the idx files, 28x28x1, 10 classes."""
   READER = staticmethod(formats.idx_pair)
   IMAGE_SHAPE = (28, 28, 1)
   HOMEPAGE = "http://yann.lecun.com/exdb/mnist/"
 
 
-class FashionMnist(ImageBuilder):
+class FashionMnist(ImageBuilder, skip_registration=True):
   """Fashion-MNIST from the idx files, 28x28x1, 10 classes."""
   READER = staticmethod(formats.idx_pair)
   IMAGE_SHAPE = (28, 28, 1)
   HOMEPAGE = "https://github.com/zalandoresearch/fashion-mnist"
 
 
-class Svhn(ImageBuilder):
+class Svhn(ImageBuilder, skip_registration=True):
   """SVHN cropped digits (train/test .mat), 32x32x3, 10 classes."""
   READER = staticmethod(formats.svhn)
   HOMEPAGE = "http://ufldl.stanford.edu/housenumbers/"
 
 
-class TinyImagenet(ImageBuilder):
+class TinyImagenet(ImageBuilder, skip_registration=True):
   """Tiny-ImageNet-200 (val as test), 64x64x3, 200 classes."""
   READER = staticmethod(formats.tiny_imagenet)
   IMAGE_SHAPE = (64, 64, 3)
@@ -127,7 +131,7 @@ class TinyImagenet(ImageBuilder):
   HOMEPAGE = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
 
 
-class Mufac(ImageBuilder):
+class Mufac(ImageBuilder, skip_registration=True):
   """MUFAC (Korean family faces), 8 age classes, train/validation/test."""
   READER = staticmethod(formats.mufac)
   IMAGE_SHAPE = (128, 128, 3)
@@ -135,7 +139,7 @@ class Mufac(ImageBuilder):
   HOMEPAGE = "https://github.com/ndb796/MachineUnlearning"
 
 
-class Rafdb(ImageBuilder):
+class Rafdb(ImageBuilder, skip_registration=True):
   """RAF-DB basic expressions (aligned), 7 classes."""
   READER = staticmethod(formats.rafdb)
   IMAGE_SHAPE = (100, 100, 3)
@@ -143,7 +147,7 @@ class Rafdb(ImageBuilder):
   HOMEPAGE = "http://www.whdeng.cn/raf/model1.html"
 
 
-class Utkface(ImageBuilder):
+class Utkface(ImageBuilder, skip_registration=True):
   """UTKFace, label = race (0..4) from the file name."""
   READER = staticmethod(formats.utkface)
   IMAGE_SHAPE = (64, 64, 3)
@@ -151,7 +155,7 @@ class Utkface(ImageBuilder):
   HOMEPAGE = "https://susanqq.github.io/UTKFace/"
 
 
-class Vggface2(ImageBuilder):
+class Vggface2(ImageBuilder, skip_registration=True):
   """VGGFace2 identities with >= min_images images (builder config)."""
   READER = staticmethod(formats.vggface2)
   IMAGE_SHAPE = (112, 112, 3)
@@ -159,7 +163,7 @@ class Vggface2(ImageBuilder):
   HOMEPAGE = "https://github.com/ox-vgg/vgg_face2"
 
 
-class CelebaIdentities(ImageBuilder):
+class CelebaIdentities(ImageBuilder, skip_registration=True):
   """CelebA identities (img_align_celeba + identity_CelebA.txt)."""
   READER = staticmethod(formats.celeba)
   IMAGE_SHAPE = (64, 64, 3)
@@ -167,7 +171,7 @@ class CelebaIdentities(ImageBuilder):
   HOMEPAGE = "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html"
 
 
-class ImageFolderDataset(ImageBuilder):
+class ImageFolderDataset(ImageBuilder, skip_registration=True):
   """One folder per class or identity under ``train/`` (and ``test/``)."""
   READER = staticmethod(formats.image_folder)
   NUM_CLASSES = 0

@@ -43,7 +43,8 @@ def encode_png(image: np.ndarray) -> bytes:
   return buffer.getvalue()
 
 
-class Digits(tfds.core.GeneratorBasedBuilder):
+class Digits(tfds.core.GeneratorBasedBuilder,
+             skip_registration=True):
   """scikit-learn digits, 8x8x1, 10 classes, as array_record."""
 
   VERSION = tfds.core.Version("1.0.0")

@@ -17,6 +17,7 @@ Only the rows this process feeds to its devices are decoded
 from __future__ import annotations
 
 import concurrent.futures as futures
+import io
 import os
 from typing import Optional, Sequence
 
@@ -33,8 +34,15 @@ def _pool() -> futures.ThreadPoolExecutor:
   return _POOL
 
 
+def decode_png(data: bytes) -> np.ndarray:
+  """PNG bytes as uint8 [H, W, C] (C = 1 for grey images)."""
+  from PIL import Image
+  with Image.open(io.BytesIO(data)) as pil:
+    image = np.asarray(pil)
+  return image[..., None] if image.ndim == 2 else image
+
+
 def _decode(value) -> np.ndarray:
-  from jaxunlearn.data.streaming import decode_png
   if isinstance(value, (bytes, np.bytes_)):
     return decode_png(bytes(value))
   return np.asarray(value, np.uint8)

@@ -78,16 +78,6 @@ def ids_forget_split(train: Split, test: Split, ids: Sequence[int]) -> ForgetSpl
   return ForgetSplit(forget, retain, test.take(np.zeros(0, np.int64)), test, None)
 
 
-# Hooks returning the ids of poisoned training samples (the backdoor task
-# registers one); ``forget.kind="poisoned"`` + ``forget.hook`` names it.
-POISON_HOOKS: dict = {}
-
-
-def register_poison_hook(name: str, fn) -> None:
-  """``fn(train: Split, forget_cfg, key) -> ids of the poisoned samples``."""
-  POISON_HOOKS[name] = fn
-
-
 def make_forget_split(forget_cfg, train: Split, test: Split, num_classes: int,
                       key: jax.Array) -> ForgetSplit:
   """Builds the split named by ``config.forget`` (kind: class, random or ids)."""
@@ -105,14 +95,8 @@ def make_forget_split(forget_cfg, train: Split, test: Split, num_classes: int,
       raise UserError(f"forget.kind='ids' needs forget.ids_file; {path!r} not found")
     with open(path) as f:
       return ids_forget_split(train, test, json.load(f)["forget_ids"])
-  if kind == "poisoned":
-    hook = forget_cfg.get("hook", "")
-    if hook not in POISON_HOOKS:
-      raise UserError(f"forget.hook {hook!r} is not a registered poison hook; "
-                      f"known: {', '.join(sorted(POISON_HOOKS)) or 'none'}")
-    return ids_forget_split(train, test, POISON_HOOKS[hook](train, forget_cfg, key))
-  raise UserError(f"unknown forget.kind {kind!r}; use class, identity, random, "
-                  f"ids or poisoned")
+  raise UserError(f"unknown forget.kind {kind!r}; use class, identity, random "
+                  "or ids (backdoor forgetting is config.task='backdoor')")
 
 
 def save_forget_ids(path: str, split: ForgetSplit, spec: dict) -> None:

@@ -137,7 +137,8 @@ def voc_config(image_size: int) -> VocConfig:
                    image_size=int(image_size))
 
 
-class Voc2012Segmentation(tfds.core.GeneratorBasedBuilder):
+class Voc2012Segmentation(tfds.core.GeneratorBasedBuilder,
+                          skip_registration=True):
   """Pascal VOC 2012 segmentation (train / val as test), square-resized."""
 
   VERSION = tfds.core.Version("1.0.0")

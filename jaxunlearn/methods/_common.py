@@ -16,12 +16,12 @@ import jax
 import ml_collections
 import optax
 
-from jaxunlearn import loop, parallel
+from jaxunlearn import loop, optim, parallel
 from jaxunlearn.batches import Split
 from jaxunlearn.losses import cross_entropy, weighted_mean
 from jaxunlearn.methods import UnlearnTask, epoch_callback
-from jaxunlearn.state import TrainState, apply_train, gradient_update, sgd
-from jaxunlearn.train import for_axis
+from jaxunlearn.models import for_axis
+from jaxunlearn.state import TrainState, apply_train, gradient_update
 
 
 @flax.struct.dataclass
@@ -59,10 +59,6 @@ def ce_on(net, params, batch_stats, batch, axis_name, labels=None, sign=1.0):
   return sign * loss, batch_stats, logits
 
 
-def optimizer(cfg: ml_collections.ConfigDict):
-  return sgd(cfg.lr, cfg.get("momentum", 0.9), cfg.get("weight_decay", 0.0))
-
-
 def run(task: UnlearnTask, cfg: ml_collections.ConfigDict, key: jax.Array,
         loss_fn: Callable, split: Split, *, frozen: Any = None,
         paired: Optional[Split] = None, grad_transform=None, desc: str = "",
@@ -70,8 +66,8 @@ def run(task: UnlearnTask, cfg: ml_collections.ConfigDict, key: jax.Array,
         tx: Optional[optax.GradientTransformation] = None) -> tuple[dict, dict]:
   """Trains from the original model (or ``variables``) with ``loss_fn`` for
   ``cfg.epochs`` passes over ``split`` (``paired`` cycled alongside), with
-  ``tx`` (default: ``optimizer(cfg)``). Returns (variables, stats)."""
-  tx = optimizer(cfg) if tx is None else tx
+  ``tx`` (default: ``optim.for_method(cfg)``). Returns (variables, stats)."""
+  tx = optim.for_method(cfg) if tx is None else tx
   start = task.variables if variables is None else variables
   state = MethodState(TrainState.create(start, tx), {} if frozen is None else frozen)
   step = parallel.jit_step(make_step(task.model, tx, loss_fn, grad_transform),

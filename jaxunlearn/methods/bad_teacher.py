@@ -13,7 +13,7 @@ import numpy as np
 from jaxunlearn.losses import kl_divergence, weighted_mean
 from jaxunlearn.methods import Method, _common, register
 from jaxunlearn.state import apply_eval, apply_train
-from jaxunlearn.train import init_variables
+from jaxunlearn.models import init_variables
 
 
 def default_config():

@@ -31,11 +31,11 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from jaxunlearn import loop, parallel
+from jaxunlearn import loop, optim, parallel
 from jaxunlearn.losses import kl_divergence, mask_classes, weighted_mean
 from jaxunlearn.methods import Method, UnlearnTask, epoch_callback, register
-from jaxunlearn.state import TrainState, apply_eval, apply_train, gradient_update, sgd
-from jaxunlearn.train import for_axis
+from jaxunlearn.state import TrainState, apply_eval, apply_train, gradient_update
+from jaxunlearn.models import for_axis
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -154,7 +154,7 @@ def forget_class_mask_for(mode: str, forget_classes: Optional[Sequence[int]],
 
 def unlearn(task: UnlearnTask, cfg: ml_collections.ConfigDict,
             key: jax.Array) -> dict:
-  tx = sgd(cfg.lr, cfg.momentum, cfg.weight_decay)
+  tx = optim.for_method(cfg)
   state = DeleteState(train=TrainState.create(task.variables, tx),
                       teacher=task.variables)
   class_mask = forget_class_mask_for(cfg.mask, task.data.forget_classes,

@@ -81,7 +81,7 @@ import numpy as np
 from jax import lax
 from jax.sharding import Mesh, PartitionSpec as P
 
-from jaxunlearn import parallel
+from jaxunlearn import optim, parallel
 from jaxunlearn import batches
 from jaxunlearn.batches import Split
 from jaxunlearn.errors import UserError
@@ -89,8 +89,8 @@ from jaxunlearn.losses import cross_entropy, weighted_mean
 from jaxunlearn.methods import Method, UnlearnTask, register
 from jaxunlearn.metrics import forgetting
 from jaxunlearn import ot
-from jaxunlearn.state import TrainState, apply_eval, gradient_update, sgd
-from jaxunlearn.train import for_axis
+from jaxunlearn.state import TrainState, apply_eval, gradient_update
+from jaxunlearn.models import for_axis
 
 VARIANTS = ("paper", "released")
 
@@ -542,7 +542,7 @@ def unlearn(task: UnlearnTask, cfg: ml_collections.ConfigDict, key: jax.Array
   model, mesh = task.model, task.mesh
   b = cfg.batch_size
   parallel.check_batch_size(b, mesh)
-  tx = sgd(cfg.lr, cfg.momentum, cfg.weight_decay)
+  tx = optim.for_method(cfg)
   # Fresh buffers: the steps donate the state, never the caller's arrays.
   state = parallel.replicate(TrainState.create(jax.device_get(task.variables), tx),
                              mesh)

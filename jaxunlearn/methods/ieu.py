@@ -34,7 +34,7 @@ from jaxunlearn import loop, parallel
 from jaxunlearn.batches import num_batches
 from jaxunlearn.errors import UserError
 from jaxunlearn.methods import Method, _common, epoch_callback, register
-from jaxunlearn.train import for_axis
+from jaxunlearn.models import for_axis
 
 
 def default_config():

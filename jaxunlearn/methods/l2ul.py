@@ -55,15 +55,15 @@ import optax
 from jax import lax
 from jax.sharding import PartitionSpec as P
 
-from jaxunlearn import parallel
+from jaxunlearn import optim, parallel
 from jaxunlearn.attacks import pgd_l2_targeted, random_targets
 from jaxunlearn.batches import Split
 from jaxunlearn.errors import UserError
 from jaxunlearn.losses import cross_entropy, weighted_mean
 from jaxunlearn.methods import Method, register
 from jaxunlearn.metrics.predict import accuracy as predict_accuracy, make_predict_fn
-from jaxunlearn.state import apply_eval, apply_train, sgd
-from jaxunlearn.train import for_axis
+from jaxunlearn.state import apply_eval, apply_train
+from jaxunlearn.models import for_axis
 
 
 def default_config():
@@ -426,7 +426,7 @@ def run(task, cfg, key, keep=None):
                                   batch_size=int(cfg.forget_batch_size),
                                   importance=cfg.importance)
            if cfg.variant == "full" else jax.tree.map(jnp.zeros_like, variables["params"]))
-  tx = sgd(cfg.lr, cfg.momentum, cfg.weight_decay)
+  tx = optim.for_method(cfg)
   cond, body = make_loop(model, tx, cfg, relabel=int(cfg.relabel))
   budget = max_steps(cfg, len(forget.labels), adv_x.shape[0])
 

@@ -39,7 +39,7 @@ import numpy as np
 import optax
 
 from jaxunlearn import checkpoint as ckpt_lib
-from jaxunlearn import loop, parallel
+from jaxunlearn import loop, optim, parallel
 from jaxunlearn.errors import UserError
 from jaxunlearn.losses import cross_entropy, weighted_mean
 from jaxunlearn.methods import (Method, _common, _stats, epoch_callback,
@@ -94,12 +94,7 @@ def masked_sgd(cfg: ml_collections.ConfigDict, mask) -> optax.GradientTransforma
   """PyTorch SGD whose decayed gradient is masked before momentum:
   ``b ← μ b + m ⊙ (g + wd θ)``, ``θ ← θ - lr b`` (RL.py's mask, step and
   restore; see the module docstring)."""
-  parts = []
-  if cfg.weight_decay:
-    parts.append(optax.add_decayed_weights(cfg.weight_decay))
-  parts.append(keep_salient(mask))
-  parts.append(optax.sgd(cfg.lr, momentum=cfg.momentum or None))
-  return optax.chain(*parts)
+  return optim.for_method(cfg, gradient_transform=keep_salient(mask))
 
 
 def random_label_loss(num_classes: int):

@@ -18,12 +18,11 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
-from jaxunlearn import loop, parallel
+from jaxunlearn import loop, optim, parallel
 from jaxunlearn.losses import cross_entropy, kl_divergence, weighted_mean
 from jaxunlearn.methods import Method, _common, epoch_callback, register
-from jaxunlearn.state import TrainState, apply_eval, apply_train, sgd
+from jaxunlearn.state import TrainState, apply_eval, apply_train
 
 
 def default_config():
@@ -68,14 +67,8 @@ def epoch_lr(cfg, epoch: int) -> float:
   return cfg.lr * cfg.get("lr_decay_rate", 0.1) ** decays
 
 
-def optimizer(cfg) -> optax.GradientTransformation:
-  """PyTorch SGD whose learning rate the epoch loop sets (in the state)."""
-  return optax.inject_hyperparams(sgd, static_args=("momentum", "weight_decay"))(
-      learning_rate=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-
-
 def unlearn(task, cfg, key):
-  tx = optimizer(cfg)
+  tx = optim.for_method_per_epoch(cfg)  # the epoch loop sets the lr
   state = _common.MethodState(TrainState.create(task.variables, tx),
                               {"teacher": task.variables})
   steps = {mode: parallel.jit_step(_common.make_step(task.model, tx,

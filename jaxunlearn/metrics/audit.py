@@ -99,25 +99,24 @@ def lira_scores(target_phi: np.ndarray, shadow_phi: np.ndarray,
 
 
 def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
-  """Area under the ROC curve (Mann-Whitney U, ties count one half)."""
-  pos, neg = scores[labels == 1], scores[labels == 0]
-  if len(pos) == 0 or len(neg) == 0:
+  """Area under the ROC curve of members (label 1) against non-members
+  (label 0), ties counting one half; nan without both."""
+  from sklearn.metrics import roc_auc_score  # slow to import: only when used
+  if len(np.unique(labels)) < 2:
     return float("nan")
-  greater = (pos[:, None] > neg[None, :]).sum()
-  ties = (pos[:, None] == neg[None, :]).sum()
-  return float((greater + 0.5 * ties) / (len(pos) * len(neg)))
+  return float(roc_auc_score(labels, scores))
 
 
 def tpr_at_fpr(scores: np.ndarray, labels: np.ndarray, fpr: float = 0.01) -> float:
-  """Largest TPR over thresholds ``score > t`` whose FPR is <= ``fpr``."""
-  pos, neg = scores[labels == 1], scores[labels == 0]
-  if len(pos) == 0 or len(neg) == 0:
+  """Largest TPR over thresholds whose FPR is <= ``fpr``; nan without both
+  classes."""
+  from sklearn.metrics import roc_curve
+  if len(np.unique(labels)) < 2:
     return float("nan")
-  best = 0.0
-  for t in np.concatenate([[np.inf], np.unique(scores)]):
-    if np.mean(neg > t) <= fpr:
-      best = max(best, float(np.mean(pos > t)))
-  return best
+  # Every threshold kept: dropping collinear points could drop the one
+  # that sits exactly at the FPR bound.
+  fprs, tprs, _ = roc_curve(labels, scores, drop_intermediate=False)
+  return float(tprs[fprs <= fpr].max())
 
 
 def _concat(*splits: Split) -> Split:

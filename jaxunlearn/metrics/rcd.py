@@ -29,7 +29,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from jaxunlearn import parallel
+from jaxunlearn import optim, parallel
 from jaxunlearn.batches import Split
 from jaxunlearn.metrics.evaluators import EvalContext, register
 from jaxunlearn.losses import cross_entropy
@@ -75,7 +75,7 @@ def _accuracy(model, params, stats, images, labels):
 def _relearn_step(model, lr, momentum, carry, start, images, labels,
                   eval_images, eval_labels, index):
   """One SGD step on D_f[index]: (carry, (forget accuracy, distance))."""
-  tx = optax.sgd(lr, momentum=momentum or None)
+  tx = optim.sgd(lr, momentum)
   params, stats, opt_state = carry
 
   def loss_fn(p):
@@ -94,7 +94,7 @@ def _relearn_step(model, lr, momentum, carry, start, images, labels,
 def _curve(model, lr, momentum, start, batch_stats, images, labels, eval_index,
            batches):
   """One jitted scan; compiled once per (model, recipe, shapes)."""
-  tx = optax.sgd(lr, momentum=momentum or None)
+  tx = optim.sgd(lr, momentum)
   eval_images, eval_labels = images[eval_index], labels[eval_index]
   body = lambda carry, index: _relearn_step(
       model, lr, momentum, carry, start, images, labels, eval_images,
@@ -114,7 +114,7 @@ def _host_curve(model, lr, momentum, start, batch_stats, images, labels,
   """``_curve`` as a host loop of jitted steps: the same numbers, and on
   XLA:CPU far faster, where a convolution's weight gradient inside a scan
   is ~50x slower than outside one (jax-ml/jax#12868)."""
-  tx = optax.sgd(lr, momentum=momentum or None)
+  tx = optim.sgd(lr, momentum)
   eval_images, eval_labels = images[eval_index], labels[eval_index]
   carry, accs, dists = (start, batch_stats, tx.init(start)), [], []
   for index in batches:

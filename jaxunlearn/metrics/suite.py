@@ -9,7 +9,6 @@ are natural (JS divergence in nats, bounded by ln 2).
 """
 from __future__ import annotations
 
-import functools
 from typing import Optional
 
 import jax
@@ -19,6 +18,7 @@ from scipy.special import rel_entr, softmax
 
 from jaxunlearn.metrics.evaluators import register, shadow_outputs
 from jaxunlearn.metrics import mia
+from jaxunlearn.models import init_variables
 
 MIA_FEATURES = ("correctness", "confidence", "entropy", "m_entropy", "prob")
 RANDOM_ROLE = "random_init"   # ZRF's reference model (cached under this role)
@@ -59,11 +59,6 @@ def correctness(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
   return (np.argmax(probs, -1) == labels).astype(np.float64)[:, None]
 
 
-def true_confidence(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
-  """p_y, shape [N, 1]."""
-  return probs[np.arange(len(labels)), labels][:, None]
-
-
 def entropy(probs: np.ndarray) -> np.ndarray:
   """H(p) = -Σ_i p_i log p_i (0 log 0 = 0), shape [N, 1]."""
   return -np.sum(np.where(probs > 0, probs * _log(probs), 0.0), -1, keepdims=True)
@@ -97,12 +92,14 @@ def m_entropy_peers(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
   return -np.sum(q * _log(probs), -1, keepdims=True)
 
 
-def mia_feature(name: str, probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
-  """One of ``MIA_FEATURES`` per sample, shape [N, d] (d = C for 'prob')."""
+def mia_feature(name: str, logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+  """One of ``MIA_FEATURES`` per sample, shape [N, d] (d = C for 'prob'),
+  from the probabilities of ``logits``."""
+  if name == "confidence":
+    return mia.confidence(logits, labels)
+  probs = probabilities(logits)
   if name == "correctness":
     return correctness(probs, labels)
-  if name == "confidence":
-    return true_confidence(probs, labels)
   if name == "entropy":
     return entropy(probs)
   if name == "m_entropy":
@@ -182,13 +179,6 @@ def topk_accuracy_evaluator(ctx, role: str, options):
     yield f"{split}_top{k}_acc", topk_accuracy(out.logits, out.labels, k)
 
 
-def _shadow_sets(ctx, role: str, nonmember_split: str):
-  """(probabilities, labels) of the members, non-members and D_f
-  (``evaluators.shadow_outputs``)."""
-  return tuple((probabilities(o.logits), o.labels)
-               for o in shadow_outputs(ctx, role, nonmember_split))
-
-
 @register("mia_features")
 def mia_features_evaluator(ctx, role: str, options=None):
   """``mia`` = {feature: value} for each of ``MIA_FEATURES``: the SVC of
@@ -197,7 +187,8 @@ def mia_features_evaluator(ctx, role: str, options=None):
   (lower = more forgotten), the convention of ``mia_efficacy`` (which equals
   ``mia["confidence"]``) and of ../shared/METHODS.md (SalUn's code prints the
   non-member fraction, i.e. ``1 -`` this)."""
-  members, non, target = _shadow_sets(ctx, role, "test_retain")
+  members, non, target = ((o.logits, o.labels)
+                          for o in shadow_outputs(ctx, role, "test_retain"))
   yield "mia", {name: mia.svc_mia(mia_feature(name, *members), mia_feature(name, *non),
                                   mia_feature(name, *target))
                 for name in MIA_FEATURES}
@@ -208,23 +199,16 @@ def entropy_mia_evaluator(ctx, role: str, options=None):
   """entropy_mia: fraction of D_f called 'member' by a balanced logistic
   regression on the entropy; members = seeded D_r sample the size of D_t,
   non-members = D_t (SSD / bad-teacher convention; lower = more forgotten)."""
-  members, non, target = _shadow_sets(ctx, role, "test")
-  yield "entropy_mia", entropy_mia(entropy(members[0]), entropy(non[0]),
-                                   entropy(target[0]))
-
-
-@functools.lru_cache(maxsize=8)
-def _jitted_init(model, image_shape: tuple):
-  import jax.numpy as jnp
-  return jax.jit(lambda key: model.init(key, jnp.zeros((1, *image_shape))))
+  members, non, target = (entropy(probabilities(o.logits))
+                          for o in shadow_outputs(ctx, role, "test"))
+  yield "entropy_mia", entropy_mia(members, non, target)
 
 
 def random_init_variables(ctx) -> dict:
   """Variables of ``ctx.model`` from ``fold_in(key(ctx.seed), ZRF_KEY)``,
-  initialised on a zero image batch shaped like the data (one compile per
-  model and shape)."""
+  initialised on a zero image batch shaped like the data."""
   key = jax.random.fold_in(jax.random.key(ctx.seed), ZRF_KEY)
-  return dict(_jitted_init(ctx.model, tuple(ctx.data.retain.images.shape[1:]))(key))
+  return init_variables(ctx.model, ctx.data.retain.images.shape[1:], key)
 
 
 def _random_logits(ctx, split: str) -> np.ndarray:

@@ -13,9 +13,12 @@ shape without changing the numbers.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+import functools
+from typing import Any, Callable, Optional, Sequence
 
 import flax.linen as nn
+import jax
+import jax.numpy as jnp
 
 from jaxunlearn.registry import Registry
 
@@ -27,6 +30,23 @@ def get_model(name: str, *, num_classes: int, mean: Sequence[float],
   """Builds the registered model ``name`` for a dataset."""
   return MODELS.get(name)(num_classes=num_classes, mean=tuple(mean),
                           std=tuple(std), **kwargs)
+
+
+def for_axis(model: nn.Module, axis_name: Optional[str]) -> nn.Module:
+  """The model with cross-device BatchNorm statistics when under shard_map."""
+  return model if axis_name is None else model.clone(bn_axis_name=axis_name)
+
+
+@functools.lru_cache(maxsize=8)
+def _jitted_init(model: nn.Module, image_shape: tuple):
+  return jax.jit(lambda key: model.init(key, jnp.zeros((1, *image_shape))))
+
+
+def init_variables(model: nn.Module, image_shape: Sequence[int],
+                   key: jax.Array) -> dict:
+  """Fresh variables of ``model`` from ``key``, initialised on a zero batch
+  of ``image_shape`` images (compiled once per model and shape)."""
+  return dict(_jitted_init(model, tuple(int(d) for d in image_shape))(key))
 
 
 def _import_all() -> None:

@@ -42,9 +42,8 @@ from typing import NamedTuple, Sequence
 import jax
 import ml_collections
 import numpy as np
-from sklearn.metrics import roc_auc_score
 
-from jaxunlearn import loop, parallel
+from jaxunlearn import loop, optim, parallel
 from jaxunlearn.batches import ForgetSplit, Split
 from jaxunlearn.data import default_data_dir, load_dataset
 from jaxunlearn.data import synthetic_faces
@@ -54,12 +53,13 @@ from jaxunlearn.losses import accuracy_count, weighted_mean
 from jaxunlearn.methods import METHODS as ALL_METHODS
 from jaxunlearn.methods import Method, UnlearnTask
 from jaxunlearn.methods import delete as delete_lib
+from jaxunlearn.metrics import audit
 from jaxunlearn.metrics.evaluators import register as register_evaluator
 from jaxunlearn.models import MODELS, get_model
 from jaxunlearn.models.margin import MARGINS, margin_cross_entropy
-from jaxunlearn.state import TrainState, apply_train, gradient_update, sgd
+from jaxunlearn.state import TrainState, apply_train, gradient_update
 from jaxunlearn.tasks import Task, TaskData, register, three_keys
-from jaxunlearn.train import for_axis
+from jaxunlearn.models import for_axis
 
 METHODS = ("delete", "finetune")
 
@@ -122,7 +122,7 @@ def make_unlearn(name: str, margin: Margin):
   stats)`` as every method."""
   def unlearn(task: UnlearnTask, method_cfg, key: jax.Array):
     data, model, mesh = task.data, task.model, task.mesh
-    tx = sgd(method_cfg.lr, method_cfg.momentum, method_cfg.weight_decay)
+    tx = optim.for_method(method_cfg)
     augment = task.augment if method_cfg.get("augment", True) else loop.Augment()
     if name == "delete":
       class_mask = delete_lib.forget_class_mask_for(
@@ -240,11 +240,9 @@ def identity_forget_split(train: Split, test: Split, identities: Sequence[int],
 
 def roc_auc(positive: np.ndarray, negative: np.ndarray) -> float:
   """P(score of a positive > score of a negative) + ½ P(tie)."""
-  if len(positive) == 0 or len(negative) == 0:
-    return float("nan")
   scores = np.concatenate([positive, negative]).astype(np.float64)
-  labels = np.concatenate([np.ones(len(positive)), np.zeros(len(negative))])
-  return float(roc_auc_score(labels, scores))
+  labels = np.concatenate([np.ones(len(positive), int), np.zeros(len(negative), int)])
+  return audit.roc_auc(scores, labels)
 
 
 def pair_similarities(embeddings: np.ndarray, labels: np.ndarray,

@@ -45,7 +45,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from jaxunlearn import batches, loop, parallel
+from jaxunlearn import batches, loop, optim, parallel
 from jaxunlearn.batches import ForgetSplit, Split
 from jaxunlearn.errors import UserError
 from jaxunlearn.losses import kl_divergence, weighted_mean
@@ -54,9 +54,9 @@ from jaxunlearn.methods import Method, UnlearnTask
 from jaxunlearn.methods.delete import forget_class_mask_for, masked_teacher_targets
 from jaxunlearn.metrics.evaluators import register as register_evaluator
 from jaxunlearn.models import get_model
-from jaxunlearn.state import TrainState, apply_eval, apply_train, gradient_update, sgd
+from jaxunlearn.state import TrainState, apply_eval, apply_train, gradient_update
 from jaxunlearn.tasks import Task, TaskData, register, three_keys
-from jaxunlearn.train import for_axis
+from jaxunlearn.models import for_axis
 
 IGNORE_LABEL = 255
 PIXEL_MODES = ("forget_classes", "all")
@@ -334,7 +334,7 @@ def make_unlearn(name: str, seg: ml_collections.ConfigDict):
   """DELETE per pixel on D_f, or fine-tuning (pixel CE) on D_r."""
   def unlearn(task: UnlearnTask, mcfg, key: jax.Array):
     data = task.data
-    tx = sgd(mcfg.lr, mcfg.momentum, mcfg.weight_decay)
+    tx = optim.for_method(mcfg)
     if name == "delete":
       state = DeleteState(train=TrainState.create(task.variables, tx),
                           teacher=task.variables)
