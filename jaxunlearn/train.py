@@ -62,7 +62,7 @@ def train_model(model, train_cfg: ml_collections.ConfigDict, split: Split,
                           augment=augment, checkpoint_dir=checkpoint_dir,
                           checkpoint_every=train_cfg.get("checkpoint_every", 5),
                           desc=desc, progress=progress,
-                          learning_rate=lr_schedule(
+                          learning_rate=optim.lr_schedule(
                               train_cfg.lr, steps, train_cfg.get("schedule", "constant"),
                               train_cfg.get("warmup_steps", 0)))
   variables = jax.device_get(state.variables)
