@@ -17,13 +17,24 @@ and the mean ± std over seeds of every numeric metric of the unlearned model,
 with the original and retrained models as reference rows. All points of a
 seed share ``DIR/seed-<s>``, so the original and retrained models are
 trained once and each point's unlearning is checkpointed separately.
+
+``--shard I/N`` runs only points I, I+N, I+2N, ... (in the grid's order) so
+an array job can split a grid across processes or machines. A shard runs in
+``DIR/shard-I-of-N/seed-<s>`` (concurrent shards must not write the same
+checkpoints and reports, so each trains its own original and retrained
+models) and writes its rows to ``DIR/sweep-shard-I-of-N.json``;
+``jaxunlearn collect DIR`` merges the N files into the ``sweep.{md,csv,json}``
+an unsharded sweep writes.
 """
 from __future__ import annotations
 
 import copy
 import csv
+import glob
 import itertools
+import json
 import os
+import re
 from typing import Callable, Iterable, Optional, Sequence
 
 import numpy as np
@@ -186,14 +197,38 @@ def _set_field(cfg, field: str, value) -> None:
   node[leaf] = value
 
 
+def parse_shard(text: str) -> tuple[int, int]:
+  """"1/4" -> (1, 4): this process runs points 1, 5, 9, ... of the grid."""
+  match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+  if not match or not int(match[1]) < int(match[2]):
+    raise UserError(f"--shard {text!r}: write I/N with 0 <= I < N "
+                    "(e.g. 0/4 ... 3/4 for four shards)")
+  return int(match[1]), int(match[2])
+
+
+def shard_file(workdir: str, shard: tuple[int, int]) -> str:
+  return os.path.join(workdir, f"sweep-shard-{shard[0]}-of-{shard[1]}.json")
+
+
 def run_sweep(cfg, workdir: str, grid: dict[str, list], seeds: Sequence[int],
-              run_fn: Callable, log=print) -> list[dict]:
+              run_fn: Callable, log=print,
+              shard: Optional[tuple[int, int]] = None) -> list[dict]:
   """One row per grid point (mean ± std over seeds, each run with
-  ``run_fn`` as in ``run_seeds``); writes DIR/sweep.*."""
+  ``run_fn`` as in ``run_seeds``); writes DIR/sweep.*.
+
+  With ``shard=(i, n)`` only points i, i+n, ... run, in
+  ``DIR/shard-i-of-n/seed-<s>``, and the rows go to ``shard_file`` (merged
+  by ``collect``) instead of DIR/sweep.*."""
   fields = list(grid)
   points = list(itertools.product(*(grid[f] for f in fields)))
+  indices = list(range(len(points)))
+  run_root = workdir
+  if shard is not None:
+    indices = indices[shard[0]::shard[1]]
+    run_root = os.path.join(workdir, f"shard-{shard[0]}-of-{shard[1]}")
   rows, references = [], {}
-  for values in points:
+  for index in indices:
+    values = points[index]
     reports = []
     for seed in seeds:
       c = copy.deepcopy(cfg)
@@ -201,19 +236,67 @@ def run_sweep(cfg, workdir: str, grid: dict[str, list], seeds: Sequence[int],
       for field, value in zip(fields, values):
         _set_field(c, field, value)
       log(f"sweep {dict(zip(fields, values))} seed {seed}")
-      reports.append(run_fn(c, os.path.join(workdir, f"seed-{seed}"), log=log))
+      reports.append(run_fn(c, os.path.join(run_root, f"seed-{seed}"), log=log))
     summary = summarize(reports)
     for role in ("original", "retrained"):
       references.setdefault(role, summary["models"].get(role))
     rows.append(dict(point=dict(zip(fields, values)),
                      metrics=summary["models"].get("unlearned", {}),
                      rte=summary["rte"]))
+  os.makedirs(workdir, exist_ok=True)
+  if shard is not None:
+    # The grid itself is recorded so that collect refuses shards of
+    # different sweeps; references come from each shard's first point, and
+    # collect keeps shard 0's (point 0's, as an unsharded sweep does).
+    write_json(shard_file(workdir, shard), dict(
+        shard=list(shard), grid=grid, seeds=list(seeds), indices=indices,
+        rows=rows, references=references, method=cfg.method,
+        dataset=cfg.dataset))
+    return rows
   result = dict(fields=fields, seeds=list(seeds), rows=rows, references=references,
                 method=cfg.method, dataset=cfg.dataset)
-  os.makedirs(workdir, exist_ok=True)
   write_json(os.path.join(workdir, "sweep.json"), result)
   _write_sweep_tables(result, workdir)
   return rows
+
+
+def collect(workdir: str) -> dict:
+  """Merges ``DIR/sweep-shard-*-of-N.json`` into DIR/sweep.{md,csv,json}
+  (the files and rows an unsharded sweep writes); returns the result."""
+  paths = glob.glob(os.path.join(workdir, "sweep-shard-*-of-*.json"))
+  if not paths:
+    raise UserError(f"collect: no sweep-shard-I-of-N.json in {workdir}; run "
+                    "jaxunlearn sweep --shard I/N --workdir there first")
+  shards = {}
+  for path in paths:
+    with open(path) as f:
+      part = json.load(f)
+    shards[tuple(part["shard"])] = part
+  counts = sorted({n for _, n in shards})
+  if len(counts) > 1:
+    raise UserError(f"collect: {workdir} holds shards of {counts} ways of "
+                    "splitting; keep one set of sweep-shard-*-of-N.json")
+  n = counts[0]
+  missing = [i for i in range(n) if (i, n) not in shards]
+  if missing:
+    raise UserError(f"collect: shard(s) {', '.join(map(str, missing))} of {n} "
+                    f"have not finished (no sweep-shard-I-of-{n}.json in {workdir})")
+  first = shards[(0, n)]
+  for key in ("grid", "seeds", "method", "dataset"):
+    for i in range(1, n):
+      if shards[(i, n)][key] != first[key]:
+        raise UserError(f"collect: shards 0 and {i} of {n} differ in {key} "
+                        f"({first[key]} vs {shards[(i, n)][key]}); they are "
+                        "not parts of one sweep")
+  by_index = {index: row for i in range(n)
+              for index, row in zip(shards[(i, n)]["indices"], shards[(i, n)]["rows"])}
+  rows = [by_index[i] for i in sorted(by_index)]
+  result = dict(fields=list(first["grid"]), seeds=first["seeds"], rows=rows,
+                references=first["references"], method=first["method"],
+                dataset=first["dataset"])
+  write_json(os.path.join(workdir, "sweep.json"), result)
+  _write_sweep_tables(result, workdir)
+  return result
 
 
 def _write_sweep_tables(result: dict, workdir: str) -> None:

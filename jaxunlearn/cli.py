@@ -1,23 +1,124 @@
-"""The ``jaxunlearn`` command.
+"""The ``jaxunlearn`` command (also ``python -m jaxunlearn``).
 
-  jaxunlearn run [--config FILE.py[:ARG]] [--workdir DIR] [--config.FIELD=VALUE ...]
-  jaxunlearn seeds --seeds N|S1,S2,.. [--config ...] [--workdir DIR] [--config.FIELD=VALUE ...]
-  jaxunlearn sweep --grid FIELD=V1,V2 [--grid ...] [--seeds N|S1,..] [--config ...] [--workdir DIR]
-  jaxunlearn methods | datasets | models
-
-``sweep`` runs every point of the grid (per seed) and writes one row per point
-to DIR/sweep.md, .csv and .json. ``seeds`` runs the config once per seed (DIR/seed-<s>) and writes
-DIR/summary.md and DIR/summary.json (mean ± std of every metric).
-
-With no ``--config`` the embedded default runs: ``configs/delete_digits.py``
-(digits, small CNN, forget class 3, DELETE tuned for 8x8 digits). Mistakes the user can fix print one line and exit 2.
+``jaxunlearn --help`` lists the commands and the flags they share;
+``jaxunlearn COMMAND --help`` a command's own. Mistakes the user can fix
+print one line and exit 2.
 """
 from __future__ import annotations
 
 import os
 import sys
 
-USAGE = __doc__
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+COMMON_FLAGS = """\
+  --config FILE.py[:ARG]  a get_config() file (FILE.py:ARG: get_config("ARG"));
+                          default configs/delete_digits.py: digits, small
+                          CNN, forget class 3, DELETE tuned for 8x8 digits
+  --config.FIELD=VALUE    set any field, e.g. --config.method=l2ul
+                          --config.delete.lr=1e-3 --config.train.epochs=5"""
+
+WORKDIR_FLAG = """\
+  --workdir DIR           checkpoints, forget ids and reports
+                          (default runs/default; run, seeds and sweep)"""
+
+
+def _fields_note() -> str:
+  return f"""\
+Config fields: `jaxunlearn config` prints every field with its value;
+{os.path.join(_PACKAGE_DIR, "config.py")} documents the base fields
+(dataset, model, forget, train, eval, ...); each method's section,
+config.<method>, is its default_config() (in jaxunlearn/methods/, the
+authors' published setting); configs/README.md in the source tree
+tables every method field against the authors' values."""
+
+
+# name -> (one line for the command list, usage and what it does).
+COMMANDS = {
+    "run": ("one job: train, retrain, unlearn, evaluate, report",
+            """\
+usage: jaxunlearn run [--config FILE.py[:ARG]] [--workdir DIR]
+                      [--config.FIELD=VALUE ...] [-v | --quiet]
+
+  -v, --verbose / -q, --quiet   more / less than one line per epoch
+
+Trains (or reuses) the original and the retrained model, unlearns with
+config.method, evaluates all three and writes DIR/report.json with
+config.json, metrics.jsonl, report.md and manifest.json beside it
+(resumable: each phase is checkpointed under DIR/checkpoints; SIGTERM saves
+at the next step and exits 143, and the same command resumes)."""),
+    "seeds": ("the same config once per seed, then mean ± std of every metric",
+              """\
+usage: jaxunlearn seeds --seeds N|S1,S2,.. [--config FILE.py[:ARG]]
+                        [--workdir DIR] [--config.FIELD=VALUE ...]
+
+  --seeds N | S1,S2,..    N seeds from config.seed on, or an explicit list
+
+Runs each seed in DIR/seed-<s> and writes DIR/summary.md and summary.json
+(mean ± std of every metric per model)."""),
+    "sweep": ("every point of a grid of config values; one table row per point",
+              """\
+usage: jaxunlearn sweep --grid FIELD=V1,V2 [--grid ...] [--seeds N|S1,..]
+                        [--shard I/N] [--config FILE.py[:ARG]] [--workdir DIR]
+                        [--config.FIELD=VALUE ...]
+
+  --grid FIELD=V1,V2      a config field and its values (repeat: the product)
+  --seeds N | S1,S2,..    seeds per point (default 1: config.seed)
+  --shard I/N             run only points I, I+N, I+2N, ... (0 <= I < N): one
+                          shard of an array job; `jaxunlearn collect DIR`
+                          merges the N shards' rows into the tables
+
+Writes one row per point (the unlearned model, mean ± std over seeds; the
+original and retrained models as reference rows) to DIR/sweep.md, .csv and
+.json. All points of a seed share DIR/seed-<s>. A shard runs in
+DIR/shard-I-of-N/seed-<s> and writes DIR/sweep-shard-I-of-N.json."""),
+    "collect": ("merge the shards of `sweep --shard I/N` into the sweep's tables",
+                """\
+usage: jaxunlearn collect DIR
+
+Reads DIR/sweep-shard-I-of-N.json for I = 0..N-1 and writes DIR/sweep.md,
+.csv and .json, the tables an unsharded sweep writes. Fails with one line
+naming any shard that has not finished."""),
+    "config": ("print the resolved config (every field) without running",
+               """\
+usage: jaxunlearn config [--config FILE.py[:ARG]] [--config.FIELD=VALUE ...]
+                         [--json]
+
+  --json                  print JSON instead of ml_collections' YAML-like text
+
+Prints the config a `run` with the same flags would use."""),
+    "methods": ("list the unlearning methods", "usage: jaxunlearn methods"),
+    "datasets": ("list the datasets with their classes, shape and tasks",
+                 "usage: jaxunlearn datasets"),
+    "models": ("list the models", "usage: jaxunlearn models"),
+}
+_TAKES_CONFIG = ("run", "seeds", "sweep", "config")
+
+
+def usage() -> str:
+  from jaxunlearn import __version__
+  width = max(map(len, COMMANDS))
+  lines = [f"usage: jaxunlearn COMMAND [flags]      (jaxunlearn {__version__})",
+           "", "Commands:"]
+  lines += [f"  {name:<{width}}  {line}" for name, (line, _) in COMMANDS.items()]
+  lines += ["", "Flags of run, seeds, sweep and config:", COMMON_FLAGS,
+            WORKDIR_FLAG,
+            "  -h, --help              this text; after a command, its own flags",
+            "  --version               the installed version", "",
+            "jaxunlearn COMMAND --help gives a command's own flags.",
+            _fields_note()]
+  return "\n".join(lines)
+
+
+def command_help(command: str) -> str:
+  _, text = COMMANDS[command]
+  parts = [text, ""]
+  if command in _TAKES_CONFIG:
+    parts += ["Common flags:", COMMON_FLAGS]
+    if command != "config":
+      parts.append(WORKDIR_FLAG)
+    parts += ["", _fields_note()]
+  return "\n".join(parts).rstrip()
 
 
 def _print_names(kind: str) -> None:
@@ -156,30 +257,87 @@ def _seeds(argv: list[str]) -> None:
 def _sweep(argv: list[str]) -> None:
   from jaxunlearn import aggregate
   from jaxunlearn import run as run_lib
-  found, rest = _split_flags(argv, ("seeds", "grid"))
+  found, rest = _split_flags(argv, ("seeds", "grid", "shard"))
+  shard = aggregate.parse_shard(found["shard"][-1]) if found["shard"] else None
   cfg, workdir = _load_config(rest)
   grid = aggregate.parse_grid(found["grid"], cfg)
   seeds = aggregate.parse_seeds((found["seeds"] or ["1"])[-1], int(cfg.seed))
-  aggregate.run_sweep(cfg, workdir, grid, seeds, run_lib.run)
+  rows = aggregate.run_sweep(cfg, workdir, grid, seeds, run_lib.run, shard=shard)
+  if shard is not None:
+    print(f"shard {shard[0]}/{shard[1]}: {len(rows)} point(s) in "
+          f"{aggregate.shard_file(workdir, shard)}; once all {shard[1]} "
+          f"shards finish: jaxunlearn collect {workdir}")
+    return
   with open(os.path.join(workdir, "sweep.md")) as f:
     print(f.read())
   print(f"sweep: {os.path.join(workdir, 'sweep.json')}")
+
+
+def _collect(argv: list[str]) -> None:
+  from jaxunlearn import aggregate
+  if len(argv) != 1 or argv[0].startswith("-"):
+    raise _UsageError("collect takes one argument: the sweep's workdir")
+  aggregate.collect(argv[0])
+  with open(os.path.join(argv[0], "sweep.md")) as f:
+    print(f.read())
+  print(f"sweep: {os.path.join(argv[0], 'sweep.json')}")
+
+
+def _config(argv: list[str]) -> None:
+  found = [a for a in argv if a == "--json"]
+  rest = [a for a in argv if a != "--json"]
+  if any(a == "--workdir" or a.startswith("--workdir=") for a in rest):
+    raise _UsageError("config takes no --workdir (it runs nothing)")
+  cfg, _ = _load_config(rest)
+  if found:
+    print(cfg.to_json_best_effort(indent=2))
+  else:
+    print(str(cfg).rstrip())
 
 
 class _UsageError(Exception):
   pass
 
 
+def _wants_help(args: list[str]) -> bool:
+  """-h/--help given as a flag (not as the value of --workdir etc.)."""
+  return any(a in ("-h", "--help") for a in args)
+
+
 def main(argv: list[str] | None = None) -> int:
-  argv = sys.argv[1:] if argv is None else argv
-  if not argv or argv[0] in ("-h", "--help", "help"):
-    print(USAGE)
+  try:
+    return _main(sys.argv[1:] if argv is None else argv)
+  except BrokenPipeError:
+    # `jaxunlearn config | head`: the reader left; nothing is wrong here.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 0
+
+
+def _main(argv: list[str]) -> int:
+  if not argv or argv[0] in ("-h", "--help"):
+    print(usage())
+    return 0
+  if argv[0] == "--version":
+    from jaxunlearn import __version__
+    print(f"jaxunlearn {__version__}")
+    return 0
+  if argv[0] == "help":
+    if len(argv) > 1 and argv[1] in COMMANDS:
+      print(command_help(argv[1]))
+    else:
+      print(usage())
     return 0
   command, rest = argv[0], argv[1:]
+  if command in COMMANDS and _wants_help(rest):
+    print(command_help(command))
+    return 0
   from jaxunlearn.errors import UserError
   from jaxunlearn.preemption import Preempted
   try:
     if command in ("methods", "datasets", "models"):
+      if rest:
+        raise _UsageError(f"{command} takes no arguments")
       _print_names(command)
     elif command == "run":
       _run(rest)
@@ -187,9 +345,13 @@ def main(argv: list[str] | None = None) -> int:
       _seeds(rest)
     elif command == "sweep":
       _sweep(rest)
+    elif command == "collect":
+      _collect(rest)
+    elif command == "config":
+      _config(rest)
     else:
-      raise UserError(f"unknown command {command!r}; use run, seeds, sweep, "
-                      "methods, datasets or models")
+      raise UserError(f"unknown command {command!r}; use "
+                      f"{', '.join(COMMANDS)} (jaxunlearn --help)")
   except (UserError, _UsageError) as error:
     print(f"jaxunlearn: error: {error}", file=sys.stderr)
     return 2

@@ -82,3 +82,155 @@ def test_load_file_gives_the_config_the_cli_loads(path):
   cli_cfg, _ = cli._load_config(["--config", path])
   assert ours == cli_cfg.to_dict()
   assert ours != load_file(os.path.join(root, "configs", "baselines_digits.py")).to_dict()
+
+
+# The flags each command's --help must name (what a user needs to run it).
+COMMAND_FLAGS = {
+    "run": ("--config", "--config.FIELD=VALUE", "--workdir"),
+    "seeds": ("--seeds", "--config", "--workdir"),
+    "sweep": ("--grid", "--seeds", "--shard", "--config", "--workdir"),
+    "collect": ("DIR",),
+    "config": ("--config", "--config.FIELD=VALUE", "--json"),
+    "methods": (), "datasets": (), "models": (),
+}
+
+
+def test_every_command_has_help():
+  assert set(COMMAND_FLAGS) == set(cli.COMMANDS)
+
+
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+@pytest.mark.parametrize("command", sorted(COMMAND_FLAGS))
+def test_command_help(capsys, tmp_path, monkeypatch, command, flag):
+  """Exit 0, the command's usage and flags, where the config fields are
+  documented; nothing runs (no workdir appears)."""
+  monkeypatch.chdir(tmp_path)
+  code, out, err = run_cli(capsys, command, flag)
+  assert code == 0 and err == ""
+  assert out.startswith(f"usage: jaxunlearn {command}")
+  for name in COMMAND_FLAGS[command]:
+    assert name in out, name
+  if "--config" in COMMAND_FLAGS[command]:
+    assert "config.py" in out and "configs/README.md" in out
+  assert os.listdir(tmp_path) == []
+  # After other flags too, and as `jaxunlearn help COMMAND`.
+  assert run_cli(capsys, command, "--config.seed=1", flag) == (0, out, "")
+  assert run_cli(capsys, "help", command) == (0, out, "")
+
+
+@pytest.mark.parametrize("args", [[], ["--help"], ["-h"], ["help"]])
+def test_top_level_help_lists_commands_flags_and_field_docs(capsys, args):
+  code, out, _ = run_cli(capsys, *args)
+  assert code == 0
+  for command in cli.COMMANDS:
+    assert f"\n  {command} " in out, command
+  for text in ("--config FILE.py", "--config.FIELD=VALUE", "--workdir",
+               "--version", "config.py", "configs/README.md"):
+    assert text in out, text
+
+
+def test_version(capsys):
+  import importlib.metadata
+  import jaxunlearn
+  code, out, _ = run_cli(capsys, "--version")
+  assert code == 0 and out.strip() == f"jaxunlearn {jaxunlearn.__version__}"
+  assert jaxunlearn.__version__ == importlib.metadata.version("jaxunlearn")
+
+
+def test_python_m_jaxunlearn():
+  result = subprocess.run([sys.executable, "-m", "jaxunlearn", "--help"],
+                          capture_output=True, text=True, timeout=120)
+  assert result.returncode == 0, result.stderr
+  assert result.stdout.startswith("usage: jaxunlearn COMMAND")
+  result = subprocess.run([sys.executable, "-m", "jaxunlearn", "nonsense"],
+                          capture_output=True, text=True, timeout=120)
+  assert result.returncode == 2 and "unknown command" in result.stderr
+
+
+def test_config_prints_the_resolved_config(capsys):
+  """Every field of the default run with the overrides applied, as
+  ml_collections prints it or as JSON."""
+  import json
+  from jaxunlearn.config import DEFAULT_RUN, load_file
+  code, out, _ = run_cli(capsys, "config", "--config.delete.lr=0.125",
+                         "--config.forget.classes=(1,5)")
+  assert code == 0
+  assert "\ndelete:\n" in out and "  lr: 0.125\n" in out
+  code, out, _ = run_cli(capsys, "config", "--json", "--config.delete.lr=0.125")
+  assert code == 0
+  expected = load_file(DEFAULT_RUN)
+  expected.delete.lr = 0.125
+  assert json.loads(out) == json.loads(expected.to_json_best_effort())
+  code, _, err = run_cli(capsys, "config", "--config.delete.nope=1")
+  assert code == 2 and len(err.strip().splitlines()) == 1
+
+
+def fake_run(calls):
+  """A stand-in for run.run: a report that depends on the point and seed
+  (a real run is covered by test_run.py; here the sweep's plumbing)."""
+  def run(c, workdir, log=print):
+    calls.append(workdir)
+    return {"seed": c.seed, "method": c.method, "dataset": c.dataset,
+            "rte": 2.0 + c.delete.epochs,
+            "models": {"original": {"forget_acc": 1.0 - 0.01 * c.seed},
+                       "unlearned": {"forget_acc": c.delete.lr * c.delete.epochs
+                                     + 0.003 * c.seed,
+                                     "test_acc": 0.9 - c.delete.lr / 7},
+                       "retrained": {"forget_acc": 0.01 * c.seed}}}
+  return run
+
+
+def test_sharded_sweep_and_collect_equal_the_unsharded_sweep(
+    capsys, tmp_path, monkeypatch):
+  """2 shards of a 3 x 2 grid (2 seeds), then collect: the same
+  sweep.json/.md/.csv as one unsharded sweep; the shards run in disjoint
+  directories and each point runs once."""
+  from jaxunlearn import run as run_lib
+  calls = []
+  monkeypatch.setattr(run_lib, "run", fake_run(calls))
+  grid = ["--grid", "delete.lr=0.1,0.2,0.3", "--grid", "delete.epochs=1,2",
+          "--seeds", "2"]
+  whole, parts = tmp_path / "whole", tmp_path / "parts"
+  code, _, err = run_cli(capsys, "sweep", "--workdir", str(whole), *grid)
+  assert code == 0, err
+  assert len(calls) == 12
+  shard_calls = []
+  for i in (1, 0):  # any order
+    calls.clear()
+    code, out, err = run_cli(capsys, "sweep", "--workdir", str(parts),
+                             "--shard", f"{i}/2", *grid)
+    assert code == 0, err
+    assert f"jaxunlearn collect {parts}" in out
+    assert len(calls) == 6
+    shard_calls.append(set(calls))
+    assert not (parts / "sweep.json").exists()
+  assert not shard_calls[0] & shard_calls[1]
+  code, out, err = run_cli(capsys, "collect", str(parts))
+  assert code == 0, err
+  for name in ("sweep.json", "sweep.md", "sweep.csv"):
+    assert (parts / name).read_text() == (whole / name).read_text(), name
+  assert "| 0.3 | 2 |" in out
+
+
+def test_collect_refuses_missing_or_foreign_shards(capsys, tmp_path, monkeypatch):
+  from jaxunlearn import run as run_lib
+  monkeypatch.setattr(run_lib, "run", fake_run([]))
+  sweep = lambda grid, shard: run_cli(capsys, "sweep", "--workdir", str(tmp_path),
+                                      "--grid", grid, "--shard", shard)
+  assert sweep("delete.lr=0.1,0.2,0.3", "0/3")[0] == 0
+  assert sweep("delete.lr=0.1,0.2,0.3", "2/3")[0] == 0
+  code, _, err = run_cli(capsys, "collect", str(tmp_path))
+  assert code == 2 and len(err.strip().splitlines()) == 1
+  assert "shard(s) 1 of 3 have not finished" in err
+  assert sweep("delete.lr=0.1,0.2,0.5", "1/3")[0] == 0
+  code, _, err = run_cli(capsys, "collect", str(tmp_path))
+  assert code == 2 and "differ in grid" in err
+  assert not (tmp_path / "sweep.json").exists()
+
+
+@pytest.mark.parametrize("shard", ["2/2", "-1/2", "1/0", "a/b", "1", "0/2/3"])
+def test_bad_shard_is_one_line(capsys, shard):
+  code, _, err = run_cli(capsys, "sweep", "--grid", "delete.lr=0.1",
+                         "--shard", shard)
+  assert code == 2 and len(err.strip().splitlines()) == 1
+  assert "write I/N with 0 <= I < N" in err

@@ -1,4 +1,5 @@
 """DELETE's loss and gradient against independent NumPy computations."""
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -95,31 +96,41 @@ def test_padding_does_not_change_the_loss():
   np.testing.assert_allclose(float(padded), float(unpadded), rtol=1e-6)
 
 
-def test_retain_term_adds_the_weighted_distillation_kl():
-  """make_step(retain_weight=w): the loss grows by w * KL(softmax(teacher) ||
-  softmax(student)) on the paired retain batch, computed here in NumPy."""
-  from jaxunlearn.methods.delete import DeleteState, make_step
-  from jaxunlearn.models import get_model
-  from jaxunlearn.optim import sgd
-  from jaxunlearn.state import TrainState
-  model = get_model("small_cnn", num_classes=5, mean=(0.5,) * 3, std=(0.25,) * 3,
-                    widths=(4, 8, 8))
-  rng = np.random.default_rng(0)
-  images = jnp.asarray(rng.uniform(0, 1, (6, 8, 8, 3)), jnp.float32)
-  retain = jnp.asarray(rng.uniform(0, 1, (4, 8, 8, 3)), jnp.float32)
-  variables = model.init(jax.random.key(0), images)
-  teacher = jax.tree.map(lambda x: x + 0.05 * jnp.sign(x), variables)
-  tx = sgd(0.0, 0.0)
-  state = DeleteState(TrainState.create(variables, tx), teacher)
-  batch = dict(image=images, label=jnp.asarray([0, 1, 2, 3, 4, 0]),
-               mask=jnp.ones(6), paired=dict(image=retain, label=jnp.zeros(4, int),
-                                             mask=jnp.ones(4)))
-  losses = {w: float(make_step(model, tx, retain_weight=w)(state, batch, None)[1]["loss"])
-            for w in (0.0, 2.0)}
-  (student, _), _ = model.apply(variables, retain, train=True, mutable=["batch_stats"])
-  (target, _) = model.apply(teacher, retain)
-  p_t = np_softmax(np.asarray(target, np.float64))
-  log_p_s = np.log(np_softmax(np.asarray(student, np.float64)))
-  kl = np.mean(np.sum(p_t * (np.log(p_t) - log_p_s), -1))
-  assert kl > 1e-4
-  np.testing.assert_allclose(losses[2.0] - losses[0.0], 2.0 * kl, rtol=1e-4)
+class DeleteStepTest(chex.TestCase):
+  """The step as a plain function and under jax.jit (chex variants): the
+  same numbers either way."""
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_retain_term_adds_the_weighted_distillation_kl(self):
+    """make_step(retain_weight=w): the loss grows by w * KL(softmax(teacher) ||
+    softmax(student)) on the paired retain batch, computed here in NumPy."""
+    from jaxunlearn.methods.delete import DeleteState, make_step
+    from jaxunlearn.models import get_model
+    from jaxunlearn.optim import sgd
+    from jaxunlearn.state import TrainState
+    model = get_model("small_cnn", num_classes=5, mean=(0.5,) * 3, std=(0.25,) * 3,
+                      widths=(4, 8, 8))
+    rng = np.random.default_rng(0)
+    images = jnp.asarray(rng.uniform(0, 1, (6, 8, 8, 3)), jnp.float32)
+    retain = jnp.asarray(rng.uniform(0, 1, (4, 8, 8, 3)), jnp.float32)
+    variables = model.init(jax.random.key(0), images)
+    teacher = jax.tree.map(lambda x: x + 0.05 * jnp.sign(x), variables)
+    tx = sgd(0.0, 0.0)
+    state = DeleteState(TrainState.create(variables, tx), teacher)
+    batch = dict(image=images, label=jnp.asarray([0, 1, 2, 3, 4, 0]),
+                 mask=jnp.ones(6), paired=dict(image=retain, label=jnp.zeros(4, int),
+                                               mask=jnp.ones(4)))
+    losses = {}
+    for w in (0.0, 2.0):
+      new_state, metrics = self.variant(make_step(model, tx, retain_weight=w))(
+          state, batch, None)
+      chex.assert_shape(metrics["loss"], ())
+      chex.assert_trees_all_equal_shapes_and_dtypes(new_state, state)
+      losses[w] = float(metrics["loss"])
+    (student, _), _ = model.apply(variables, retain, train=True, mutable=["batch_stats"])
+    (target, _) = model.apply(teacher, retain)
+    p_t = np_softmax(np.asarray(target, np.float64))
+    log_p_s = np.log(np_softmax(np.asarray(student, np.float64)))
+    kl = np.mean(np.sum(p_t * (np.log(p_t) - log_p_s), -1))
+    assert kl > 1e-4
+    np.testing.assert_allclose(losses[2.0] - losses[0.0], 2.0 * kl, rtol=1e-4)

@@ -1,6 +1,7 @@
 """Data parallelism: 2 devices (jit + NamedSharding, or shard_map) = 1 device."""
 import os
 
+import chex
 import jax
 import numpy as np
 import pytest
@@ -46,8 +47,8 @@ def test_delete_run_two_devices_equals_one(task_parts):
   one = run_delete(task_parts, 1)
   two = run_delete(task_parts, 2)
   assert max_abs_diff(one, task_parts[3]) > 1e-3  # it did train
-  assert max_abs_diff(one["params"], two["params"]) < 1e-5
-  assert max_abs_diff(one["batch_stats"], two["batch_stats"]) < 1e-5
+  # chex compares the trees' structure and shapes too, not only values.
+  chex.assert_trees_all_close(one, two, atol=1e-5, rtol=0)
 
 
 def test_shard_map_step_equals_jit_step(task_parts):
@@ -72,7 +73,7 @@ def test_shard_map_step_equals_jit_step(task_parts):
   mesh1, mesh2 = parallel.make_mesh(1), parallel.make_mesh(2)
   reference = three_steps(parallel.jit_step(step, mesh1), mesh1)
   mapped = three_steps(parallel.shard_map_step(step, mesh2), mesh2)
-  assert max_abs_diff(reference, mapped) < 1e-5
+  chex.assert_trees_all_close(reference, mapped, atol=1e-5, rtol=0)
 
 
 def test_pmap_step_equals_jit_step(task_parts):
@@ -95,8 +96,8 @@ def test_pmap_step_equals_jit_step(task_parts):
   host_state = jax.device_get(state)
   per_device = jax.tree.map(lambda x: x.reshape(2, 4, *x.shape[1:]), batch)
   out, _ = pmapped(host_state, per_device, jax.random.key(1))
-  assert max_abs_diff(jax.device_get(reference.train.variables),
-                      jax.device_get(out.train.variables)) < 1e-5
+  chex.assert_trees_all_close(jax.device_get(reference.train.variables),
+                              jax.device_get(out.train.variables), atol=1e-5, rtol=0)
 
 
 def test_batch_size_must_divide_devices():

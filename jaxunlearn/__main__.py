@@ -1,0 +1,6 @@
+"""``python -m jaxunlearn``: the ``jaxunlearn`` command."""
+import sys
+
+from jaxunlearn.cli import main
+
+sys.exit(main())
