@@ -1,0 +1,156 @@
+"""Which model for 28x28 Fashion-MNIST: training throughput of candidates,
+then the chosen one's full pretraining (not a test).
+
+1. images/s of the library's supervised training step (jit, batch 128,
+   fixed random images) for ``small_cnn`` and variants of ``cnn28``
+   (median over blocks after a warm-up; 2 CPU cores, shared machine, so
+   take the numbers as relative);
+2. ``--pretrain``: the original model of the Fashion-MNIST studies
+   (``configs/fashion_mnist.py``, seed 0, from the report of
+   experiments/fmnist_class.py's first run, trained there if absent): its
+   pretrain and retrain seconds, train / test accuracy and the report's
+   membership attacks on training vs test images (the threshold one is a
+   loss-threshold attack).
+
+Run: PYTHONPATH=. nice -n 19 python benchmarks/cnn28.py [--pretrain] [--skip-throughput]
+Writes benchmarks/results/cnn28.{json,md}.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+CANDIDATES = [
+    ("small_cnn", {}),
+    ("cnn28", {}),                                    # the default: 16-32-64, fc 512
+    ("cnn28", {"hidden": 128}),
+    ("cnn28", {"widths": (32, 64, 128), "hidden": 256}),
+    ("cnn28", {"widths": (32, 64, 128), "hidden": 512}),
+]
+
+
+def step_throughput(name: str, kwargs: dict, batch: int = 128, blocks: int = 5,
+                    steps: int = 10) -> float:
+  from jaxunlearn import parallel
+  from jaxunlearn.models import get_model
+  from jaxunlearn.state import TrainState
+  from jaxunlearn.train import init_variables, make_optimizer, make_supervised_step
+  import ml_collections
+  model = get_model(name, num_classes=10, mean=(0.286,), std=(0.353,), **kwargs)
+  cfg = ml_collections.ConfigDict(dict(lr=0.05, momentum=0.9, weight_decay=5e-4,
+                                       schedule="cosine", warmup_steps=0))
+  tx = make_optimizer(cfg, 1000)
+  state = TrainState.create(init_variables(model, (28, 28, 1), jax.random.key(0)), tx)
+  mesh = parallel.make_mesh(1)
+  step = parallel.jit_step(make_supervised_step(model, tx), mesh)
+  rng = np.random.default_rng(0)
+  data = {"image": jnp.asarray(rng.random((batch, 28, 28, 1), np.float32)),
+          "label": jnp.asarray(rng.integers(0, 10, batch).astype(np.int32)),
+          "mask": jnp.ones((batch,), jnp.float32)}
+  data = parallel.shard_batch(data, mesh)
+  key = jax.random.key(1)
+  for _ in range(3):
+    state, _ = step(state, data, key)
+  jax.block_until_ready(state)
+  times = []
+  for _ in range(blocks):
+    t = time.perf_counter()
+    for _ in range(steps):
+      state, _ = step(state, data, key)
+    jax.block_until_ready(state)
+    times.append((time.perf_counter() - t) / steps)
+  return batch / statistics.median(times)
+
+
+def pretrain(seed: int) -> dict:
+  """The original model of the Fashion-MNIST studies (configs/fashion_mnist.py,
+  seed ``seed``), read from the report of study 1's first run (DELETE,
+  class 3; run, or reused, through experiments/fmnist_common.py)."""
+  sys.path.insert(0, os.path.join(os.path.dirname(RESULTS), os.pardir, "experiments"))
+  from fmnist_class import setting_config
+  from fmnist_common import run_cached
+  report = run_cached(setting_config("class1", seed, "delete"), "class1-delete")
+  o, r = report["models"]["original"], report["models"]["retrained"]
+  n_f = report["forget"]["size"]
+  return {
+      "seed": seed, "model": "cnn28", "config": "configs/fashion_mnist.py",
+      "pretrain_s": report["runtime_s"]["pretrain"],
+      "retrain_s (54,000 images, class 3 out)": report["runtime_s"]["retrain"],
+      "train_acc": (o["forget_acc"] * n_f + o["retain_acc"] * (60000 - n_f)) / 60000,
+      "test_acc": o["test_acc"],
+      # members: a seeded sample of D_r the size of D_t,r; non-members: D_t,r;
+      # cross-validated balanced accuracy (0.5 = chance)
+      "mia_threshold_attack_acc": o.get("mia_threshold_attack_acc"),
+      "mia_efficacy_attack_acc": o.get("mia_efficacy_attack_acc"),
+      "retrained_mia_threshold_attack_acc": r.get("mia_threshold_attack_acc"),
+      "platform": report.get("platform"),
+  }
+
+
+def write_markdown(results: dict) -> None:
+  lines = ["# A model for 28x28 Fashion-MNIST", "",
+           "Produced by `PYTHONPATH=. python benchmarks/cnn28.py --pretrain`. "
+           "2 CPU cores shared with other jobs: throughput is relative, not "
+           "absolute.", "",
+           "## Training-step throughput (batch 128, library training step)", "",
+           "| model | kwargs | images/s | s per 60k epoch |", "|---|---|---|---|"]
+  for r in results.get("throughput", []):
+    lines.append(f"| {r['model']} | {r['kwargs'] or 'defaults'} | "
+                 f"{r['train_images_per_s']:.0f} | {r['epoch_s_60k']:.0f} |")
+  p = results.get("pretrain")
+  if p:
+    lines += ["", f"## The chosen model, pretrained ({p['config']}, seed {p['seed']})", "",
+              "| quantity | value |", "|---|---|"]
+    for k, v in p.items():
+      if k in ("config", "platform", "seed", "model"):
+        continue
+      lines.append(f"| {k} | {v:.4f} |" if isinstance(v, float) and v < 10
+                   else f"| {k} | {v:.0f} |" if isinstance(v, float) else f"| {k} | {v} |")
+    lines += ["", "mia_threshold_attack_acc is a loss-threshold attack: a threshold "
+              "on log p_y - log(1 - p_y), which is monotone in the cross-entropy "
+              "-log p_y, fitted and scored (5-fold, balanced) on training members "
+              "(a seeded sample of D_r) against the unseen test images; 0.5 is "
+              "chance. mia_efficacy_attack_acc: the SVC of SalUn / DELETE on the "
+              "true-class confidence, same protocol."]
+  with open(os.path.join(RESULTS, "cnn28.md"), "w") as f:
+    f.write("\n".join(lines) + "\n")
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--pretrain", action="store_true",
+                      help="also the chosen model's pretraining (seed 0)")
+  parser.add_argument("--skip-throughput", action="store_true")
+  args = parser.parse_args(argv)
+  path = os.path.join(RESULTS, "cnn28.json")
+  results = json.load(open(path)) if os.path.exists(path) else {}
+  if not args.skip_throughput:
+    rows = []
+    for name, kwargs in CANDIDATES:
+      ips = step_throughput(name, kwargs)
+      rows.append({"model": name, "kwargs": {k: list(v) if isinstance(v, tuple) else v
+                                             for k, v in kwargs.items()},
+                   "train_images_per_s": ips,
+                   "epoch_s_60k": 60000 / ips})
+      print(rows[-1], flush=True)
+    results["throughput"] = rows
+  if args.pretrain:
+    results["pretrain"] = pretrain(0)
+  os.makedirs(RESULTS, exist_ok=True)
+  with open(path, "w") as f:
+    json.dump(results, f, indent=1)
+  write_markdown(results)
+  print(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+  main()
