@@ -187,3 +187,4 @@ def test_checkpoint_of_another_architecture_is_a_one_line_error(tmp_path):
   message = str(error.value)
   assert "\n" not in message
   assert "['params']['head']['bias'] has shape (10,) in the checkpoint but (7,)" in message
+
