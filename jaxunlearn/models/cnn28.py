@@ -42,6 +42,7 @@ class CNN28(nn.Module):
   std: Sequence[float]
   widths: Sequence[int] = (16, 32, 64)
   hidden: int = 512
+  last_pool: bool = True  # False: flatten the 7x7 map (more dense capacity)
   bn_axis_name: Optional[str] = None
 
   @nn.compact
@@ -51,7 +52,9 @@ class CNN28(nn.Module):
       x = nn.Conv(width, (3, 3), use_bias=False, name=f"conv{i}")(x)
       x = BatchNorm(use_running_average=not train, axis_name=self.bn_axis_name,
                     name=f"bn{i}")(x, mask=bn_mask(mask, x.ndim))
-      x = max_pool(nn.relu(x), (2, 2))
+      x = nn.relu(x)
+      if i < len(self.widths) - 1 or self.last_pool:
+        x = max_pool(x, (2, 2))
     x = x.reshape(x.shape[0], -1)
     features = nn.relu(nn.Dense(self.hidden, name="fc")(x))
     logits = nn.Dense(self.num_classes, name="head")(features)
