@@ -16,7 +16,7 @@ the remaining classes' test accuracy near the original's, and the smallest
 gap to the retrained model. Resumable (experiments/fmnist_common.py): the
 original model is trained once per seed for all studies. Writes
 experiments/results/fmnist_<setting>.{md,csv,json} and the trade-off plot
-fmnist_<setting>_tradeoff.png, rewritten after every run.
+tradeoff_fmnist_<setting>.png, rewritten after every run.
 """
 from __future__ import annotations
 
@@ -28,6 +28,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common import RESULTS, aggregate, method_section, write_tables  # noqa: E402
 from fmnist_common import DATASET, base_config, merge, rows_of, run_cached  # noqa: E402
+
+from jaxunlearn.errors import UserError  # noqa: E402
 
 SETTINGS = {"class1": (3,), "class3": (0, 1, 2)}
 METHODS = ("delete", "finetune", "neggrad", "neggrad_plus", "random_label",
@@ -67,7 +69,8 @@ def verdict(table: list[dict]) -> list[str]:
   return [f"Verdict (means over the seeds present): {word}: " + "; ".join(parts) + "."]
 
 
-def write(setting: str, rows: list[dict], seeds: str, methods) -> None:
+def write(setting: str, rows: list[dict], seeds: str, methods,
+          failed=()) -> None:
   order = ["original", "retrained"] + list(methods)
   rows = sorted(rows, key=lambda r: (order.index(r["method"]), r["seed"]))
   table = aggregate(rows, "method", COLUMNS)
@@ -80,7 +83,7 @@ def write(setting: str, rows: list[dict], seeds: str, methods) -> None:
            "accuracy on the forgotten / remaining classes. unlearn_s for "
            "retrained is its training time; rel_time = unlearn_s / that. "
            "Produced by `python experiments/fmnist_class.py`.", "",
-           *verdict(table)]
+           *verdict(table), *(f"- {f}" for f in failed)]
   write_tables(f"fmnist_{setting}", f"Fashion-MNIST, class forgetting ({setting}): "
                "DELETE and the baselines", table, "method", COLUMNS, rows, notes)
   from plots import tradeoff
@@ -95,17 +98,23 @@ def main(argv=None):
   args = parser.parse_args(argv)
   methods = args.methods.split(",")
   for setting in args.settings.split(","):
-    rows = []
+    rows, failed = [], []
     for seed in (int(s) for s in args.seeds.split(",")):
       for name in methods:
-        report = run_cached(setting_config(setting, seed, name),
-                            f"{setting}-{name}")
+        try:
+          report = run_cached(setting_config(setting, seed, name),
+                              f"{setting}-{name}")
+        except UserError as error:  # e.g. a diverging loss: say so, go on
+          failed.append(f"{name} (seed {seed}) failed: {error}")
+          print(failed[-1], flush=True)
+          write(setting, rows, args.seeds, methods, failed)
+          continue
         merge(rows, rows_of(report, name, seed, COLUMNS[:-2]))
         u = report["models"]["unlearned"]
         print(f"{setting} seed {seed} {name}: forget {u['forget_acc']:.3f} "
               f"test_retain {u['test_retain_acc']:.3f} gap {u['avg_gap']:.4f} "
               f"({report['runtime_s']['unlearn']:.0f}s)", flush=True)
-        write(setting, rows, args.seeds, methods)
+        write(setting, rows, args.seeds, methods, failed)
 
 
 if __name__ == "__main__":
