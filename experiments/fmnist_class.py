@@ -59,8 +59,10 @@ def verdict(table: list[dict]) -> list[str]:
            f"test_retain_acc {d['test_retain_acc'][0]:.3f} vs original "
            f"{o['test_retain_acc'][0]:.3f}"]
   if best is not None:
-    parts.append(f"avg_gap {d['avg_gap'][0]:.4f} vs the best other method, "
-                 f"{best['method']}, {best['avg_gap'][0]:.4f}")
+    parts.append(f"avg_gap {d['avg_gap'][0]:.4f} vs the best of the "
+                 f"{len(others)} other method(s) with results "
+                 f"({', '.join(e['method'] for e in others)}): {best['method']}, "
+                 f"{best['avg_gap'][0]:.4f}")
   ok = [d["forget_acc"][0] <= 0.01,
         o["test_retain_acc"][0] - d["test_retain_acc"][0] <= 0.02,
         best is None or d["avg_gap"][0] <= best["avg_gap"][0]]
