@@ -234,3 +234,20 @@ def test_bad_shard_is_one_line(capsys, shard):
                          "--shard", shard)
   assert code == 2 and len(err.strip().splitlines()) == 1
   assert "write I/N with 0 <= I < N" in err
+
+
+def test_fashion_mnist_configs_pick_up_each_methods_tuning():
+  """configs/fashion_mnist.py:<method> takes the method's section from
+  configs/<method>_fashion_mnist.py (which itself starts from the base file,
+  so the two must not load each other in a loop), else the authors' one."""
+  import os
+  from jaxunlearn.config import load_file
+  from jaxunlearn.methods import METHODS
+  configs = os.path.join(os.path.dirname(__file__), os.pardir, "configs")
+  l2ul = load_file(os.path.join(configs, "fashion_mnist.py:l2ul"))
+  assert (l2ul.dataset, l2ul.model.name) == ("fashion_mnist", "cnn28")
+  assert l2ul.l2ul.epsilon == 2.0
+  own = load_file(os.path.join(configs, "l2ul_fashion_mnist.py:64"))
+  assert own.forget.count == 64 and own.train.to_dict() == l2ul.train.to_dict()
+  delete = load_file(os.path.join(configs, "fashion_mnist.py"))
+  assert delete.delete.to_dict() == METHODS.get("delete").default_config().to_dict()

@@ -104,6 +104,18 @@ def test_models_give_logits_features_and_finite_gradients(name, kwargs):
   assert any(float(jnp.abs(g).max()) > 0 for g in jax.tree.leaves(grads))
 
 
+def test_cnn28_runs_on_28x28_grey_images_with_its_default_shape():
+  """The Fashion-MNIST model at its default widths: 28 -> 14 -> 7 -> 3 after
+  the three pools, so the dense layer sees a 3x3x64 map."""
+  model = get_model("cnn28", num_classes=10, mean=(0.286,), std=(0.353,))
+  images = jax.random.uniform(jax.random.key(1), (2, 28, 28, 1))
+  variables = model.init(jax.random.key(0), images)
+  assert variables["params"]["fc"]["kernel"].shape == (3 * 3 * 64, 512)
+  logits, features = model.apply(variables, images)
+  assert logits.shape == (2, 10) and features.shape == (2, 512)
+  assert bool(jnp.all(jnp.isfinite(logits)))
+
+
 @pytest.mark.parametrize("shape,window", [
     ((3, 8, 8, 5), (2, 2)), ((2, 7, 9, 3), (2, 2)), ((2, 9, 7, 4), (3, 3)),
     ((2, 6, 6, 2), (2, 3))])
@@ -175,3 +187,4 @@ def test_checkpoint_of_another_architecture_is_a_one_line_error(tmp_path):
   message = str(error.value)
   assert "\n" not in message
   assert "['params']['head']['bias'] has shape (10,) in the checkpoint but (7,)" in message
+

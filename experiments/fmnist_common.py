@@ -1,0 +1,105 @@
+"""What the Fashion-MNIST studies (experiments/fmnist_*.py) share.
+
+- One workdir per seed, ``experiments/.work/fmnist-seed<S>``, for every
+  study and forget set: the original model's checkpoint fingerprint depends
+  on the dataset, model, recipe and seed only, so it is trained once per
+  seed and reused by all four studies; the retrained model and each
+  method's unlearning are fingerprinted with the forget set as well, so
+  they are shared by every method of one forget set and never mixed up
+  between forget sets.
+- Each finished run's report is kept in ``<workdir>/reports/`` under a name
+  that hashes the whole config, so a rerun of a study skips what is done and
+  a study killed midway resumes at the run it was in (whose training and
+  unlearning resume from their checkpoints).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from common import RESULTS, aggregate, write_tables  # noqa: E402,F401
+
+from jaxunlearn import config as config_lib  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+WORK = os.path.join(HERE, ".work")
+BASE_CONFIG = os.path.join(HERE, os.pardir, "configs", "fashion_mnist.py")
+DATASET = "fashion_mnist"
+
+
+def workdir(seed: int) -> str:
+  return os.path.join(WORK, f"fmnist-seed{seed}")
+
+
+def base_config(method: str, seed: int):
+  """configs/fashion_mnist.py for ``method`` (with its Fashion-MNIST tuning,
+  configs/<method>_fashion_mnist.py, where there is one)."""
+  cfg = config_lib.load_file(f"{BASE_CONFIG}:{method}")
+  cfg.seed, cfg.progress = seed, False
+  return cfg
+
+
+def run_cached(cfg, label: str, log=print) -> dict:
+  """``run.run(cfg)`` in the seed's workdir, or the report a previous run of
+  the same config left there. ``label`` names the file for a reader."""
+  from jaxunlearn import run as run_lib
+  blob = json.dumps(cfg.to_dict(), sort_keys=True, default=str).encode()
+  digest = hashlib.sha1(blob).hexdigest()[:10]
+  directory = os.path.join(workdir(cfg.seed), "reports")
+  path = os.path.join(directory, f"{label}-{digest}.json")
+  if os.path.exists(path):
+    with open(path) as f:
+      return json.load(f)
+  start = time.perf_counter()
+  report = run_lib.run(cfg, workdir(cfg.seed), log=lambda *_: None)
+  report["wall_s"] = time.perf_counter() - start
+  os.makedirs(directory, exist_ok=True)
+  with open(path + ".tmp", "w") as f:
+    json.dump(report, f, indent=1, default=float)
+  os.replace(path + ".tmp", path)
+  log(f"{label}: {time.perf_counter() - start:.0f}s")
+  return report
+
+
+def rows_of(report: dict, label: str, seed: int, columns, extra=None) -> list[dict]:
+  """The unlearned model's row (named ``label``) and the original's and the
+  retrained model's reference rows, with unlearn_s and rel_time."""
+  times = report.get("runtime_s", {})
+  retrain = times.get("retrain")
+  out = []
+  for role, name in (("unlearned", label), ("original", "original"),
+                     ("retrained", "retrained")):
+    m = report["models"].get(role) or {}
+    row = {"method": name, "seed": seed, **{c: _get(m, c) for c in columns}}
+    seconds = {"unlearned": times.get("unlearn"), "retrained": retrain}.get(role)
+    row["unlearn_s"] = seconds
+    row["rel_time"] = seconds / retrain if seconds is not None and retrain else None
+    row.update(extra or {})
+    out.append(row)
+  return out
+
+
+def _get(metrics: dict, key: str):
+  """``metrics[key]``, or a nested value as ``audit.auc``."""
+  value = metrics
+  for part in key.split("."):
+    if not isinstance(value, dict) or part not in value:
+      return None
+    value = value[part]
+  return float(value) if isinstance(value, (int, float)) else None
+
+
+def merge(rows: list[dict], new: list[dict]) -> None:
+  """Adds ``new`` rows, keeping one original / retrained row per seed and
+  setting (they recur in every method's report)."""
+  for row in new:
+    key = (row["method"], row["seed"], row.get("setting"))
+    if row["method"] in ("original", "retrained") and any(
+        (r["method"], r["seed"], r.get("setting")) == key for r in rows):
+      continue
+    rows.append(row)
