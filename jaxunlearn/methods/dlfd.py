@@ -81,8 +81,7 @@ import numpy as np
 from jax import lax
 from jax.sharding import Mesh, PartitionSpec as P
 
-from jaxunlearn import parallel
-from jaxunlearn import batches
+from jaxunlearn import batches, loop, parallel
 from jaxunlearn.batches import Split
 from jaxunlearn.errors import UserError
 from jaxunlearn.losses import cross_entropy, weighted_mean
@@ -440,17 +439,6 @@ def gate_sets(data, cfg, seed: int):
   return test, val_idx, labels
 
 
-def forget_index(key: jax.Array, step: int, batch_size: int, num_forget: int
-                 ) -> np.ndarray:
-  """D_f indices paired with retain batch ``step``: D_f cycled in passes,
-  pass ``p`` in the order ``batches.epoch_order(key, p)``."""
-  positions = np.arange(step * batch_size, (step + 1) * batch_size)
-  passes = positions // num_forget
-  return np.concatenate([
-      batches.epoch_order(key, int(p), num_forget)[positions[passes == p] % num_forget]
-      for p in np.unique(passes)])
-
-
 def make_gate(model, data, cfg, seed: int, mesh: Optional[Mesh] = None):
   """gate(variables) -> (FS, val accuracy) on device; one jitted call (its
   arrays replicated on ``mesh``). FS follows the authors' MIA() protocol
@@ -582,7 +570,7 @@ def unlearn(task: UnlearnTask, cfg: ml_collections.ConfigDict, key: jax.Array
       if step > 0 and score <= cfg.max_forgetting_score and val_acc > best_acc:
         best_acc, best_vars, best_step = (val_acc, jax.device_get(state.variables),
                                           step)
-    f_index = forget_index(forget_key, step, b, len(forget))
+    f_index = loop.paired_index(len(forget), b, forget_key, step)
     forget_batch = parallel.shard_batch(batches.make_batch(forget, f_index, b), mesh)
     batch = parallel.shard_batch(host_batch, mesh)
     step_key = jax.device_put(jax.random.fold_in(key, 100 + step), replicated)
