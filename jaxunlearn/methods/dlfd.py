@@ -413,12 +413,15 @@ def jit_steps(model, tx, cfg, mean, std, mesh: Mesh,
   return synth, steps.finetune
 
 
-def _padded_images(split: Split, index: np.ndarray, batch: int):
-  n = len(index)
-  total = -(-n // batch) * batch
-  padded = np.zeros(total, np.int64)
-  padded[:n] = index
-  return split.images[padded], split.labels[padded], n
+def _gate_batch(split: Split, index: np.ndarray, batch: int) -> dict:
+  """``index`` of ``split`` as one host batch padded to a multiple of
+  ``batch`` (``batches.make_batch``). Every row is read: the gate's arrays
+  are replicated, while ``make_batch`` decodes only this process's rows of
+  lazy images."""
+  part = split.take(index)
+  part = Split(np.asarray(part.images), part.labels, part.ids)
+  return batches.make_batch(part, np.arange(len(index)),
+                            batches.num_batches(len(index), batch) * batch)
 
 
 def gate_sets(data, cfg, seed: int):
@@ -446,16 +449,17 @@ def make_gate(model, data, cfg, seed: int, mesh: Optional[Mesh] = None):
   test, val_idx, labels = gate_sets(data, cfg, seed)
   train_index, test_index = forgetting.cv_splits(labels)
   b = cfg.eval_batch_size
-  f_img, f_lab, nf = _padded_images(data.forget, np.arange(len(data.forget)), b)
-  v_img, v_lab, nv = _padded_images(test, val_idx, b)
-  consts = jax.device_put(dict(f=(f_img, f_lab), v=(v_img, v_lab),
+  nf, nv = len(data.forget), len(val_idx)
+  f = _gate_batch(data.forget, np.arange(nf), b)
+  v = _gate_batch(test, val_idx, b)
+  consts = jax.device_put(dict(f=(f["image"], f["label"]), v=(v["image"], v["label"]),
                                labels=labels, tr=train_index, te=test_index),
                           parallel.replicated(mesh) if mesh is not None else None)
 
   def losses_and_correct(variables, images, labels_):
     def chunk(args):
       img, lab = args
-      logits, _ = apply_eval(model, variables, img.astype(jnp.float32) / 255.0)
+      logits, _ = apply_eval(model, variables, img)
       return cross_entropy(logits, lab), jnp.argmax(logits, -1) == lab
     shape = images.shape
     loss, correct = jax.lax.map(chunk, (images.reshape(-1, b, *shape[1:]),
