@@ -115,7 +115,6 @@ def default_config() -> ml_collections.ConfigDict:
       gate_every=1,            # evaluate FS / val accuracy every N steps
       val_fraction=0.5,
       eval_batch_size=256,
-      compare_sklearn=False,   # also time one sklearn 10-fold CV gate evaluation
       device_loop="auto",      # K ascent steps: fori_loop ("device") or host loop
   ))
 
@@ -442,48 +441,63 @@ def gate_sets(data, cfg, seed: int):
   return test, val_idx, labels
 
 
-def make_gate(model, data, cfg, seed: int, mesh: Optional[Mesh] = None):
-  """gate(variables) -> (FS, val accuracy) on device; one jitted call (its
-  arrays replicated on ``mesh``). FS follows the authors' MIA() protocol
-  (``metrics.forgetting``) on the validation set vs D_f."""
+class GateInputs(NamedTuple):
+  """The gate's host arrays (``gate_inputs``)."""
+  forget: dict       # D_f: image, label, mask, padded to eval_batch_size
+  val: dict          # the validation samples, likewise
+  labels: np.ndarray       # MIA labels of [validation losses, D_f losses]
+  train_index: np.ndarray  # the 10 folds (``forgetting.cv_splits``)
+  test_index: np.ndarray
+
+
+def gate_inputs(data, cfg, seed: int) -> GateInputs:
+  """The samples of ``gate_sets`` as padded batches, with the MIA labels and
+  the folds of the forgetting score."""
   test, val_idx, labels = gate_sets(data, cfg, seed)
   train_index, test_index = forgetting.cv_splits(labels)
   b = cfg.eval_batch_size
-  nf, nv = len(data.forget), len(val_idx)
-  f = _gate_batch(data.forget, np.arange(nf), b)
-  v = _gate_batch(test, val_idx, b)
-  consts = jax.device_put(dict(f=(f["image"], f["label"]), v=(v["image"], v["label"]),
-                               labels=labels, tr=train_index, te=test_index),
-                          parallel.replicated(mesh) if mesh is not None else None)
+  return GateInputs(_gate_batch(data.forget, np.arange(len(data.forget)), b),
+                    _gate_batch(test, val_idx, b), labels, train_index, test_index)
 
-  def losses_and_correct(variables, images, labels_):
-    def chunk(args):
-      img, lab = args
-      logits, _ = apply_eval(model, variables, img)
-      return cross_entropy(logits, lab), jnp.argmax(logits, -1) == lab
-    shape = images.shape
-    loss, correct = jax.lax.map(chunk, (images.reshape(-1, b, *shape[1:]),
-                                        labels_.reshape(-1, b)))
-    return loss.reshape(-1), correct.reshape(-1)
+
+def losses_and_correct(model, variables, images, labels, batch_size: int):
+  """Per-sample cross-entropy and correctness in inference mode, over
+  ``images`` in chunks of ``batch_size`` (``lax.map``: one program whatever
+  the number of samples)."""
+  def chunk(args):
+    img, lab = args
+    logits, _ = apply_eval(model, variables, img)
+    return cross_entropy(logits, lab), jnp.argmax(logits, -1) == lab
+  shape = images.shape
+  loss, correct = jax.lax.map(chunk, (images.reshape(-1, batch_size, *shape[1:]),
+                                      labels.reshape(-1, batch_size)))
+  return loss.reshape(-1), correct.reshape(-1)
+
+
+def make_gate(model, data, cfg, seed: int, mesh: Optional[Mesh] = None):
+  """gate(variables) -> (FS, val accuracy) on device; one jitted call (its
+  arrays replicated on ``mesh``). FS follows the authors' MIA() protocol
+  (``metrics.forgetting``) on the validation set vs D_f, with the 10-fold
+  logistic regression fitted in JAX (``forgetting.forgetting_score_jax``;
+  ``benchmarks/dlfd_gate.py`` times it against the authors' sklearn refit)."""
+  inputs = gate_inputs(data, cfg, seed)
+  b = cfg.eval_batch_size
+  nf, nv = int(inputs.forget["mask"].sum()), int(inputs.val["mask"].sum())
+  consts = jax.device_put(
+      dict(f=(inputs.forget["image"], inputs.forget["label"]),
+           v=(inputs.val["image"], inputs.val["label"]), labels=inputs.labels,
+           tr=inputs.train_index, te=inputs.test_index),
+      parallel.replicated(mesh) if mesh is not None else None)
 
   @jax.jit
   def gate(variables, c):
-    f_loss, _ = losses_and_correct(variables, *c["f"])
-    v_loss, v_correct = losses_and_correct(variables, *c["v"])
+    f_loss, _ = losses_and_correct(model, variables, *c["f"], b)
+    v_loss, v_correct = losses_and_correct(model, variables, *c["v"], b)
     losses = jnp.concatenate([v_loss[:nv], f_loss[:nf]])
     score = forgetting.forgetting_score_jax(losses, c["labels"], c["tr"], c["te"])
     return score, jnp.mean(v_correct[:nv])
 
-  losses_jit = jax.jit(losses_and_correct)
-
-  def sklearn_gate(variables):
-    """The authors' way: losses to the host, sklearn 10-fold CV (for timing)."""
-    f_loss, _ = jax.device_get(losses_jit(variables, *consts["f"]))
-    v_loss, _ = jax.device_get(losses_jit(variables, *consts["v"]))
-    return forgetting.forgetting_score_sklearn(
-        *forgetting.authors_samples(f_loss[:nf], v_loss[:nv]))
-
-  return lambda variables: gate(variables, consts), sklearn_gate
+  return lambda variables: gate(variables, consts)
 
 
 def run_keys(key: jax.Array):
@@ -551,7 +565,7 @@ def unlearn(task: UnlearnTask, cfg: ml_collections.ConfigDict, key: jax.Array
   else:
     first_synth = synth_step
   seed, order_key, forget_key = run_keys(key)
-  gate, sklearn_gate = make_gate(model, task.data, cfg, seed, mesh)
+  gate = make_gate(model, task.data, cfg, seed, mesh)
   retain, forget = task.data.retain, task.data.forget
   order = batches.epoch_order(order_key, 0, len(retain))
   total = batches.num_batches(len(retain), b)
@@ -606,15 +620,6 @@ def unlearn(task: UnlearnTask, cfg: ml_collections.ConfigDict, key: jax.Array
                selected=best_vars is not None, best_val_acc=best_acc, trace=trace,
                kept_original=kept_original,
                outcome=outcome(cfg, trace, synth, total, best_step, kept_original))
-  if cfg.compare_sklearn:  # steady-state cost of one gate evaluation, both ways
-    t = time.perf_counter()
-    jax.block_until_ready(gate(state.variables))
-    stats["jax_gate_eval_s"] = time.perf_counter() - t
-    sklearn_gate(state.variables)  # compiles its loss pass
-    t = time.perf_counter()
-    stats["sklearn_score"] = sklearn_gate(state.variables)
-    stats["sklearn_gate_eval_s"] = time.perf_counter() - t
-    stats["jax_score"] = score
   return chosen, stats
 
 
