@@ -271,11 +271,10 @@ def jit_each_step(model, tx, cfg, mean, std, mesh: Mesh,
   ``ascend`` donates δ.
 
   ``use_shard_map`` default (None): ``shard_map`` on more than one device.
-  The OT term couples every pair of samples; partitioned by ``jax.jit`` the
-  Sinkhorn iterations of each of the K synthesis steps each carry
-  collectives (on 2 CPU devices a synthesis step took 0.83 s against 0.12 s
-  on one), while under ``shard_map`` the features are gathered once per
-  objective and Sinkhorn runs locally (0.13 s; benchmarks/end_to_end.py)."""
+  The OT term couples every pair of samples; partitioned by ``jax.jit``
+  every Sinkhorn iteration of each of the K ascent steps carries
+  collectives, while under ``shard_map`` the features are gathered once per
+  objective and Sinkhorn runs locally."""
   if use_shard_map is None:
     use_shard_map = mesh.devices.size > 1
   if not use_shard_map:
