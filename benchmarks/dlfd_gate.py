@@ -27,7 +27,6 @@ import os
 import platform
 
 import jax
-import numpy as np
 
 from jaxunlearn import parallel
 from jaxunlearn.config import load_file
