@@ -114,7 +114,7 @@ def torch_run(net, data, cfg, key, mean, std):
     y = torch.from_numpy(host["label"][real].astype(np.int64))
     w_r = cfg.w_r0 + (cfg.w_r1 - cfg.w_r0) * step / max(total - 1, 1)
     if score >= cfg.forget_threshold:
-      f_idx = dlfd.forget_index(forget_key, step, b, len(forget))[:len(y)]
+      f_idx = loop.paired_index(len(forget), b, forget_key, step)[:len(y)]
       xf = torch_images(forget.images[f_idx] / 255.0)
       x = torch_dlfd_synthesis(net, norm, std_t, x, y, xf, cfg, w_r)
       synth += 1

@@ -195,9 +195,9 @@ def ours_l2ul(model, variables, data, mesh) -> Ours:
   cond, body = l2ul.make_loop(model, tx, cfg, relabel=-1)
   omega = l2ul.normalised_importance(model, variables, jnp.asarray(forget["image"]),
                                      batch_size=cfg.forget_batch_size)
-  samples = (forget["image"], forget["label"])
   jit_fn, carry, args = l2ul.prepare_loop(
-      tx, mesh, variables, omega, jax.random.key(0), samples, samples,
+      tx, mesh, variables, omega, jax.random.key(0),
+      (forget["image"], forget["label"]), forget,
       jnp.asarray(data["adv_x"]), jnp.asarray(data["adv_t"]))
   cond_fn, body_fn = jit_fn(cond), jit_fn(body)
 

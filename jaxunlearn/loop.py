@@ -220,22 +220,31 @@ def _optimizer_steps(state):
   return getattr(train, "step", 0)
 
 
-def _paired_batch(split: Split, batch_size: int, key: jax.Array,
-                  global_batch: int) -> dict:
-  """Batch number ``global_batch`` of ``split`` cycled in seeded passes
-  (a fresh permutation per pass; no padding: indices wrap around)."""
-  n = len(split)
+def paired_index(n: int, batch_size: int, key: jax.Array,
+                 global_batch: int) -> np.ndarray:
+  """Indices of batch number ``global_batch`` of ``n`` examples cycled in
+  seeded passes: pass ``p`` is in the order ``batches.epoch_order(key, p,
+  n)``, and a batch that straddles two passes takes the end of one and the
+  start of the next (no padding: indices wrap around)."""
   if n == 0:
     raise UserError("the paired data set is empty")
   start = global_batch * batch_size
   positions = np.arange(start, start + batch_size)
   passes = positions // n
   index = np.empty(batch_size, np.int64)
-  paired_key = jax.random.fold_in(key, 2)
   for p in np.unique(passes):
-    order = batches.epoch_order(paired_key, int(p), n)
+    order = batches.epoch_order(key, int(p), n)
     sel = passes == p
     index[sel] = order[positions[sel] % n]
+  return index
+
+
+def _paired_batch(split: Split, batch_size: int, key: jax.Array,
+                  global_batch: int) -> dict:
+  """Batch number ``global_batch`` of ``split`` cycled in seeded passes
+  (``paired_index`` with the loop's paired key)."""
+  index = paired_index(len(split), batch_size, jax.random.fold_in(key, 2),
+                       global_batch)
   return batches.make_batch(split, index, batch_size)
 
 

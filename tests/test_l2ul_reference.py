@@ -233,7 +233,8 @@ def test_loop_steps_train_on_the_released_batches():
   _, body = l2ul.make_loop(model, tx, cfg, relabel=-1)
   jit_fn, carry, args = l2ul.prepare_loop(
       tx, parallel.make_mesh(1), variables, omega, jax.random.key(3),
-      (np.asarray(x_f), np.asarray(y_f)), (np.asarray(x_f), np.asarray(y_f)),
+      (np.asarray(x_f), np.asarray(y_f)),
+      dict(image=np.asarray(x_f), label=np.asarray(y_f), mask=np.ones(7, np.float32)),
       adv_x, adv_t)
   body_fn = jit_fn(body)
   for _ in range(5):

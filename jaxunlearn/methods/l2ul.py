@@ -55,7 +55,7 @@ import optax
 from jax import lax
 from jax.sharding import PartitionSpec as P
 
-from jaxunlearn import optim, parallel
+from jaxunlearn import batches, optim, parallel
 from jaxunlearn.attacks import pgd_l2_targeted, random_targets
 from jaxunlearn.batches import Split
 from jaxunlearn.errors import UserError
@@ -336,16 +336,13 @@ def on_device_loop(mesh, cfg) -> bool:
   return parallel.loop_on_device(cfg.device_loop, mesh, "l2ul.device_loop")
 
 
-def _padded(images, labels, devices):
-  """Host arrays padded to a multiple of ``devices``, with their mask
-  (``images`` in [0, 1])."""
-  n = len(labels)
-  size = max(devices, -(-n // devices) * devices)
-  pad = size - n
-  x = np.concatenate([np.asarray(images, np.float32),
-                      np.zeros((pad, *images.shape[1:]), np.float32)])
-  y = np.concatenate([np.asarray(labels, np.int32), np.zeros(pad, np.int32)])
-  return x, y, (np.arange(size) < n).astype(np.float32)
+def stop_batch(stop: Split, devices: int) -> dict:
+  """The samples the stop rule checks as one host batch (``make_batch``:
+  image in [0, 1], label, mask), padded to a multiple of ``devices`` so that
+  it shards over the mesh."""
+  n = len(stop)
+  return batches.make_batch(stop, np.arange(n),
+                            max(devices, batches.num_batches(n, devices) * devices))
 
 
 def prepare_loop(tx, mesh, variables, omega, key, forget, stop, adv_x, adv_t):
@@ -358,11 +355,11 @@ def prepare_loop(tx, mesh, variables, omega, key, forget, stop, adv_x, adv_t):
   ``carry`` = (steps, params, batch_stats, optimiser state) and ``args`` =
   (data, theta0, omega, key) are placed as every later carry comes out
   (replicated on several devices), so no call after the first compiles
-  again. ``forget``, ``stop``: (images in [0, 1], labels) on the host.
+  again. ``forget``: (images in [0, 1], labels) on the host; ``stop``: the
+  stop samples as one padded host batch (``stop_batch``).
   """
   devices = mesh.devices.size
-  stop_x, stop_y, stop_mask = _padded(*stop, devices)
-  data = dict(stop_x=stop_x, stop_y=stop_y, stop_mask=stop_mask)
+  data = dict(stop_x=stop["image"], stop_y=stop["label"], stop_mask=stop["mask"])
   replicated = dict(forget_x=np.asarray(forget[0], np.float32),
                     forget_y=np.asarray(forget[1], np.int32), adv_x=adv_x,
                     adv_t=adv_t)
@@ -430,14 +427,12 @@ def run(task, cfg, key, keep=None):
   cond, body = make_loop(model, tx, cfg, relabel=int(cfg.relabel))
   budget = max_steps(cfg, len(forget.labels), adv_x.shape[0])
 
-  stop_images, stop_labels = forget.images, forget.labels
-  if keep is not None and len(keep.labels):
-    stop_images = np.concatenate([forget.images, keep.images])
-    stop_labels = np.concatenate([forget.labels, keep.labels])
+  stop = (batches.concat([forget, keep]) if keep is not None and len(keep.labels)
+          else forget)
   jit_fn, carry, args = prepare_loop(
       tx, mesh, variables, omega, loop_key,
       (np.asarray(forget.images, np.float32) / 255.0, forget.labels),
-      (np.asarray(stop_images, np.float32) / 255.0, stop_labels), adv_x, targets)
+      stop_batch(stop, mesh.devices.size), adv_x, targets)
   if on_device_loop(mesh, cfg):
     def whole(carry, *args, axis_name=None):
       return lax.while_loop(
@@ -452,7 +447,7 @@ def run(task, cfg, key, keep=None):
   steps = int(steps)
   out = jax.device_get({"params": params, "batch_stats": batch_stats})
   return out, dict(steps=steps, max_steps=budget, stopped=steps < budget or _stop_holds(
-      model, out, stop_images, stop_labels, int(cfg.relabel)))
+      model, out, stop.images, stop.labels, int(cfg.relabel)))
 
 
 def _stop_holds(model, variables, images, labels, relabel) -> bool:

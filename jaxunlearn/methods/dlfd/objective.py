@@ -1,30 +1,13 @@
-"""DLFD: distribution-level feature distancing (with an OT-gated fine-tune).
+"""DLFD's synthesis: the objective J(δ) and the steps that ascend it.
 
-Paper: Choi et al., "Distribution-Level Feature Distancing for Machine
-Unlearning: Towards a Better Trade-off Between Model Utility and
-Forgetting", AAAI 2025 (arXiv 2409.14747). One pass over D_r; each retain
-batch ``x_r`` is paired with a forget batch ``x_f`` of the same size (D_f
-cycled in seeded passes). With ``b`` the step and ``w_r(b)`` rising linearly
-from ``w_r0`` to ``w_r1`` over the pass:
-
-- Gate: if the current forgetting score FS >= ``forget_threshold``,
-  synthesise: ``δ_0 = 0``, ``K`` steps ``δ <- δ + α sign(∇_δ J(δ))`` with
-    J(δ) = w_f OT(φ(x̃(δ)), φ(x_f)) - w_r(b) CE(f(x̃(δ)), y_r),
-  OT = entropic OT (``jaxunlearn.ot``, ε, uniform marginals) under the cost
-  max(0, 1 - cos); then one SGD step (coupled weight decay) on
-  ``CE(f(x̃(δ_K)), y_r)``. Otherwise one SGD step on the clean retain batch.
-- Selection: among the evaluated steps (after at least one update) whose FS <= ``max_forgetting_score``,
-  keep the parameters with the best validation accuracy (if none qualifies,
-  the final parameters are returned).
-
-``δ`` lives in normalised-image units (``α`` as the authors give it).
-
-Scope: forgetting a random subset of the training data (the paper's MUFAC
-and RAF-DB settings: instances of any class). Class forgetting is outside
-it: the forgetting score compares D_f with unseen samples of the same
-classes, and pushing features away from a whole class is not what the
-method is for. The method stats say what the gate and selection did
-(``kept_original``, ``outcome``).
+A synthesis step starts from ``δ_0 = 0``, takes ``K`` steps
+``δ <- δ + α sign(∇_δ J(δ))`` with
+    J(δ) = w_f OT(φ(x̃(δ)), φ(x_f)) - w_r CE(f(x̃(δ)), y_r),
+OT = entropic OT (``jaxunlearn.ot``, ε, uniform marginals) under the cost
+max(0, 1 - cos), then one SGD step (coupled weight decay) on
+``CE(f(x̃(δ_K)), y_r)``; a fine-tune step is the SGD step on the clean
+retain batch. ``δ`` lives in normalised-image units (``α`` as the authors
+give it).
 
 variant="paper" (default): ``x̃(δ) = clip(x + δ·std, 0, 1)`` in pixel space
 (a valid image) and OT uses the *perturbed* features, so the perturbation
@@ -32,23 +15,21 @@ pushes the retain features away from the forget features; the Sinkhorn
 runs to convergence and is differentiated at its fixed point
 (``jaxunlearn.ot.sinkhorn``). The model is in training mode at every step
 (BatchNorm on batch statistics, dropout on), as when training it; its
-running statistics are updated by the model step's forward only. The gate
-applies from step 0.
+running statistics are updated by the model step's forward only.
 variant="released" (the authors' code, Dasol-Choi/DLFD unlearn/dlfd.py):
 ``x̃`` is built as ``clamp((x - mean)/std + δ, 0, 1)`` on the *normalised*
 image (mapped back to pixels for our models, which normalise inside), and
 OT is the authors' early-stopped Sinkhorn (``ot.sinkhorn_released``)
 between the *clean* retain features and the forget features: it does not
 depend on δ, so ∇_δ J = -w_r ∇_δ CE and synthesis is signed gradient
-*descent* on CE. Their score starts at 3, so step 0 always synthesises.
-Model mode: their loop receives the model in training mode, and the
-evaluation after step 0 calls ``model.eval()`` and nothing calls
-``model.train()`` again; so step 0 runs its 3K+1 forwards (per ascent step
-perturbed, forget, clean retain; then the model step's) in training mode,
-each updating the BatchNorm running statistics (PyTorch: momentum 0.1,
-unbiased variance; build the model with ``torch_bn=True`` to match), and
-every later step runs in inference mode (running statistics, no dropout,
-no statistics updates).
+*descent* on CE. Model mode: their loop receives the model in training
+mode, and the evaluation after step 0 calls ``model.eval()`` and nothing
+calls ``model.train()`` again; so step 0 runs its 3K+1 forwards (per ascent
+step perturbed, forget, clean retain; then the model step's) in training
+mode, each updating the BatchNorm running statistics (PyTorch: momentum
+0.1, unbiased variance; build the model with ``torch_bn=True`` to match),
+and every later step runs in inference mode (running statistics, no
+dropout, no statistics updates): ``make_steps(train=...)``.
 
 Features ``φ``: "logits" (released) or "features" (penultimate layer).
 The forget features (and the clean retain features the released variant
@@ -56,73 +37,27 @@ uses) are constants: computed once per synthesis step, before the K ascent
 steps (stop_gradient). The K steps run in one ``fori_loop`` on GPU/TPU and
 as a host loop of one jitted ascent step on CPU (``device_loop``; XLA:CPU
 runs a convolution's gradient several times slower inside a loop).
-
-Gate: the authors' ``MIA(model, retain, forget_test, val)`` after every
-step: the forgetting score (``metrics.forgetting``: validation losses then
-D_f losses, unbalanced, 10-fold logistic regression) on the validation set
-vs all of D_f, and the accuracy on the same validation set. The authors
-refit sklearn's logistic regression after every step; here the per-sample
-losses come from one jitted pass and the 10 folds are fitted in JAX by
-Newton's method (``metrics.forgetting.forgetting_score_jax``), every
-``gate_every`` steps. The task carries no validation split, so a seeded
-``val_fraction`` of D_t is the validation set (the reported test accuracy
-still uses all of D_t: selection has seen part of it; say so when
-comparing).
 """
 from __future__ import annotations
 
-import time
 from typing import Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 from jax import lax
 from jax.sharding import Mesh, PartitionSpec as P
 
-from jaxunlearn import optim, parallel
-from jaxunlearn import batches
-from jaxunlearn.batches import Split
-from jaxunlearn.errors import UserError
+from jaxunlearn import ot, parallel
 from jaxunlearn.losses import cross_entropy, weighted_mean
-from jaxunlearn.methods import Method, UnlearnTask, register
-from jaxunlearn.metrics import forgetting
-from jaxunlearn import ot
-from jaxunlearn.state import TrainState, apply_eval, gradient_update
+from jaxunlearn.state import gradient_update
 from jaxunlearn.models import for_axis
 
 VARIANTS = ("paper", "released")
 
 
-def default_config() -> ml_collections.ConfigDict:
-  # The authors' MUFAC age setting (Dasol-Choi/DLFD age_cls_experiments.ipynb,
-  # the train_dlfd cell; batch size from its data-loader cell; ε from
-  # compute_ot_loss in unlearn/dlfd.py). RAF-DB emotion: configs/dlfd_rafdb.py;
-  # digits: configs/dlfd_digits.py.
-  return ml_collections.ConfigDict(dict(
-      variant="paper",
-      features="logits",       # "logits" (released) or "features"
-      lr=0.008, momentum=0.9, weight_decay=5e-4,
-      batch_size=32,
-      w_f=3.0, w_r0=0.0, w_r1=1.0,
-      steps=15,                # K
-      alpha=0.4,               # signed step, normalised-image units
-      epsilon=0.01,
-      # Paper variant's Sinkhorn: run to this row-marginal L1 error (see
-      # jaxunlearn.ot); the released variant uses the authors' solver.
-      sinkhorn_tol=1e-4, sinkhorn_max_iters=5000,
-      forget_threshold=0.15, max_forgetting_score=0.09,
-      gate_every=1,            # evaluate FS / val accuracy every N steps
-      val_fraction=0.5,
-      eval_batch_size=256,
-      compare_sklearn=False,   # also time one sklearn 10-fold CV gate evaluation
-      device_loop="auto",      # K ascent steps: fori_loop ("device") or host loop
-  ))
-
-
 def perturbed_images(images, delta, mean, std, variant: str):
-  """x̃(δ) in pixel space (see the module docstring for the two variants)."""
+  """x̃(δ) in pixel space (see this module's docstring for the two variants)."""
   mean = jnp.asarray(mean, jnp.float32)
   std = jnp.asarray(std, jnp.float32)
   if variant == "released":
@@ -336,11 +271,10 @@ def jit_each_step(model, tx, cfg, mean, std, mesh: Mesh,
   ``ascend`` donates δ.
 
   ``use_shard_map`` default (None): ``shard_map`` on more than one device.
-  The OT term couples every pair of samples; partitioned by ``jax.jit`` the
-  Sinkhorn iterations of each of the K synthesis steps each carry
-  collectives (on 2 CPU devices a synthesis step took 0.83 s against 0.12 s
-  on one), while under ``shard_map`` the features are gathered once per
-  objective and Sinkhorn runs locally (0.13 s; benchmarks/end_to_end.py)."""
+  The OT term couples every pair of samples; partitioned by ``jax.jit``
+  every Sinkhorn iteration of each of the K ascent steps carries
+  collectives, while under ``shard_map`` the features are gathered once per
+  objective and Sinkhorn runs locally."""
   if use_shard_map is None:
     use_shard_map = mesh.devices.size > 1
   if not use_shard_map:
@@ -412,220 +346,3 @@ def jit_steps(model, tx, cfg, mean, std, mesh: Mesh,
       "dlfd.device_loop")
   synth = steps.synth if on_device else host_loop_synth(steps, cfg.steps)
   return synth, steps.finetune
-
-
-def _padded_images(split: Split, index: np.ndarray, batch: int):
-  n = len(index)
-  total = -(-n // batch) * batch
-  padded = np.zeros(total, np.int64)
-  padded[:n] = index
-  return split.images[padded], split.labels[padded], n
-
-
-def gate_sets(data, cfg, seed: int):
-  """The gate's samples: (test split = D_t,f + D_t,r, validation indices
-  into it (a seeded ``val_fraction``, in test order), MIA labels: 0 = the
-  validation samples, 1 = all of D_f in its order). As in the authors' loop
-  (``MIA(model, retain, forget_test, val)``), the validation set is both the
-  unseen set of the forgetting score and the set of the selection accuracy."""
-  test = batches.concat([data.test_forget, data.test_retain])
-  rng = np.random.default_rng(seed)
-  n_val = int(round(cfg.val_fraction * len(test)))
-  val_idx = np.sort(rng.permutation(len(test))[:n_val])
-  if n_val < 10 or len(data.forget) < 10:
-    raise UserError("dlfd: need >= 10 forget and validation (test) samples; "
-                    "raise dlfd.val_fraction or enlarge the forget set")
-  _, labels = forgetting.authors_samples(np.zeros(len(data.forget)),
-                                         np.zeros(n_val))
-  return test, val_idx, labels
-
-
-def forget_index(key: jax.Array, step: int, batch_size: int, num_forget: int
-                 ) -> np.ndarray:
-  """D_f indices paired with retain batch ``step``: D_f cycled in passes,
-  pass ``p`` in the order ``batches.epoch_order(key, p)``."""
-  positions = np.arange(step * batch_size, (step + 1) * batch_size)
-  passes = positions // num_forget
-  return np.concatenate([
-      batches.epoch_order(key, int(p), num_forget)[positions[passes == p] % num_forget]
-      for p in np.unique(passes)])
-
-
-def make_gate(model, data, cfg, seed: int, mesh: Optional[Mesh] = None):
-  """gate(variables) -> (FS, val accuracy) on device; one jitted call (its
-  arrays replicated on ``mesh``). FS follows the authors' MIA() protocol
-  (``metrics.forgetting``) on the validation set vs D_f."""
-  test, val_idx, labels = gate_sets(data, cfg, seed)
-  train_index, test_index = forgetting.cv_splits(labels)
-  b = cfg.eval_batch_size
-  f_img, f_lab, nf = _padded_images(data.forget, np.arange(len(data.forget)), b)
-  v_img, v_lab, nv = _padded_images(test, val_idx, b)
-  consts = jax.device_put(dict(f=(f_img, f_lab), v=(v_img, v_lab),
-                               labels=labels, tr=train_index, te=test_index),
-                          parallel.replicated(mesh) if mesh is not None else None)
-
-  def losses_and_correct(variables, images, labels_):
-    def chunk(args):
-      img, lab = args
-      logits, _ = apply_eval(model, variables, img.astype(jnp.float32) / 255.0)
-      return cross_entropy(logits, lab), jnp.argmax(logits, -1) == lab
-    shape = images.shape
-    loss, correct = jax.lax.map(chunk, (images.reshape(-1, b, *shape[1:]),
-                                        labels_.reshape(-1, b)))
-    return loss.reshape(-1), correct.reshape(-1)
-
-  @jax.jit
-  def gate(variables, c):
-    f_loss, _ = losses_and_correct(variables, *c["f"])
-    v_loss, v_correct = losses_and_correct(variables, *c["v"])
-    losses = jnp.concatenate([v_loss[:nv], f_loss[:nf]])
-    score = forgetting.forgetting_score_jax(losses, c["labels"], c["tr"], c["te"])
-    return score, jnp.mean(v_correct[:nv])
-
-  losses_jit = jax.jit(losses_and_correct)
-
-  def sklearn_gate(variables):
-    """The authors' way: losses to the host, sklearn 10-fold CV (for timing)."""
-    f_loss, _ = jax.device_get(losses_jit(variables, *consts["f"]))
-    v_loss, _ = jax.device_get(losses_jit(variables, *consts["v"]))
-    return forgetting.forgetting_score_sklearn(
-        *forgetting.authors_samples(f_loss[:nf], v_loss[:nv]))
-
-  return lambda variables: gate(variables, consts), sklearn_gate
-
-
-def run_keys(key: jax.Array):
-  """(gate seed, retain-order key, forget-cycle key) of a run with ``key``;
-  the per-step keys are ``fold_in(key, 100 + step)``."""
-  seed = int(jax.random.randint(jax.random.fold_in(key, 7), (), 0, 2**31 - 1))
-  return seed, jax.random.fold_in(key, 0), jax.random.fold_in(key, 1)
-
-
-def outcome(cfg, trace, synth_steps: int, total: int,
-            best_step: Optional[int], kept_original: bool) -> str:
-  """One sentence on what the gate and the selection did (method stats)."""
-  start_score = trace[0][1] if trace else float("nan")
-  parts = []
-  if total == 0:
-    parts.append("there was no retain batch to train on")
-  elif synth_steps == 0:
-    parts.append(f"the forgetting score {start_score:.4f} was already below "
-                 f"forget_threshold {cfg.forget_threshold} at the start, so no "
-                 f"step synthesised ({total} fine-tune steps on D_r)")
-  else:
-    parts.append(f"{synth_steps} of {total} steps synthesised (forgetting score "
-                 f"{start_score:.4f} at the start, threshold {cfg.forget_threshold})")
-  if best_step is not None:
-    score, acc = next((s, a) for t, s, a in trace if t == best_step)
-    parts.append(f"the model after step {best_step} (forgetting score "
-                 f"{score:.4f}, validation accuracy {acc:.4f}) is returned")
-  else:
-    parts.append(f"no evaluated model reached max_forgetting_score "
-                 f"{cfg.max_forgetting_score}, so the final model (forgetting "
-                 f"score {trace[-1][1]:.4f}) is returned")
-  if kept_original:
-    parts.append("it is the original model, unchanged")
-  return "; ".join(parts) + "."
-
-
-def unlearn(task: UnlearnTask, cfg: ml_collections.ConfigDict, key: jax.Array
-            ) -> tuple[dict, dict]:
-  """Runs DLFD on ``task.mesh``: (variables, stats), the stats holding wall
-  times, the gate trace and the outcome."""
-  if cfg.variant not in VARIANTS:
-    raise UserError(f"unknown dlfd.variant {cfg.variant!r}; use paper or released")
-  if cfg.features not in ("logits", "features"):
-    raise UserError(f"unknown dlfd.features {cfg.features!r}; use logits or features")
-  if len(task.data.retain) == 0 or len(task.data.forget) == 0:
-    raise UserError("dlfd needs non-empty forget and retain sets")
-  start = time.perf_counter()
-  model, mesh = task.model, task.mesh
-  b = cfg.batch_size
-  parallel.check_batch_size(b, mesh)
-  tx = optim.for_method(cfg)
-  # Fresh buffers: the steps donate the state, never the caller's arrays.
-  state = parallel.replicate(TrainState.create(jax.device_get(task.variables), tx),
-                             mesh)
-  synth_step, finetune_step = jit_steps(model, tx, cfg, model.mean, model.std, mesh)
-  if cfg.variant == "released":
-    # The authors' loop starts in training mode; its first evaluation puts
-    # the model in inference mode and nothing switches it back, so step 0
-    # trains with batch statistics (and dropout) and every later step with
-    # the running statistics (no dropout).
-    first_synth, _ = jit_steps(model, tx, cfg, model.mean, model.std, mesh,
-                               train=True)
-    synth_step, finetune_step = jit_steps(model, tx, cfg, model.mean, model.std,
-                                          mesh, train=False)
-  else:
-    first_synth = synth_step
-  seed, order_key, forget_key = run_keys(key)
-  gate, sklearn_gate = make_gate(model, task.data, cfg, seed, mesh)
-  retain, forget = task.data.retain, task.data.forget
-  order = batches.epoch_order(order_key, 0, len(retain))
-  total = batches.num_batches(len(retain), b)
-  replicated = parallel.replicated(mesh)
-  gate_time, gate_calls, synth, trace = 0.0, 0, 0, []
-  best_acc, best_vars, best_step = -1.0, None, None
-  score = None
-  retain_batches = batches.prefetch(batches.iterate(retain, b, order))
-  for step, host_batch in enumerate(retain_batches):
-    if step % cfg.gate_every == 0:
-      # The previous step runs asynchronously: wait for it, so that its time
-      # is not counted as the gate's.
-      jax.block_until_ready(state)
-      t = time.perf_counter()
-      score, val_acc = (float(v) for v in gate(state.variables))
-      gate_time += time.perf_counter() - t
-      gate_calls += 1
-      trace.append((step, score, val_acc))
-      # Step 0 is the original model itself: never a candidate.
-      if step > 0 and score <= cfg.max_forgetting_score and val_acc > best_acc:
-        best_acc, best_vars, best_step = (val_acc, jax.device_get(state.variables),
-                                          step)
-    f_index = forget_index(forget_key, step, b, len(forget))
-    forget_batch = parallel.shard_batch(batches.make_batch(forget, f_index, b), mesh)
-    batch = parallel.shard_batch(host_batch, mesh)
-    step_key = jax.device_put(jax.random.fold_in(key, 100 + step), replicated)
-    w_r = cfg.w_r0 + (cfg.w_r1 - cfg.w_r0) * step / max(total - 1, 1)
-    # The authors' score starts at 3, so their step 0 always synthesises.
-    released_start = step == 0 and cfg.variant == "released"
-    if released_start or score >= cfg.forget_threshold:
-      state, _ = (first_synth if step == 0 else synth_step)(
-          state, batch, forget_batch, jax.device_put(jnp.float32(w_r), replicated),
-          step_key)
-      synth += 1
-    else:
-      state, _ = finetune_step(state, batch, step_key)
-  jax.block_until_ready(state)
-  t = time.perf_counter()
-  score, val_acc = (float(v) for v in gate(state.variables))
-  gate_time += time.perf_counter() - t
-  gate_calls += 1
-  trace.append((total, score, val_acc))
-  if score <= cfg.max_forgetting_score and val_acc > best_acc:
-    best_acc, best_vars, best_step = val_acc, jax.device_get(state.variables), total
-  chosen = best_vars if best_vars is not None else jax.device_get(state.variables)
-  kept_original = all(jax.tree.leaves(jax.tree.map(
-      lambda x, y: bool(np.array_equal(np.asarray(x), np.asarray(y))),
-      chosen, jax.device_get(task.variables))))
-  wall_time = time.perf_counter() - start
-  stats = dict(wall_time=wall_time, gate_time=gate_time,
-               gate_calls=gate_calls, synth_steps=synth, steps=total,
-               selected=best_vars is not None, best_val_acc=best_acc, trace=trace,
-               kept_original=kept_original,
-               outcome=outcome(cfg, trace, synth, total, best_step, kept_original))
-  if cfg.compare_sklearn:  # steady-state cost of one gate evaluation, both ways
-    t = time.perf_counter()
-    jax.block_until_ready(gate(state.variables))
-    stats["jax_gate_eval_s"] = time.perf_counter() - t
-    sklearn_gate(state.variables)  # compiles its loss pass
-    t = time.perf_counter()
-    stats["sklearn_score"] = sklearn_gate(state.variables)
-    stats["sklearn_gate_eval_s"] = time.perf_counter() - t
-    stats["jax_score"] = score
-  return chosen, stats
-
-
-register(Method("dlfd", unlearn, default_config,
-                "distribution-level feature distancing with OT (Choi et al., AAAI 2025)",
-                forget_kinds=("random", "ids"), evaluators=("forgetting_score",)))
