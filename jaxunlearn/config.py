@@ -92,9 +92,8 @@ def get_config() -> ml_collections.ConfigDict:
   # CPU only, set before JAX starts (parallel.configure_cpu): split batches
   # over this many CPU devices (0 = JAX's default, one), and XLA's
   # experimental YNNPACK fusions ("auto": on when JAX has not started and the
-  # jaxlib knows the flag; true; false). Measured on 2 cores: the ResNet-18
-  # step 0.57x -> 0.75x of PyTorch with either, the small CNN's steps ~20%
-  # faster with YNNPACK (benchmarks/results/cpu_flags.md, step_vs_torch.md).
+  # jaxlib knows the flag; true; false): faster convolution steps on CPU
+  # (benchmarks/results/cpu_flags.md, step_vs_torch.md).
   c.cpu_devices = 0
   c.cpu_ynn_fusions = "auto"
   # Several processes (a TPU slice, a multi-GPU node, SLURM tasks): with

@@ -61,8 +61,8 @@ def is_primary() -> bool:
 YNN_FUSIONS_FLAG = "--xla_cpu_experimental_ynn_fusion_type=dot,eltwise"
 # jaxlib versions [from, to) whose XLA knows the flag: an XLA_FLAGS entry XLA
 # does not know aborts the process, so "auto" stays off outside this range
-# (the flag is in jaxlib 0.9.0, 0.10.0 and 0.10.2, not in 0.8.0; measured on
-# 0.10.2). Extend the range once a newer jaxlib is checked.
+# (the flag is in jaxlib 0.9.0, 0.10.0 and 0.10.2, not in 0.8.0). Extend
+# the range once a newer jaxlib is checked.
 YNN_FUSIONS_JAXLIB = ((0, 9), (0, 11))
 
 
@@ -86,12 +86,8 @@ def configure_cpu(devices: int = 0, ynn_fusions="auto") -> None:
   (``YNN_FUSIONS_JAXLIB``), and otherwise leaves the process as it is;
   ``True`` insists (a ``UserError`` if it cannot be applied); ``False``
   does not add it. A value of the flag already in ``XLA_FLAGS`` stands.
-  Measured on a 2-core CPU (benchmarks/results/cpu_flags.md,
-  step_vs_torch.md): the ResNet-18 train step goes from about 0.6x to about
-  0.75x of PyTorch's with either setting (no further gain with both), and the
-  small digits CNN's steps about 20% faster with YNNPACK. Numbers change at
-  float32 rounding level (the first ResNet-18 update is as far from the
-  float64 one as without it).
+  Why: faster convolution steps on CPU at float32 rounding-level changes
+  (benchmarks/results/cpu_flags.md, step_vs_torch.md).
   """
   if devices < 0:
     raise UserError(f"cpu_devices={devices}; use 0 (JAX's default) or a count")
@@ -209,8 +205,7 @@ def loop_on_device(setting: str, mesh: Optional[Mesh] = None,
   ``setting``: "device", "host" or "auto" (on the device except on CPU).
   On XLA:CPU a convolution's weight gradient inside a ``while``/``scan``/
   ``fori_loop`` runs many times slower than the same op outside one
-  (jax-ml/jax#12868; measured here: 5 ms -> 265 ms per L2UL step, 1.1 s ->
-  2.6 s per DLFD ascent step on ResNet-18), so on CPU the loop runs on the
+  (jax-ml/jax#12868), so on CPU the loop runs on the
   host, one jitted step per iteration, where a device sync costs nothing.
   Both ways compute the same numbers (tests of L2UL, RCD and DLFD).
   """

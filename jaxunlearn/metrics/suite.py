@@ -1,4 +1,4 @@
-"""The evaluation suite of issue #7: top-k accuracy, per-feature MIA,
+"""The evaluation suite the peers report: top-k accuracy, per-feature MIA,
 entropy MIA, ZRF / JS divergence / activation distance, and RTE.
 
 Every metric is a pure NumPy function of per-sample arrays (testable on its

@@ -67,15 +67,12 @@ def default_config() -> ml_collections.ConfigDict:
   """``config.segmentation``: data size, which pixels DELETE pushes."""
   return ml_collections.ConfigDict(dict(
       num_train=2000, num_test=500, image_size=32,  # shapes; VOC: image_size
-      # Measured on shapes (configs/segmentation_shapes.py, seed 0, forget
-      # class 2, DELETE lr 1e-3, 5 epochs, rest_weight 0): forget IoU /
-      # remaining mIoU (original 0.824 / 0.806): "forget_classes" 0.000 /
-      # 0.600, "all" 0.006 / 0.114 (the background is pushed off background).
+      # "all" also pushes background pixels off background, which wrecks the
+      # remaining classes (experiments/results/segmentation_shapes.md).
       pixels="forget_classes",
       # DELETE on forget-class pixels + rest_weight x unmasked distillation on
       # the other pixels of the forget images (0 = the paper's loss alone; see
-      # delete_objective). Same run, lr 3e-3: rest_weight 3 -> 0.000 / 0.783,
-      # 10 -> 0.002 / 0.813 (retrained: 0.000 / 0.795).
+      # delete_objective): without it the rest of a forget image drifts.
       rest_weight=10.0,
   ))
 
