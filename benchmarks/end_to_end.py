@@ -228,8 +228,9 @@ def main():
   rows = comparison_rows(runs, cfg.batch_size, len(data.retain))
   lines = ["# End-to-end DLFD: jaxunlearn vs the authors' run structure in PyTorch", "",
            f"Digits, small CNN, random 10% forget set, configs/dlfd_digits.py (paper "
-           f"variant, K = {config.dlfd.steps}, Sinkhorn {config.dlfd.sinkhorn_iters} "
-           f"iterations, gate every step, synthesis every step: forget_threshold 0), "
+           f"variant, K = {config.dlfd.steps}, Sinkhorn to tolerance "
+           f"{config.dlfd.sinkhorn_tol} (at most {config.dlfd.sinkhorn_max_iters} "
+           f"iterations), gate every step, synthesis every step: forget_threshold 0), "
            f"one pass over D_r "
            f"({meta['retain_images']} images, batch {cfg.batch_size}). jax "
            f"{meta['jax']}, torch {meta['torch']} ({meta['torch_threads']} threads), "
