@@ -133,20 +133,26 @@ def unlearn(task: UnlearnTask, cfg: ml_collections.ConfigDict, key: jax.Array
   best_acc, best_vars, best_step = -1.0, None, None
   score = None
   retain_batches = batches.prefetch(batches.iterate(retain, b, order))
+
+  def check(state, step):
+    """The gate at ``step``: records it and keeps the model if it is the best
+    candidate so far (step 0 is the original model itself: never one)."""
+    nonlocal gate_time, gate_calls, best_acc, best_vars, best_step
+    # The previous step runs asynchronously: wait for it, so that its time
+    # is not counted as the gate's.
+    jax.block_until_ready(state)
+    t = time.perf_counter()
+    score, val_acc = (float(v) for v in gate(state.variables))
+    gate_time += time.perf_counter() - t
+    gate_calls += 1
+    trace.append((step, score, val_acc))
+    if step > 0 and score <= cfg.max_forgetting_score and val_acc > best_acc:
+      best_acc, best_vars, best_step = val_acc, jax.device_get(state.variables), step
+    return score
+
   for step, host_batch in enumerate(retain_batches):
     if step % cfg.gate_every == 0:
-      # The previous step runs asynchronously: wait for it, so that its time
-      # is not counted as the gate's.
-      jax.block_until_ready(state)
-      t = time.perf_counter()
-      score, val_acc = (float(v) for v in gate(state.variables))
-      gate_time += time.perf_counter() - t
-      gate_calls += 1
-      trace.append((step, score, val_acc))
-      # Step 0 is the original model itself: never a candidate.
-      if step > 0 and score <= cfg.max_forgetting_score and val_acc > best_acc:
-        best_acc, best_vars, best_step = (val_acc, jax.device_get(state.variables),
-                                          step)
+      score = check(state, step)
     f_index = loop.paired_index(len(forget), b, forget_key, step)
     forget_batch = parallel.shard_batch(batches.make_batch(forget, f_index, b), mesh)
     batch = parallel.shard_batch(host_batch, mesh)
@@ -161,14 +167,7 @@ def unlearn(task: UnlearnTask, cfg: ml_collections.ConfigDict, key: jax.Array
       synth += 1
     else:
       state, _ = finetune_step(state, batch, step_key)
-  jax.block_until_ready(state)
-  t = time.perf_counter()
-  score, val_acc = (float(v) for v in gate(state.variables))
-  gate_time += time.perf_counter() - t
-  gate_calls += 1
-  trace.append((total, score, val_acc))
-  if score <= cfg.max_forgetting_score and val_acc > best_acc:
-    best_acc, best_vars, best_step = val_acc, jax.device_get(state.variables), total
+  check(state, total)
   chosen = best_vars if best_vars is not None else jax.device_get(state.variables)
   kept_original = all(jax.tree.leaves(jax.tree.map(
       lambda x, y: bool(np.array_equal(np.asarray(x), np.asarray(y))),
