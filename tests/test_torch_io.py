@@ -347,11 +347,12 @@ def test_run_imports_the_original_from_torch_and_exports_the_unlearned(data_dir,
 def calibrate(net, images_nhwc, seed, branch_ends=()):
   """Realistic, non-trivial inference state: BatchNorm running statistics
   from one training-mode pass (cumulative average, so they equal that batch's
-  statistics), then every affine norm parameter and bias perturbed so that
-  none is at its 1/0 initialisation. The BatchNorms in ``branch_ends`` (the
-  last of each residual branch) get scales near 0.25, as in trained ResNets:
-  with unit scales the residual stream of a random ResNet-50 grows to
-  features in the hundreds, where float32 rounding alone exceeds 1e-4."""
+  statistics), then every affine norm parameter, PReLU slope and bias
+  perturbed so that none keeps its constant initialisation. The scales of the
+  BatchNorms in ``branch_ends`` (the last of each residual branch) are
+  multiplied by 0.25, which keeps the features of order 1 as in a trained
+  network: with unit scales the residual stream of a random ResNet-50 grows
+  to features in the hundreds, where float32 rounding alone exceeds 1e-4."""
   generator = torch.Generator().manual_seed(seed)
   norms = (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm)
   batch_norms = [m for m in net.modules()
@@ -369,6 +370,8 @@ def calibrate(net, images_nhwc, seed, branch_ends=()):
         continue
       if isinstance(module, norms) and name.endswith("weight"):
         p.copy_(1 + 0.2 * noise)
+      elif isinstance(module, nn.PReLU):
+        p.copy_(0.25 + 0.05 * noise)
       elif name.endswith("bias") or name.endswith("token"):
         p.copy_(0.05 * noise)
     for m in branch_ends(net) if branch_ends else ():
