@@ -1,9 +1,12 @@
-"""PyTorch state_dict import/export against a reference ResNet in plain torch.nn.
+"""PyTorch state_dict import/export against the reference implementations.
 
-The reference follows torchvision's ResNet (and kuangliu's CIFAR variant with
-``shortcut``/``linear`` names); torchvision itself is not installed (it pulls
-a CUDA torch). BatchNorm running statistics and affine parameters are set to
-random values so inference mode exercises every imported tensor.
+ResNet-18 (torchvision and kuangliu's CIFAR variant with ``shortcut``/
+``linear`` names) is written out in plain torch.nn below, to also cover the
+CIFAR stems and DLFD-style wrappers; the zoo at the end (ResNet-50, VGG16-bn,
+ViT-S/16, Swin-T, IResNet-18/50) is compared with torchvision, timm and
+insightface's arcface_torch (tests/arcface_iresnet.py, a verbatim copy).
+BatchNorm running statistics and affine parameters are non-trivial so
+inference mode exercises every imported tensor.
 """
 import collections
 import os
@@ -13,7 +16,11 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
+torchvision = pytest.importorskip("torchvision")
+timm = pytest.importorskip("timm")
 from torch import nn  # noqa: E402
+
+import arcface_iresnet  # noqa: E402  (tests/, on pytest's path)
 
 import flax.linen as fnn  # noqa: E402
 import jax  # noqa: E402
@@ -128,6 +135,13 @@ def imagenet_imported(imagenet_net, tmp_path_factory):
   torch.save(imagenet_net.state_dict(), path)
   model = flax_model("imagenet")
   return model, torch_io.load_variables(path, model, image_shape=(64, 64, 3))
+
+
+def test_the_plain_resnet18_has_torchvisions_names_and_shapes(imagenet_net):
+  ours = {k: tuple(v.shape) for k, v in imagenet_net.state_dict().items()}
+  reference = torchvision.models.resnet18(num_classes=10).state_dict()
+  assert list(ours) == list(reference)
+  assert ours == {k: tuple(v.shape) for k, v in reference.items()}
 
 
 def test_imported_torchvision_resnet18_gives_torch_logits(imagenet_net,
@@ -323,3 +337,206 @@ def test_run_imports_the_original_from_torch_and_exports_the_unlearned(data_dir,
     logits, _ = unlearned.eval()(torch.from_numpy(x).permute(0, 3, 1, 2))
   accuracy = float(np.mean(logits.argmax(1).numpy() == test.labels))
   assert accuracy == pytest.approx(report["models"]["unlearned"]["test_acc"], abs=1e-9)
+
+
+# --------------------------------------------------------------------------
+# The zoo against the libraries people train it with: torchvision, timm and
+# insightface's arcface_torch (tests/arcface_iresnet.py, a verbatim copy).
+
+
+def calibrate(net, images_nhwc, seed, branch_ends=()):
+  """Realistic, non-trivial inference state: BatchNorm running statistics
+  from one training-mode pass (cumulative average, so they equal that batch's
+  statistics), then every affine norm parameter, PReLU slope and bias
+  perturbed so that none keeps its constant initialisation. The scales of the
+  BatchNorms in ``branch_ends`` (the last of each residual branch) are
+  multiplied by 0.25, which keeps the features of order 1 as in a trained
+  network: with unit scales the residual stream of a random ResNet-50 grows
+  to features in the hundreds, where float32 rounding alone exceeds 1e-4."""
+  generator = torch.Generator().manual_seed(seed)
+  norms = (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm)
+  batch_norms = [m for m in net.modules()
+                 if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d))]
+  for m in batch_norms:
+    m.reset_running_stats()
+    m.momentum = None
+  with torch.no_grad():
+    if batch_norms:
+      net.train()(torch.from_numpy(normalize(images_nhwc)).permute(0, 3, 1, 2))
+    for name, p in net.named_parameters():
+      module = net.get_submodule(name.rpartition(".")[0]) if "." in name else net
+      noise = torch.randn(p.shape, generator=generator)
+      if not p.requires_grad:  # insightface's embedding BatchNorm1d scale: 1
+        continue
+      if isinstance(module, norms) and name.endswith("weight"):
+        p.copy_(1 + 0.2 * noise)
+      elif isinstance(module, nn.PReLU):
+        p.copy_(0.25 + 0.05 * noise)
+      elif name.endswith("bias") or name.endswith("token"):
+        p.copy_(0.05 * noise)
+    for m in branch_ends(net) if branch_ends else ():
+      m.weight.mul_(0.25)
+  for m in batch_norms:
+    m.momentum = 0.1
+    m.num_batches_tracked.fill_(3)
+  return net.eval()
+
+
+def normalize(x):
+  return (x - np.array(MEAN, np.float32)) / np.array(STD, np.float32)
+
+
+def reference_outputs(net, head, x):
+  """(logits, features) of a torch model in inference mode: the features are
+  what its classifier ``head`` receives (the model's output if None)."""
+  captured = []
+  handle = head.register_forward_pre_hook(
+      lambda _, args: captured.append(args[0].detach().clone())) if head else None
+  try:
+    with torch.no_grad():
+      logits = net(torch.from_numpy(normalize(x)).permute(0, 3, 1, 2))
+  finally:
+    if handle:
+      handle.remove()
+  logits = logits.numpy()
+  return logits, (captured[0].numpy() if head else logits)
+
+
+class Zoo(collections.namedtuple(
+    "Zoo", "build head flax_name flax_kwargs size branch_ends")):
+  """A reference model: its constructor, its classifier module (whose input
+  is the features; None: the output is the features), the flax model, the
+  input size, and the last BatchNorm of each residual branch (``calibrate``)."""
+
+
+def _branch_ends(net):
+  return [block.bn3 for layer in (net.layer1, net.layer2, net.layer3, net.layer4)
+          for block in layer]
+
+
+# Inputs are reduced where the reference allows it. Swin stays at 224 px: its
+# four stages must be multiples of the 7x7 window (at other sizes torchvision
+# pads before the shift and timm after it, two different models); IResNet at
+# 112 px, the 7x7 map its FC expects.
+ZOO = {
+    "torchvision_resnet50": Zoo(
+        lambda: torchvision.models.resnet50(num_classes=10), lambda n: n.fc,
+        "resnet50", {"torch_bn": True}, 64, _branch_ends),
+    "torchvision_vgg16_bn": Zoo(
+        lambda: torchvision.models.vgg16_bn(num_classes=10),
+        lambda n: n.classifier[6], "vgg16_bn", {"torch_bn": True}, 64, None),
+    "timm_vit_small_patch16_224": Zoo(
+        lambda: timm.create_model("vit_small_patch16_224", img_size=64,
+                                  num_classes=10),
+        lambda n: n.head, "vit_s16", {}, 64, None),
+    "torchvision_swin_t": Zoo(
+        lambda: torchvision.models.swin_t(num_classes=10), lambda n: n.head,
+        "swin_t", {}, 224, None),
+    "timm_swin_tiny_patch4_window7_224": Zoo(
+        lambda: timm.create_model("swin_tiny_patch4_window7_224", num_classes=10),
+        lambda n: n.head.fc, "swin_t", {}, 224, None),
+    "insightface_iresnet18": Zoo(
+        arcface_iresnet.iresnet18, None, "iresnet18",
+        {"num_classes": 0, "torch_bn": True}, 112, _branch_ends),
+    "insightface_iresnet50": Zoo(
+        arcface_iresnet.iresnet50, None, "iresnet50",
+        {"num_classes": 0, "torch_bn": True}, 112, _branch_ends),
+}
+_APPLY = {}  # one jitted apply per flax model configuration (Swin is shared)
+
+
+def zoo_flax(name):
+  """(flax model, its jitted inference apply, image shape) for a ZOO entry."""
+  zoo = ZOO[name]
+  kwargs = {"num_classes": 10, **zoo.flax_kwargs}
+  model = get_model(zoo.flax_name, mean=MEAN, std=STD, **kwargs)
+  key = (zoo.flax_name, tuple(sorted(kwargs.items())))
+  if key not in _APPLY:
+    _APPLY[key] = jax.jit(lambda v, x: model.apply(v, x, train=False))
+  return model, _APPLY[key], (zoo.size, zoo.size, 3)
+
+
+@pytest.mark.parametrize("name", list(ZOO))
+def test_zoo_imports_with_reference_logits_and_exports_strictly(name):
+  """Import -> flax logits and features; export -> the reference's keys,
+  loaded with strict=True into the zeroed reference, bit-identical to its
+  weights; the reference then computes (one forward each) the flax outputs."""
+  zoo = ZOO[name]
+  torch.manual_seed(11)
+  net = calibrate(zoo.build(), images((4, zoo.size, zoo.size, 3), seed=12),
+                  seed=13, branch_ends=zoo.branch_ends)
+  state = {k: v.clone() for k, v in net.state_dict().items()}
+  model, apply, image_shape = zoo_flax(name)
+
+  variables = torch_io.import_state_dict(model, state, image_shape=image_shape)
+  x = images((2, zoo.size, zoo.size, 3), seed=14)
+  logits, features = (np.asarray(a) for a in apply(variables, x))
+
+  exported = torch_io.export_state_dict(model, variables, image_shape=image_shape,
+                                        style=name.split("_")[0])
+  assert sorted(exported) == sorted(state)
+  with torch.no_grad():
+    for value in net.state_dict().values():
+      value.zero_()
+  net.load_state_dict(exported, strict=True)
+  for key, value in net.state_dict().items():
+    if not key.endswith("num_batches_tracked"):
+      assert torch.equal(value, state[key]), key
+
+  ref_logits, ref_features = reference_outputs(
+      net, zoo.head(net) if zoo.head else None, x)
+  assert np.abs(ref_logits).max() > 0.1 and np.std(ref_logits) > 0.01
+  print(f"\n{name}: max |logits - reference| "
+        f"{np.abs(logits - ref_logits).max():.1e}, max |features - reference| "
+        f"{np.abs(features - ref_features).max():.1e}")
+  np.testing.assert_allclose(logits, ref_logits, rtol=0, atol=1e-4)
+  np.testing.assert_allclose(features, ref_features, rtol=0, atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def iresnet18_state():
+  torch.manual_seed(16)
+  return arcface_iresnet.iresnet18().eval().state_dict()
+
+
+def test_zoo_wrong_architecture_is_a_one_line_error(iresnet18_state):
+  face = lambda name, **kw: get_model(name, num_classes=0, mean=MEAN, std=STD, **kw)
+  cases = [
+      (face("iresnet50"), iresnet18_state, (112, 112, 3),
+       r"missing keys: layer1\.2\.bn1\.weight, .* \(\+\d+ more\)"),
+      (face("iresnet18"), iresnet18_state, (64, 64, 3),
+       r"shape mismatches: fc\.weight \(512, 25088\) vs model \(512, 8192\)"),
+      (face("iresnet18"), {**iresnet18_state,
+                           "features.weight": 2 * torch.ones(512)}, (112, 112, 3),
+       r"values the model fixes differ: features\.weight"),
+      (get_model("vit_s16", num_classes=10, mean=MEAN, std=STD),
+       iresnet18_state, (32, 32, 3),
+       r"missing keys: patch_embed\.proj\.weight, .*; unexpected keys: conv1\.weight"),
+      (get_model("vgg16_bn", num_classes=10, mean=MEAN, std=STD, head="cifar"),
+       iresnet18_state, (32, 32, 3), r"only the torchvision VGG"),
+  ]
+  for model, state, shape, pattern in cases:
+    with pytest.raises(UserError, match=pattern) as info:
+      torch_io.import_state_dict(model, state, image_shape=shape)
+    assert "\n" not in str(info.value)
+  with pytest.raises(UserError, match=r"naming style 'torchvision' for this vit; "
+                     r"use timm$"):
+    torch_io.export_state_dict(get_model("vit_s16", num_classes=10, mean=MEAN,
+                                         std=STD), {}, style="torchvision")
+
+
+def test_zoo_backbone_under_a_prefix_imports_and_exports_with_it(iresnet18_state):
+  """A wrapper's state_dict (``backbone.conv1.weight``...) imports like the
+  bare one and exports with its names."""
+  model = get_model("iresnet18", num_classes=0, mean=MEAN, std=STD)
+  wrapped = collections.OrderedDict(
+      (f"backbone.{k}", v) for k, v in iresnet18_state.items())
+  variables = torch_io.import_state_dict(model, wrapped, image_shape=(112, 112, 3))
+  bare = torch_io.import_state_dict(model, iresnet18_state, image_shape=(112, 112, 3))
+  assert all(jax.tree.leaves(jax.tree.map(np.array_equal, variables, bare)))
+  exported = torch_io.export_state_dict(model, variables, image_shape=(112, 112, 3),
+                                        template=wrapped)
+  assert list(exported) == list(wrapped)
+  exported = torch_io.export_state_dict(model, variables, image_shape=(112, 112, 3),
+                                        prefix="backbone.")
+  assert sorted(exported) == sorted(wrapped)

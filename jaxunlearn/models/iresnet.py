@@ -14,7 +14,8 @@ et al. (IResNet), as in insightface's ``arcface_torch/backbones/iresnet.py``:
 input. The classifier on top of the embedding is ``head="linear"`` (a plain
 FC, what unlearning evaluates) or ``head="cosine"``: ``s * cos(theta)``
 between the normalised embedding and normalised class weights (ArcFace's
-logits without the margin, s = 64).
+logits without the margin, s = 64). ``num_classes=0`` builds the backbone
+alone (logits = features), the module insightface trains and ships.
 """
 from __future__ import annotations
 
@@ -92,6 +93,8 @@ class IResNet(nn.Module):
     x = norm(name="out_bn")(x, mask=bn_mask(mask, 4))
     x = nn.Dense(self.embedding_dim, name="fc")(x.reshape(x.shape[0], -1))
     features = norm(use_scale=False, name="embedding_bn")(x, mask=bn_mask(mask, 2))
+    if not self.num_classes:  # the backbone alone, as insightface ships it
+      return features, features
     if self.head == "linear":
       logits = nn.Dense(self.num_classes, name="head")(features)
     elif self.head == "cosine":
