@@ -44,6 +44,10 @@ def get_config() -> ml_collections.ConfigDict:
   # A split whose decoded images exceed this many MiB stays on disk and is
   # decoded per batch in a background thread (0: always; -1: never).
   c.lazy_above_mb = 2048
+  # > 0: hold out this many training images as the evaluation split and
+  # train on the rest (classification and backdoor), to choose
+  # hyperparameters without the dataset's test split, which stays unread.
+  c.validation = 0
 
   c.model = ml_collections.ConfigDict({"name": "small_cnn"})
 

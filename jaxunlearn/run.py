@@ -60,6 +60,10 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
   """Fails fast (before any data or training) on names that do not exist."""
   task = TASKS.get(task_name(cfg))
   task.check(cfg)
+  if cfg.get("validation", 0) and task.name not in ("classification", "backdoor"):
+    raise UserError(f"validation={cfg.validation} holds out training images for "
+                    f"classification and backdoor runs; the {task.name} task "
+                    "has no such split: set validation=0")
   evaluators_lib.check(run_evaluators(cfg, task.method(cfg, cfg.method)),
                        task.name)
 

@@ -64,3 +64,34 @@ def test_bad_specs(digits, forget, message):
   _, s = digits
   with pytest.raises(UserError, match=message):
     make_forget_split(forget, s["train"], s["test"], 10, jax.random.key(0))
+
+
+def test_validation_holds_out_training_images_and_never_reads_test(digits, data_dir):
+  """config.validation = N: the run's "test" split is N training images, the
+  rest train, the dataset's test split is not among either; the draw is the
+  seed's and the trained models' fingerprints change with N only when set."""
+  from jaxunlearn import config as config_lib
+  from jaxunlearn import run as run_lib
+  from jaxunlearn.tasks import classification
+  _, s = digits
+  cfg = config_lib.get_config()
+  cfg.data_dir = data_dir
+  assert classification.validation_fingerprint(cfg) == ()
+  cfg.validation = 200
+  _, held = classification.load_splits(cfg)
+  assert len(held["test"]) == 200
+  assert len(held["train"]) == len(s["train"]) - 200
+  assert set(held["train"].ids) | set(held["test"].ids) == set(s["train"].ids)
+  assert not set(held["train"].ids) & set(held["test"].ids)
+  same = classification.load_splits(cfg)[1]
+  np.testing.assert_array_equal(same["test"].ids, held["test"].ids)
+  cfg.seed = 1
+  other = classification.load_splits(cfg)[1]
+  assert set(other["test"].ids) != set(held["test"].ids)
+  assert classification.validation_fingerprint(cfg) == (("validation", 200),)
+  cfg.validation = len(s["train"])
+  with pytest.raises(UserError, match="validation="):
+    classification.load_splits(cfg)
+  cfg.validation, cfg.task = 10, "segmentation"
+  with pytest.raises(UserError, match="set validation=0"):
+    run_lib.validate(cfg)

@@ -78,6 +78,24 @@ def ids_forget_split(train: Split, test: Split, ids: Sequence[int]) -> ForgetSpl
   return ForgetSplit(forget, retain, test.take(np.zeros(0, np.int64)), test, None)
 
 
+def hold_out(train: Split, count: int, key: jax.Array) -> tuple[Split, Split]:
+  """(train without ``count`` random examples, those examples).
+
+  The held-out examples stand in for the test split when hyperparameters
+  are chosen (``config.validation``): they were never trained on, so they are
+  non-members for the membership attacks as the test split is, and the
+  reported test split stays unseen by the tuning."""
+  n = len(train)
+  if not 0 < count < n:
+    raise UserError(f"validation={count} must be between 1 and the training "
+                    f"split's size - 1 ({n - 1}); 0 turns it off")
+  chosen = np.asarray(jax.random.choice(key, n, (count,), replace=False))
+  held = np.zeros(n, bool)
+  held[chosen] = True
+  validation, rest = _partition(train, held)
+  return rest, validation
+
+
 def make_forget_split(forget_cfg, train: Split, test: Split, num_classes: int,
                       key: jax.Array) -> ForgetSplit:
   """Builds the split named by ``config.forget`` (kind: class, random or ids)."""

@@ -131,4 +131,5 @@ BACKDOOR = register(Task(
     "backdoor", load=load, build_model=classification.build_model,
     train_step=classification.CLASSIFICATION.train_step,
     method=classification.method, check=check,
-    fingerprint=lambda cfg: (cfg.backdoor.to_dict(),)))
+    fingerprint=lambda cfg: ((cfg.backdoor.to_dict(),)
+                         + classification.validation_fingerprint(cfg))))
