@@ -44,19 +44,21 @@ def base_config(method: str, seed: int):
   return cfg
 
 
-def run_cached(cfg, label: str, log=print) -> dict:
-  """``run.run(cfg)`` in the seed's workdir, or the report a previous run of
-  the same config left there. ``label`` names the file for a reader."""
+def run_cached(cfg, label: str, log=print, work: str = "") -> dict:
+  """``run.run(cfg)`` in the seed's workdir (or ``work``), or the report a
+  previous run of the same config left there. ``label`` names the file for
+  a reader."""
   from jaxunlearn import run as run_lib
   blob = json.dumps(cfg.to_dict(), sort_keys=True, default=str).encode()
   digest = hashlib.sha1(blob).hexdigest()[:10]
-  directory = os.path.join(workdir(cfg.seed), "reports")
+  work = work or workdir(cfg.seed)
+  directory = os.path.join(work, "reports")
   path = os.path.join(directory, f"{label}-{digest}.json")
   if os.path.exists(path):
     with open(path) as f:
       return json.load(f)
   start = time.perf_counter()
-  report = run_lib.run(cfg, workdir(cfg.seed), log=lambda *_: None)
+  report = run_lib.run(cfg, work, log=lambda *_: None)
   report["wall_s"] = time.perf_counter() - start
   os.makedirs(directory, exist_ok=True)
   with open(path + ".tmp", "w") as f:
