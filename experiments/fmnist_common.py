@@ -105,3 +105,30 @@ def merge(rows: list[dict], new: list[dict]) -> None:
         (r["method"], r["seed"], r.get("setting")) == key for r in rows):
       continue
     rows.append(row)
+
+
+def original_model(cfg):
+  """(task, loaded task data, model, original variables, phase keys) of
+  ``cfg``'s seed: the original model the studies share, restored from the
+  seed's workdir (trained there first, resumably, if it is not yet). For
+  what ``run.run`` does not cover (L2UL's continual requests)."""
+  import jax
+  from jaxunlearn import parallel
+  from jaxunlearn import run as run_lib
+  from jaxunlearn.tasks import TASKS
+  from jaxunlearn.train import train_model
+  task = TASKS.get(run_lib.task_name(cfg))
+  mesh = parallel.make_mesh(cfg.num_devices or None)
+  keys = task.keys(jax.random.key(cfg.seed))
+  loaded = task.load(cfg, workdir(cfg.seed), keys.split)
+  model = task.build_model(cfg, loaded)
+  # The directory run.run gives the original model (run._run's ``base``).
+  base = (task.name, loaded.dataset, run_lib.as_dict(cfg.model),
+          run_lib.as_dict(cfg.train), cfg.seed) + tuple(task.fingerprint(cfg))
+  directory = os.path.join(workdir(cfg.seed), "checkpoints",
+                           f"original-{run_lib.fingerprint(*base)}")
+  variables, _ = train_model(model, cfg.train, loaded.train, loaded.image_shape,
+                             keys.pretrain, mesh, augment=loaded.augment,
+                             checkpoint_dir=directory, desc="pretrain",
+                             progress=False, make_step=task.train_step(cfg))
+  return task, loaded, model, variables, keys, mesh

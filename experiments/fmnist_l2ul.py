@@ -15,9 +15,12 @@ rule, with a test accuracy drop much smaller than gradient ascent's.
 
 ``--no-retrained`` skips the retrained reference (one full training per k
 and seed, for a forget set of at most 128 of 60,000 samples); rel_time then
-divides by the original's pretraining time. The continual setting (4
-requests) is not covered here: ``run.run`` unlearns from the original model
-only.
+divides by the original's pretraining time. ``--continual`` runs instead the
+continual setting: 4 deletion requests of 16 random training samples each
+(drawn with the seed's key), applied one after another to the seed's
+original model (``l2ul.continual``), each stop rule covering every sample
+forgotten so far; per request: steps, test accuracy, accuracy on all
+samples forgotten so far (experiments/results/fmnist_l2ul_continual.*).
 
 Resumable (experiments/fmnist_common.py). Writes
 experiments/results/fmnist_l2ul.{md,csv,json}.
@@ -31,7 +34,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common import aggregate, write_tables  # noqa: E402
-from fmnist_common import merge, run_cached  # noqa: E402
+from fmnist_common import merge, original_model, run_cached  # noqa: E402
 
 from jaxunlearn import config as config_lib  # noqa: E402
 
@@ -71,13 +74,57 @@ def rows_for(report: dict, seed: int, k: int, variant: str) -> list[dict]:
   return out
 
 
+REQUESTS, REQUEST_SIZE = 4, 16
+
+
+def continual(seeds, variant: str = "full") -> None:
+  """The continual setting on each seed's original model (module docstring)."""
+  import jax
+  import numpy as np
+  from jaxunlearn.methods import UnlearnTask, l2ul
+  rows = []
+  for seed in seeds:
+    cfg = config_lib.load_file(f"{CONFIG}:{REQUEST_SIZE}")
+    cfg.seed, cfg.progress = seed, False
+    cfg.l2ul.variant = variant
+    task, loaded, model, original, keys, mesh = original_model(cfg)
+    pool = loaded.train.ids
+    chosen = np.asarray(jax.random.choice(
+        jax.random.fold_in(keys.unlearn, 4), len(pool),
+        (REQUESTS * REQUEST_SIZE,), replace=False))
+    requests = [pool[chosen[i * REQUEST_SIZE:(i + 1) * REQUEST_SIZE]]
+                for i in range(REQUESTS)]
+    unlearn_task = UnlearnTask(model, original, loaded.data, loaded.num_classes,
+                               loaded.image_shape, mesh, loaded.augment,
+                               cfg.train, progress=False)
+    _, per_request = l2ul.continual(unlearn_task, cfg.l2ul, keys.unlearn, requests)
+    for r in per_request:
+      rows.append(dict(method=f"request {r['request']}", seed=seed,
+                       **{c: float(r[c]) for c in ("steps", "stopped", "test_acc",
+                                                  "forgotten_so_far_acc")}))
+      print(rows[-1], flush=True)
+    columns = ("steps", "stopped", "test_acc", "forgotten_so_far_acc")
+    write_tables("fmnist_l2ul_continual", "Fashion-MNIST: L2UL, continual "
+                 f"requests ({REQUESTS} of {REQUEST_SIZE})",
+                 aggregate(rows, "method", columns), "method", columns, rows,
+                 [f"configs/l2ul_fashion_mnist.py, variant {variant}; seeds "
+                  f"{sorted({r['seed'] for r in rows})}; mean ± std. Each request "
+                  "starts from the model the previous one left; stopped: its stop "
+                  "rule (none of the samples forgotten so far classified as its "
+                  "label) held within the budget; test_acc on the whole test split. "
+                  "Produced by `python experiments/fmnist_l2ul.py --continual`."])
+
+
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--seeds", default="0,1,2")
   parser.add_argument("--ks", default="16,64,128")
   parser.add_argument("--variants", default="full,adv,ga")
   parser.add_argument("--no-retrained", action="store_true")
+  parser.add_argument("--continual", action="store_true")
   args = parser.parse_args(argv)
+  if args.continual:
+    return continual([int(s) for s in args.seeds.split(",")])
   rows = []
   for seed in (int(s) for s in args.seeds.split(",")):
     for k in (int(k) for k in args.ks.split(",")):
