@@ -88,6 +88,7 @@ def _accumulate(totals, worst, metrics):
   return totals, worst
 
 
+@preemption.deferring
 def run_epochs(step: Callable, state: Any, split: Split, *, batch_size: int,
                epochs: int, key: jax.Array, mesh: Mesh,
                augment: Augment = Augment(), shuffle: bool = True,

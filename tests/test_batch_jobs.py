@@ -3,6 +3,7 @@ without a terminal, a locked workdir, damaged checkpoints."""
 import glob
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -201,3 +202,33 @@ def test_a_damaged_latest_checkpoint_falls_back_or_names_the_directory(
   with pytest.raises(UserError, match="delete that directory") as error:
     ckpt_lib.restore(ckpt_lib.manager(directory), abstract)
   assert directory in str(error.value) and "\n" not in str(error.value)
+
+
+def test_sigterm_outside_a_saving_loop_stops_at_once_and_inside_one_waits():
+  """Only a loop that checks the flag at its step boundaries may delay the
+  stop; elsewhere (L2UL's and DLFD's loops, the evaluation) SIGTERM raises
+  Preempted at once instead of being swallowed, and a request that a
+  deferring loop never reached a boundary for is raised when it returns."""
+  from jaxunlearn import preemption
+  previous = preemption.install()
+  try:
+    with pytest.raises(preemption.Preempted, match="keeps no checkpoint"):
+      os.kill(os.getpid(), signal.SIGTERM)
+      for _ in range(10**6):  # the handler runs between bytecodes
+        pass
+    preemption.clear()
+
+    seen = []
+    @preemption.deferring
+    def loop():
+      os.kill(os.getpid(), signal.SIGTERM)
+      for _ in range(10**5):
+        pass
+      seen.append(preemption.stop_requested())  # the step boundary's check
+      return "finished"
+    with pytest.raises(preemption.Preempted):
+      loop()
+    assert seen == [True]  # the loop ran on to its boundary first
+  finally:
+    preemption.clear()
+    preemption.uninstall(previous)
