@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import os
 import sys
 
@@ -89,15 +90,26 @@ def main(argv=None):
   grid = parse_grid(args.grid or GRIDS[args.method].split())
   work = os.path.join(WORK, f"fmnist-val-seed{args.seed}")
   authors = {"lr": 1e-3, "lam": 1.0}
-  columns = (*grid, "steps", "stopped", "forget_acc", "val_acc", "val_drop",
-             "unlearn_s")
-  rows = []
+  # Every point tried on this split, by any invocation (the table shows the
+  # whole search, not only the last grid).
+  tried_path = os.path.join(work, f"tune_{args.method}_k{args.k}.json")
+  tried = {}
+  if os.path.exists(tried_path):
+    with open(tried_path) as f:
+      tried = json.load(f)
   for values in itertools.product(*grid.values()):
     point = dict(zip(grid, values))
     cfg = l2ul_config(args.seed, args.k, args.validation, point)
     label = "tune-l2ul-" + "-".join(f"{k}{v:g}" for k, v in point.items())
-    rows.append(l2ul_row(run_cached(cfg, label, work=work), point))
-    print(rows[-1], flush=True)
+    tried[label] = l2ul_row(run_cached(cfg, label, work=work), point)
+    print(tried[label], flush=True)
+    with open(tried_path + ".tmp", "w") as f:
+      json.dump(tried, f, indent=1)
+    os.replace(tried_path + ".tmp", tried_path)
+    rows = list(tried.values())
+    columns = (*dict.fromkeys(c for r in rows for c in r
+                              if c in ("lr", "lam", "epsilon")),
+               "steps", "stopped", "forget_acc", "val_acc", "val_drop", "unlearn_s")
     chosen = choose_l2ul(rows, authors)
     table = aggregate(rows, "point", columns)
     notes = [f"L2UL on Fashion-MNIST (cnn28, configs/fashion_mnist.py), k = "
@@ -109,7 +121,7 @@ def main(argv=None):
              f"point {authors} wins ties. Produced by `python "
              f"experiments/fmnist_tune.py {args.method}`.", "",
              f"Chosen: {chosen['point'] if chosen else 'none (no point met the stop rule)'}"
-             f" (of {len(rows)} point(s) run so far)."]
+             f" (of the {len(rows)} point(s) tried)."]
     write_tables(f"fmnist_tune_{args.method}", "Fashion-MNIST tuning: "
                  f"{args.method} on a validation split", table, "point", columns,
                  rows, notes)
