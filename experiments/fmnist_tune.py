@@ -3,6 +3,10 @@
   python experiments/fmnist_tune.py l2ul [--grid lr=1e-3,1e-2 lam=1,100]
                                          [--k 16] [--validation 5000] [--seed 0]
 
+The search behind configs/l2ul_fashion_mnist.py: the default grid, then
+``--grid lr=1e-2 lam=10`` and ``--grid lr=1e-2 lam=3,2`` (the cliff
+between forgetting nothing and losing most of the accuracy).
+
 Every run holds out ``--validation`` training images (``config.validation``:
 drawn from the seed, never trained on) and evaluates on them; the dataset's
 test split, which the studies report, is not read. The original model is
