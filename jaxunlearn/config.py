@@ -45,7 +45,11 @@ def get_config() -> ml_collections.ConfigDict:
   # decoded per batch in a background thread (0: always; -1: never).
   c.lazy_above_mb = 2048
 
-  c.model = ml_collections.ConfigDict({"name": "small_cnn"})
+  # dtype: of the models' computation, "float32" or "bfloat16" (convolutions,
+  # matmuls and activations). Parameters, optimiser state, BatchNorm
+  # statistics, logits and every loss and metric stay float32
+  # (jaxunlearn/models/__init__.py). bfloat16 is slower on CPU.
+  c.model = ml_collections.ConfigDict({"name": "small_cnn", "dtype": "float32"})
 
   c.forget = ml_collections.ConfigDict(dict(
       kind="class",    # class | random | ids
