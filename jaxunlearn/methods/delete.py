@@ -75,6 +75,8 @@ def masked_teacher_targets(teacher_logits: jnp.ndarray, labels: jnp.ndarray,
   class_mask = jax.nn.one_hot(labels, num_classes, dtype=bool)
   if forget_class_mask is not None:
     class_mask = class_mask | forget_class_mask[None, :]
+  # float32 (whatever the model's dtype): q keeps the teacher's small
+  # probabilities, the dark knowledge bfloat16 would round away.
   return jax.nn.softmax(mask_classes(teacher_logits.astype(jnp.float32), class_mask))
 
 

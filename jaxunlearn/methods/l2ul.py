@@ -108,6 +108,8 @@ def mas_importance(model, variables, images, batch_size: int,
 
   def batch_gradient(params, x, mask):
     def objective(params):
+      # float32 logits and gradients (the parameters' dtype): Ω's min-max
+      # normalisation spreads them over [0, 1].
       logits, _, _ = apply_train(model, params, variables["batch_stats"], x, mask)
       return weighted_mean(jnp.sqrt(jnp.sum(logits ** 2, -1)), mask)
     return jax.grad(objective)(params)

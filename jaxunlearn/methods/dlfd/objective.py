@@ -57,7 +57,9 @@ VARIANTS = ("paper", "released")
 
 
 def perturbed_images(images, delta, mean, std, variant: str):
-  """x̃(δ) in pixel space (see this module's docstring for the two variants)."""
+  """x̃(δ) in pixel space (see this module's docstring for the two variants).
+  float32 whatever the model's dtype, as every attack's perturbation: K
+  signed steps of α·std must add up, not round away at bfloat16's 2^-8."""
   mean = jnp.asarray(mean, jnp.float32)
   std = jnp.asarray(std, jnp.float32)
   if variant == "released":
