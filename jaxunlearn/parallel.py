@@ -165,9 +165,18 @@ def replicate(tree: Any, mesh: Mesh) -> Any:
 
   Steps donate their state, so two leaves of a state (say the student's
   parameters and the frozen teacher's, both copies of the original model)
-  must never share a buffer: the tree goes through host memory once.
+  must never share a buffer. A tree already replicated on the mesh (the
+  state one loop hands the next) is copied on the devices; any other tree
+  goes through host memory once (``device_put`` from one device to several
+  may alias the first device's buffer with the source).
   """
-  return jax.device_put(jax.device_get(tree), replicated(mesh))
+  sharding = replicated(mesh)
+  leaves = jax.tree.leaves(tree)
+  if leaves and all(isinstance(x, jax.Array)
+                    and x.sharding.is_equivalent_to(sharding, x.ndim)
+                    for x in leaves):
+    return jax.device_put(tree, sharding, may_alias=False)
+  return jax.device_put(jax.device_get(tree), sharding)
 
 
 def shard_batch(batch: Any, mesh: Mesh) -> Any:
