@@ -81,6 +81,7 @@ def folded_keys(key: jax.Array, count: int, start: int = 0) -> list:
   return list(_folded(key, start, count))
 
 
+@functools.partial(jax.jit, static_argnums=(2, 3, 4))
 def paired_rows(key: jax.Array, first_batch, count: int, n: int,
                 batch_size: int) -> jax.Array:
   """``[paired_index(n, batch_size, key, first_batch + i) for i in
