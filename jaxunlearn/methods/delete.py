@@ -30,6 +30,7 @@ import flax
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
 from jaxunlearn import loop, optim, parallel
 from jaxunlearn.losses import kl_divergence, mask_classes, weighted_mean
@@ -143,13 +144,18 @@ def make_step(model, tx, *, freeze_bn: bool = False,
 
 
 def forget_class_mask_for(mode: str, forget_classes: Optional[Sequence[int]],
-                          num_classes: int) -> Optional[jnp.ndarray]:
+                          num_classes: int) -> Optional[np.ndarray]:
+  """[C] booleans, True at the forgotten classes: a host constant, which the
+  step compiles in (a device array captured by the step would be read back
+  to the host when it is compiled)."""
   if mode == "label":
     return None
   if mode == "all_forget_classes":
     if not forget_classes:
       return None  # instance forgetting: only the label is known
-    return jnp.zeros(num_classes, bool).at[jnp.asarray(forget_classes)].set(True)
+    mask = np.zeros(num_classes, bool)
+    mask[np.asarray(forget_classes)] = True
+    return mask
   from jaxunlearn.errors import UserError
   raise UserError(f"unknown delete.mask {mode!r}; use label or all_forget_classes")
 

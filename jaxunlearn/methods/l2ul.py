@@ -461,14 +461,14 @@ def run(task, cfg, key, keep=None):
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _predicted(model, variables, images):
-  return jnp.argmax(apply_eval(model, variables, images)[0], -1)
+def _predicted(model, variables, pixels):
+  return jnp.argmax(apply_eval(model, variables, pixels / 255.0)[0], -1)
 
 
 def _stop_holds(model, variables, stop: Split, relabel) -> bool:
   """Whether the stop rule holds for ``variables`` on the samples of ``stop``."""
-  images = np.asarray(stop.images, np.float32) / 255.0
-  predicted = jax.device_get(_predicted(model, *jax.device_put((variables, images))))
+  pixels = np.asarray(stop.images, np.float32)
+  predicted = jax.device_get(_predicted(model, *jax.device_put((variables, pixels))))
   return bool(np.all(predicted == relabel) if relabel >= 0
               else np.all(predicted != np.asarray(stop.labels)))
 

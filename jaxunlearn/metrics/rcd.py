@@ -57,14 +57,22 @@ def relearning_curve(model, variables: dict, forget: Split, *, lr: float,
   eval_index = np.sort(rng.choice(n, min(n, eval_size), replace=False))
   size = min(batch_size, n)
   batches = np.stack([rng.choice(n, size, replace=False) for _ in range(steps)])
-  images = jnp.asarray(forget.images, jnp.float32) / 255.0
-  labels = jnp.asarray(forget.labels, jnp.int32)
+  # On the device once: the host loop hands these to every step.
+  start, batch_stats, images, labels, eval_index, batches = jax.device_put((
+      variables["params"], variables["batch_stats"],
+      np.asarray(forget.images, np.float32), np.asarray(forget.labels, np.int32),
+      eval_index, batches))
+  images = _unit_range(images)
   on_device = parallel.loop_on_device(device_loop, name="rcd.device_loop")
   accs, dists = (_curve if on_device else _host_curve)(
-      model, float(lr), float(momentum), variables["params"],
-      variables["batch_stats"], images, labels, jnp.asarray(eval_index),
-      jnp.asarray(batches))
+      model, float(lr), float(momentum), start, batch_stats, images, labels,
+      eval_index, batches)
   return jax.device_get((accs, dists))
+
+
+@jax.jit
+def _unit_range(images):
+  return images / 255.0
 
 
 def _accuracy(model, params, stats, images, labels):
