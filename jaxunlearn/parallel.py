@@ -233,15 +233,17 @@ def jit_step(step: Callable, mesh: Mesh, donate: bool = True) -> Callable:
                  donate_argnums=(0,) if donate else ())
 
 
-def shard_map_step(step_with_axis: Callable, mesh: Mesh) -> Callable:
+def shard_map_step(step_with_axis: Callable, mesh: Mesh,
+                   donate: bool = True) -> Callable:
   """Runs ``step_with_axis(state, batch, key, axis_name=...)`` per device.
 
   The pmap-style alternative to ``jit_step``; the state is replicated and the
-  step must reduce over ``axis_name`` itself.
+  step must reduce over ``axis_name`` itself. Like ``jit_step`` it donates
+  the state it replaces.
   """
   def per_device(state, batch, key):
     return step_with_axis(state, batch, key, axis_name=DATA_AXIS)
   mapped = jax.shard_map(per_device, mesh=mesh,
                          in_specs=(P(), P(DATA_AXIS), P()),
                          out_specs=(P(), P()), check_vma=False)
-  return jax.jit(mapped)
+  return jax.jit(mapped, donate_argnums=(0,) if donate else ())
