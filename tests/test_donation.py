@@ -1,7 +1,6 @@
 """Every step donates what it replaces: after one call the input state's
 buffers are deleted (XLA reused them for the output), so a step never holds
 two copies of the model, its optimiser state and its teachers."""
-import functools
 
 import jax
 import jax.numpy as jnp

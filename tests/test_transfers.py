@@ -28,7 +28,10 @@ from jaxunlearn.methods import METHODS, l2ul
 from jaxunlearn.methods.dlfd import driver
 from jaxunlearn.metrics import rcd
 
-from test_baselines import small, task_for  # noqa: F401  (a fixture)
+import test_baselines
+from test_baselines import task_for
+
+small = test_baselines.small  # the fixture, shared
 
 
 class Watch:

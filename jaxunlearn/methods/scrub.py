@@ -16,7 +16,6 @@ decay, momentum) for both passes. The learning rate of epoch ``e`` is
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from jaxunlearn import loop, optim, parallel
