@@ -74,11 +74,11 @@ def _folded(key, start, count):
   return jax.vmap(lambda i: jax.random.fold_in(key, i))(start + jnp.arange(count))
 
 
-def folded_keys(key: jax.Array, count: int, start: int = 0) -> list:
-  """``[fold_in(key, i) for i in range(start, start + count)]`` in one
-  program: a ``fold_in`` per iteration of a host loop would send each
-  Python int to the device."""
-  return list(_folded(key, start, count))
+def folded_keys(key: jax.Array, count: int, start: int = 0) -> jax.Array:
+  """``[fold_in(key, i) for i in range(start, start + count)]`` as one key
+  array from one program (iterate it, or ``list`` it): a ``fold_in`` per
+  iteration of a host loop would send each Python int to the device."""
+  return _folded(key, start, count)
 
 
 @functools.partial(jax.jit, static_argnums=(2, 3, 4))
@@ -211,17 +211,15 @@ def run_epochs(step: Callable, state: Any, split: Split, *, batch_size: int,
   bar = _progress(desc, (epochs - start_epoch) * steps_per_epoch - start_batch,
                   progress)
   augmenter = _augmenter(mesh, augment) if augment.active else None
-  rep = parallel.replicated(mesh)
-  key = jax.device_put(key, rep)
-  on_device = lambda number: jax.device_put(np.int32(number), rep)
+  key = parallel.replicate_key(key, mesh)
+  on_device = lambda number: parallel.put_replicated(np.int32(number), mesh)
   plan_of = functools.partial(
       _epoch_plan, key, n=len(split), shuffle=shuffle, steps=steps_per_epoch,
       paired_n=0 if paired is None else len(paired),
       paired_batch_size=paired_batch_size or batch_size)
   if paired is not None and len(paired) == 0:
     raise UserError("the paired data set is empty")
-  lr_of = (jax.jit(learning_rate) if callable(learning_rate)
-           else lambda steps: learning_rate)
+  lr_of = jax.jit(learning_rate) if callable(learning_rate) else None
   plan = jax.device_get(plan_of(on_device(start_epoch)))
   run_start = time.perf_counter()
   done_steps = 0
@@ -258,10 +256,11 @@ def run_epochs(step: Callable, state: Any, split: Split, *, batch_size: int,
         raise preemption.Preempted(f"{where}: saved in {checkpoint_dir}")
     count = steps_per_epoch - first
     step_count = _optimizer_steps(state)
+    lr = (learning_rate if lr_of is None
+          else None if step_count is None else lr_of(step_count))
     next_plan = plan_of(on_device(epoch + 1)) if epoch + 1 < epochs else None
     worst, finite, totals, lr, plan = jax.device_get(  # the one host sync
-        (worst, _state_finite(state), totals,
-         None if step_count is None else lr_of(step_count), next_plan))
+        (worst, _state_finite(state), totals, lr, next_plan))
     check_finite(worst, finite, desc or "training")
     done_steps += count
     _log_epoch(desc, epoch, epochs, totals, count, batch_size, lr,

@@ -179,6 +179,27 @@ def replicate(tree: Any, mesh: Mesh) -> Any:
   return jax.device_put(jax.device_get(tree), sharding)
 
 
+def put_replicated(value: Any, mesh: Mesh) -> Any:
+  """Host values (NumPy arrays or scalars, the same in every process) on
+  every device of the mesh: an explicit transfer, without the equality check
+  across processes that ``jax.device_put`` runs for a global sharding."""
+  sharding = replicated(mesh)
+  return jax.tree.map(
+      lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)),
+      value)
+
+
+def replicate_key(key: jax.Array, mesh: Mesh) -> jax.Array:
+  """A PRNG key array (the same in every process) replicated on the mesh,
+  placed explicitly through its data (``jax.device_put`` takes no typed key
+  to a sharding that spans several processes)."""
+  sharding = replicated(mesh)
+  if key.sharding.is_equivalent_to(sharding, key.ndim):
+    return key
+  data = jax.device_put(jax.random.key_data(key), sharding)
+  return jax.random.wrap_key_data(data, impl=jax.random.key_impl(key))
+
+
 def shard_batch(batch: Any, mesh: Mesh) -> Any:
   """Places a global host batch on the mesh, sharded along the batch axis.
 

@@ -373,8 +373,9 @@ def prepare_loop(tx, mesh, variables, omega, key, forget, stop, adv_x, adv_t):
   carry = parallel.replicate((jnp.zeros((), jnp.int32), params,
                               variables["batch_stats"], tx.init(params)), mesh)
   data = parallel.shard_batch(data, mesh)
-  params, omega, key, replicated = jax.device_put(
-      (params, omega, key, replicated), parallel.replicated(mesh))
+  params, omega, replicated = jax.device_put((params, omega, replicated),
+                                             parallel.replicated(mesh))
+  key = parallel.replicate_key(key, mesh)
   args = (dict(data, **replicated), params, omega, key)
 
   def jit_fn(fn, donate=False):

@@ -131,7 +131,7 @@ def _released(task, cfg, key, tx):
                               ("retain", random_label.loss_fn))}
   augment = task.augment if cfg.augment else loop.Augment()
   on_epoch_end = epoch_callback(task, lambda s: s.train.variables)
-  pass_keys = loop.folded_keys(key, 2 * cfg.epochs)
+  pass_keys = list(loop.folded_keys(key, 2 * cfg.epochs))
   for epoch in range(first_epoch, cfg.epochs):
     for i, (name, split) in enumerate((("forget", task.data.forget),
                                        ("retain", task.data.retain))):

@@ -77,12 +77,12 @@ def unlearn(task, cfg, key):
   batch_size = {"max": cfg.get("forget_batch_size", None) or cfg.batch_size,
                 "min": cfg.batch_size}
   on_epoch_end = epoch_callback(task, lambda s: s.train.variables)
-  pass_keys = loop.folded_keys(key, 2 * cfg.epochs)
+  pass_keys = list(loop.folded_keys(key, 2 * cfg.epochs))
   for epoch in range(cfg.epochs):
     opt_state = state.train.opt_state
     dtype = opt_state.hyperparams["learning_rate"].dtype
-    lr = jax.device_put(np.asarray(epoch_lr(cfg, epoch + 1), dtype),
-                        parallel.replicated(task.mesh))
+    lr = parallel.put_replicated(np.asarray(epoch_lr(cfg, epoch + 1), dtype),
+                                 task.mesh)
     state = state.replace(train=state.train.replace(opt_state=opt_state._replace(
         hyperparams=dict(opt_state.hyperparams, learning_rate=lr))))
     passes = (("max", task.data.forget),) if epoch < cfg.msteps else ()

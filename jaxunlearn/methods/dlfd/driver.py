@@ -79,16 +79,17 @@ def pass_plan(task: UnlearnTask, cfg, key: jax.Array, forget_key: jax.Array,
   devices)."""
   b, retain, forget = cfg.batch_size, task.data.retain, task.data.forget
   total = batches.num_batches(len(retain), b)
-  replicated = parallel.replicated(task.mesh)
   order = batches.epoch_order(order_key, 0, len(retain))
   forget_rows = jax.device_get(loop.paired_rows(
       forget_key, jax.device_put(np.int32(0)), total, len(forget), b))
   w_r = [cfg.w_r0 + (cfg.w_r1 - cfg.w_r0) * step / max(total - 1, 1)
          for step in range(total)]
+  step_keys = parallel.replicate_key(loop.folded_keys(key, total, start=100),
+                                     task.mesh)
   return dict(order=order, forget_rows=forget_rows, total=total,
-              step_keys=jax.device_put(loop.folded_keys(key, total, start=100),
-                                       replicated),
-              w_r=list(jax.device_put(np.asarray(w_r, np.float32), replicated)))
+              step_keys=list(step_keys),
+              w_r=list(parallel.put_replicated(np.asarray(w_r, np.float32),
+                                               task.mesh)))
 
 
 def outcome(cfg, trace, synth_steps: int, total: int,

@@ -324,7 +324,7 @@ def host_loop_synth(steps: Steps, num_steps: int,
   there, so that the loop sends no Python number to the devices."""
   ks, zeros = [np.int32(k) for k in range(num_steps)], jnp.zeros_like
   if mesh is not None:
-    ks = jax.device_put(ks, parallel.replicated(mesh))
+    ks = parallel.put_replicated(ks, mesh)
     zeros = jax.jit(jnp.zeros_like, out_shardings=parallel.batch_sharded(mesh))
 
   def synth(state, batch, forget, w_r, key):
