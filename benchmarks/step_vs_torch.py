@@ -199,10 +199,11 @@ def ours_l2ul(model, variables, data, mesh) -> Ours:
       tx, mesh, variables, omega, jax.random.key(0),
       (forget["image"], forget["label"]), forget,
       jnp.asarray(data["adv_x"]), jnp.asarray(data["adv_t"]))
-  cond_fn, body_fn = jit_fn(cond), jit_fn(body)
+  cond_fn, body_fn = jit_fn(cond), jit_fn(body, donate=True)
 
   def advance(carry):
-    bool(cond_fn(carry, *args))  # the method reads the stop rule every step
+    # the method reads the stop rule every step
+    bool(jax.device_get(cond_fn(carry, *args)))
     return body_fn(carry, *args)
   return Ours(carry, advance, lambda c: c[1],
               lambda c: [(cond_fn, (c, *args)), (body_fn, (c, *args))])

@@ -12,8 +12,6 @@ jaxunlearn run --config configs/segmentation_shapes.py --config.method=finetune
 jaxunlearn run --config configs/segmentation_shapes.py \
     --config.segmentation.pixels=all
 """
-import ml_collections
-
 from jaxunlearn.config import get_config as base_config
 from jaxunlearn.tasks import segmentation
 
@@ -22,8 +20,7 @@ def get_config():
   config = base_config()
   config.task = "segmentation"
   config.dataset = "shapes"
-  config.model = ml_collections.ConfigDict(dict(name="small_unet",
-                                                widths=(16, 32, 64)))
+  config.model.update(dict(name="small_unet", widths=(16, 32, 64)))
   config.forget.kind = "class"
   config.forget.classes = (2,)
   config.segmentation = segmentation.default_config()

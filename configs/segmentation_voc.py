@@ -19,8 +19,6 @@ Not run on this machine (no VOC here).
 
 jaxunlearn run --config configs/segmentation_voc.py --workdir runs/seg_voc
 """
-import ml_collections
-
 from jaxunlearn.config import get_config as base_config
 from jaxunlearn.tasks import segmentation
 
@@ -29,8 +27,7 @@ def get_config():
   config = base_config()
   config.task = "segmentation"
   config.dataset = "voc2012"
-  config.model = ml_collections.ConfigDict(dict(name="small_unet",
-                                                widths=(32, 64, 128, 256)))
+  config.model.update(dict(name="small_unet", widths=(32, 64, 128, 256)))
   config.forget.kind = "class"
   config.forget.classes = (15,)  # person
   config.segmentation = segmentation.default_config()

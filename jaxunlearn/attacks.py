@@ -79,6 +79,9 @@ def pgd_l2_targeted(model, variables, images: jnp.ndarray, targets: jnp.ndarray,
   Source: BorealisAI/advertorch advertorch/attacks/iterative_projected_gradient.py
   and advertorch/attacks/utils.py (``rand_init_delta``).
   """
+  # δ stays float32 with a bfloat16 model (which casts at its first
+  # convolution): a step of a few 1e-3 on a pixel near 1 is below
+  # bfloat16's resolution there (2^-8) and would vanish.
   delta = l2_random_start(images, jax.random.uniform(key, images.shape), epsilon)
 
   def objective(delta):

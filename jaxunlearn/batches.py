@@ -16,6 +16,7 @@ batches in a background thread while the devices run the current one.
 """
 from __future__ import annotations
 
+import functools
 import queue
 import threading
 from typing import Iterable, Iterator, NamedTuple, Optional, Sequence
@@ -78,13 +79,20 @@ def num_batches(num_examples: int, batch_size: int,
   return -(-num_examples // batch_size)
 
 
+@functools.partial(jax.jit, static_argnums=2)
+def _permutation(key, epoch, num_examples):
+  return jax.random.permutation(jax.random.fold_in(key, epoch), num_examples)
+
+
 def epoch_order(key: jax.Array, epoch: int, num_examples: int,
                 shuffle: bool = True) -> np.ndarray:
-  """The example order of one epoch: a permutation from ``fold_in(key, epoch)``."""
+  """The example order of one epoch: a permutation from ``fold_in(key, epoch)``
+  (computed where ``key`` is and fetched: a host sync; the epoch loop gets
+  its orders with its once-per-epoch fetch instead)."""
   if not shuffle:
     return np.arange(num_examples)
-  return np.asarray(jax.random.permutation(jax.random.fold_in(key, epoch),
-                                           num_examples))
+  epoch = jax.device_put(np.int32(epoch), getattr(key, "sharding", None))
+  return jax.device_get(_permutation(key, epoch, num_examples))
 
 
 def make_batch(split: Split, index: np.ndarray, batch_size: int) -> dict:

@@ -49,7 +49,12 @@ def get_config() -> ml_collections.ConfigDict:
   # hyperparameters without the dataset's test split, which stays unread.
   c.validation = 0
 
-  c.model = ml_collections.ConfigDict({"name": "small_cnn"})
+  # dtype: of the models' computation, "float32" or "bfloat16" (convolutions,
+  # matmuls and activations). Parameters, optimiser state, BatchNorm
+  # statistics, logits and every loss and metric stay float32
+  # (jaxunlearn/models/__init__.py). No faster on CPU: it is for accelerators
+  # (benchmarks/results/precision.md).
+  c.model = ml_collections.ConfigDict({"name": "small_cnn", "dtype": "float32"})
 
   c.forget = ml_collections.ConfigDict(dict(
       kind="class",    # class | random | ids

@@ -5,6 +5,13 @@ Randomness is a pure function of (key, epoch, batch number), so a run killed
 mid-way and resumed from its last checkpoint (saved at epoch ends, or at the
 step where SIGTERM stopped it) repeats exactly what the uninterrupted run did
 and ends with bit-identical parameters.
+
+No implicit transfers (tests/test_transfers.py runs every method under
+``jax.transfer_guard("disallow")``): batches go to the devices with
+``parallel.shard_batch``, each epoch's keys and example orders are computed
+on the devices in one program each, and the host waits for the devices once
+per epoch, where one ``jax.device_get`` brings the epoch's metrics, the
+finiteness check and the next epoch's example orders.
 """
 from __future__ import annotations
 
@@ -34,14 +41,74 @@ class Augment:
     return bool(self.crop_padding or self.flip)
 
 
-def batch_keys(key: jax.Array, epoch: int, batch: int) -> tuple[jax.Array, jax.Array]:
+def batch_keys(key: jax.Array, epoch, batch) -> tuple[jax.Array, jax.Array]:
   """(augmentation key, step key) for one batch."""
   k = jax.random.fold_in(jax.random.fold_in(jax.random.fold_in(key, 1), epoch), batch)
   return tuple(jax.random.split(k))
 
 
+@functools.partial(jax.jit, static_argnums=2)
+def _epoch_keys(key, epoch, count):
+  return jax.vmap(lambda b: jnp.stack(batch_keys(key, epoch, b)), out_axes=1)(
+      jnp.arange(count))
+
+
+def epoch_keys(key: jax.Array, epoch: jax.Array, count: int
+               ) -> tuple[list, list]:
+  """(augmentation keys, step keys) of batches 0..count-1 of ``epoch`` (a
+  device scalar): ``batch_keys`` for each, in one program, as lists."""
+  augment, step = _epoch_keys(key, epoch, count)
+  return list(augment), list(step)
+
+
 def order_key(key: jax.Array) -> jax.Array:
   return jax.random.fold_in(key, 0)
+
+
+def paired_key(key: jax.Array) -> jax.Array:
+  return jax.random.fold_in(key, 2)
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _folded(key, start, count):
+  return jax.vmap(lambda i: jax.random.fold_in(key, i))(start + jnp.arange(count))
+
+
+def folded_keys(key: jax.Array, count: int, start: int = 0) -> jax.Array:
+  """``[fold_in(key, i) for i in range(start, start + count)]`` as one key
+  array from one program (iterate it, or ``list`` it): a ``fold_in`` per
+  iteration of a host loop would send each Python int to the device."""
+  return _folded(key, start, count)
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3, 4))
+def paired_rows(key: jax.Array, first_batch, count: int, n: int,
+                batch_size: int) -> jax.Array:
+  """``[paired_index(n, batch_size, key, first_batch + i) for i in
+  range(count)]`` as one [count, batch_size] array, computed on the device
+  (jittable; ``first_batch`` may be traced): every pass a batch touches is
+  permuted once, ``(count * batch_size - 1) // n + 2`` passes at most."""
+  positions = first_batch * batch_size + jnp.arange(count * batch_size)
+  first_pass = (first_batch * batch_size) // n
+  passes = first_pass + jnp.arange((count * batch_size - 1) // n + 2)
+  orders = jax.vmap(lambda p: jax.random.permutation(jax.random.fold_in(key, p), n))(
+      passes)
+  return orders[positions // n - first_pass, positions % n].reshape(count, batch_size)
+
+
+@functools.partial(jax.jit, static_argnames=("n", "shuffle", "steps", "paired_n",
+                                             "paired_batch_size"))
+def _epoch_plan(key, epoch, *, n, shuffle, steps, paired_n, paired_batch_size):
+  """The example order of ``epoch`` (``batches.epoch_order`` with
+  ``order_key``) and, with a paired split, its rows for the epoch's batches
+  (``_paired_batch``'s)."""
+  order = (jax.random.permutation(jax.random.fold_in(order_key(key), epoch), n)
+           if shuffle else jnp.arange(n))
+  plan = {"order": order}
+  if paired_n:
+    plan["paired"] = paired_rows(paired_key(key), epoch * steps, steps, paired_n,
+                                 paired_batch_size)
+  return plan
 
 
 @functools.lru_cache(maxsize=None)
@@ -54,9 +121,10 @@ def _augmenter(mesh: Mesh, augment: Augment) -> Callable:
       out["paired"] = dict(batch["paired"], image=batches.augment_images(
           paired_key, batch["paired"]["image"], augment.crop_padding, augment.flip))
     return out
+  # The augmented batch replaces the one given: donated.
   return jax.jit(fn, in_shardings=(parallel.replicated(mesh),
                                    parallel.batch_sharded(mesh)),
-                 out_shardings=parallel.batch_sharded(mesh))
+                 out_shardings=parallel.batch_sharded(mesh), donate_argnums=1)
 
 
 def check_finite(worst_loss, finite: bool, where: str) -> None:
@@ -77,14 +145,14 @@ def _state_finite(state):
 
 @jax.jit
 def _accumulate(totals, worst, metrics):
-  """Per-epoch sums of the scalar step metrics, and the first non-finite
-  loss seen (on device: no sync per step)."""
+  """Per-epoch sums of the scalar step metrics, and the last loss, or the
+  first non-finite one seen (on device: no sync per step)."""
   scalars = {k: v.astype(jnp.float32) for k, v in metrics.items()
              if jnp.ndim(v) == 0}
   totals = scalars if totals is None else jax.tree.map(jnp.add, totals, scalars)
   if "loss" in metrics:
-    worst = jnp.where(jnp.isfinite(worst), metrics["loss"].astype(jnp.float32),
-                      worst)
+    loss = metrics["loss"].astype(jnp.float32)
+    worst = loss if worst is None else jnp.where(jnp.isfinite(worst), loss, worst)
   return totals, worst
 
 
@@ -116,8 +184,11 @@ def run_epochs(step: Callable, state: Any, split: Split, *, batch_size: int,
 
   Each epoch is logged (``logs.epoch``): the mean of every scalar step
   metric, ``learning_rate`` (a number, or a function of the optimizer step
-  count) when given, images/s, elapsed time and ETA; fetching them and the
-  finiteness check is the epoch's one host sync.
+  count, evaluated on the device) when given, images/s, elapsed time and
+  ETA. Fetching them, the finiteness check and the next epoch's example
+  orders is the epoch's one host sync; before the first step the host waits
+  once more, for the first epoch's orders (and for a state that is not yet
+  on the mesh: ``parallel.replicate``).
   """
   if len(split) == 0:
     raise UserError(f"{desc or 'training'}: the data set is empty")
@@ -141,29 +212,36 @@ def run_epochs(step: Callable, state: Any, split: Split, *, batch_size: int,
   bar = _progress(desc, (epochs - start_epoch) * steps_per_epoch - start_batch,
                   progress)
   augmenter = _augmenter(mesh, augment) if augment.active else None
+  key = parallel.replicate_key(key, mesh)
+  on_device = lambda number: parallel.put_replicated(np.int32(number), mesh)
+  plan_of = functools.partial(
+      _epoch_plan, key, n=len(split), shuffle=shuffle, steps=steps_per_epoch,
+      paired_n=0 if paired is None else len(paired),
+      paired_batch_size=paired_batch_size or batch_size)
+  if paired is not None and len(paired) == 0:
+    raise UserError("the paired data set is empty")
+  lr_of = jax.jit(learning_rate) if callable(learning_rate) else None
+  plan = jax.device_get(plan_of(on_device(start_epoch)))
   run_start = time.perf_counter()
   done_steps = 0
   for epoch in range(start_epoch, epochs):
     epoch_start = time.perf_counter()
     first = start_batch if epoch == start_epoch else 0
-    totals, worst = None, jnp.zeros((), jnp.float32)
-    order = batches.epoch_order(order_key(key), epoch, len(split), shuffle)
+    totals, worst = None, None
+    aug_keys, step_keys = epoch_keys(key, on_device(epoch), steps_per_epoch)
 
-    def host_batches(epoch=epoch, order=order, first=first):  # read ahead
-      for b, host_batch in enumerate(batches.iterate(split, batch_size, order,
-                                                      drop_remainder, first),
-                                     start=first):
+    def host_batches(plan=plan, first=first):  # read ahead
+      for b, host_batch in enumerate(batches.iterate(
+          split, batch_size, plan["order"], drop_remainder, first), start=first):
         if paired is not None:
-          host_batch["paired"] = _paired_batch(
-              paired, paired_batch_size or batch_size, key,
-              epoch * steps_per_epoch + b)
+          host_batch["paired"] = batches.make_batch(
+              paired, plan["paired"][b], paired_batch_size or batch_size)
         yield host_batch
     for b, host_batch in enumerate(batches.prefetch(host_batches()), start=first):
-      aug_key, step_key = batch_keys(key, epoch, b)
       batch = parallel.shard_batch(host_batch, mesh)
       if augmenter is not None:
-        batch = augmenter(aug_key, batch)
-      state, metrics = step(state, batch, step_key)
+        batch = augmenter(aug_keys[b], batch)
+      state, metrics = step(state, batch, step_keys[b])
       totals, worst = _accumulate(totals, worst, metrics)
       if bar is not None:
         bar.update(1)
@@ -178,12 +256,16 @@ def run_epochs(step: Callable, state: Any, split: Split, *, batch_size: int,
         ckpt_lib.save(mngr, epoch, state, dict(meta or {}, epoch=epoch, batch=b))
         raise preemption.Preempted(f"{where}: saved in {checkpoint_dir}")
     count = steps_per_epoch - first
-    worst, finite, totals, step_count = jax.device_get(  # the one host sync
-        (worst, _state_finite(state), totals, _optimizer_steps(state)))
+    step_count = _optimizer_steps(state)
+    lr = (learning_rate if lr_of is None
+          else None if step_count is None else lr_of(step_count))
+    next_plan = plan_of(on_device(epoch + 1)) if epoch + 1 < epochs else None
+    worst, finite, totals, lr, plan = jax.device_get(  # the one host sync
+        (worst, _state_finite(state), totals, lr, next_plan))
     check_finite(worst, finite, desc or "training")
     done_steps += count
-    _log_epoch(desc, epoch, epochs, totals, count, batch_size, step_count,
-               learning_rate, epoch_start, run_start, done_steps,
+    _log_epoch(desc, epoch, epochs, totals, count, batch_size, lr,
+               epoch_start, run_start, done_steps,
                (epochs - epoch - 1) * steps_per_epoch)
     if bar is not None and totals and "loss" in totals:
       bar.set_postfix(loss=f"{totals['loss'] / count:.4f}", refresh=False)
@@ -199,14 +281,13 @@ def run_epochs(step: Callable, state: Any, split: Split, *, batch_size: int,
   return state
 
 
-def _log_epoch(desc, epoch, epochs, totals, count, batch_size, step_count,
-               learning_rate, epoch_start, run_start, done_steps, steps_left):
+def _log_epoch(desc, epoch, epochs, totals, count, batch_size, learning_rate,
+               epoch_start, run_start, done_steps, steps_left):
   now = time.perf_counter()
   record = {"phase": desc or "training", "epoch": epoch + 1, "epochs": epochs}
   record.update({k: float(v) / count for k, v in (totals or {}).items()})
   if learning_rate is not None:
-    value = learning_rate(step_count) if callable(learning_rate) else learning_rate
-    record["lr"] = float(value)
+    record["lr"] = float(learning_rate)
   seconds = now - epoch_start
   record["images_per_s"] = count * batch_size / seconds if seconds > 0 else None
   record["elapsed_s"] = now - run_start
@@ -216,9 +297,9 @@ def _log_epoch(desc, epoch, epochs, totals, count, batch_size, step_count,
 
 def _optimizer_steps(state):
   """The optimizer step count of a TrainState (or of a method state holding
-  one as ``train``); 0 for a state without one."""
+  one as ``train``); None for a state without one."""
   train = getattr(state, "train", state)
-  return getattr(train, "step", 0)
+  return getattr(train, "step", None)
 
 
 def paired_index(n: int, batch_size: int, key: jax.Array,

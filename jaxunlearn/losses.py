@@ -1,4 +1,10 @@
-"""Losses the methods share. Per-example functions; reduce with ``weighted_mean``."""
+"""Losses the methods share. Per-example functions; reduce with ``weighted_mean``.
+
+All in float32 whatever ``config.model.dtype`` (the models return float32
+logits, and each loss casts again): log-probabilities of near-zero
+probabilities, the -1e10 mask and KL terms of a few 1e-3 lose their meaning
+at bfloat16's 8-bit mantissa.
+"""
 from __future__ import annotations
 
 from typing import Optional

@@ -15,7 +15,10 @@ solvers of the same problem:
 until the row-marginal error ``Σ_i |π_i· - a_i|`` (the column marginals are
 exact after each g update) is below ``tol`` or ``max_iters`` is reached
 (``lax.while_loop``); the plan is ``π_ij = a_i b_j exp((f_i + g_j - C_ij)/ε)``
-and the distance the transport cost ``<π, C>``. In float32 with ε = 0.01 that
+and the distance the transport cost ``<π, C>``. Always in float32 (the cost
+is cast, whatever the model's dtype): the potentials are divided by ε, and
+in bfloat16 the row-marginal error of a 32x32 cosine cost at ε = 0.01
+stalls at 0.18 (float32: 1e-5). In float32 with ε = 0.01 that
 error stops falling near 1e-5 to 1e-4 (``f/ε`` amplifies rounding), so the
 default ``tol`` is 1e-4, where the cost is within a few 1e-6 of a float64
 fixed point. A while loop is not reverse-differentiable, and differentiating

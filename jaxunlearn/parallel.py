@@ -165,9 +165,39 @@ def replicate(tree: Any, mesh: Mesh) -> Any:
 
   Steps donate their state, so two leaves of a state (say the student's
   parameters and the frozen teacher's, both copies of the original model)
-  must never share a buffer: the tree goes through host memory once.
+  must never share a buffer. A tree already replicated on the mesh (the
+  state one loop hands the next) is copied on the devices; any other tree
+  goes through host memory once (``device_put`` from one device to several
+  may alias the first device's buffer with the source).
   """
-  return jax.device_put(jax.device_get(tree), replicated(mesh))
+  sharding = replicated(mesh)
+  leaves = jax.tree.leaves(tree)
+  if leaves and all(isinstance(x, jax.Array)
+                    and x.sharding.is_equivalent_to(sharding, x.ndim)
+                    for x in leaves):
+    return jax.device_put(tree, sharding, may_alias=False)
+  return jax.device_put(jax.device_get(tree), sharding)
+
+
+def put_replicated(value: Any, mesh: Mesh) -> Any:
+  """Host values (NumPy arrays or scalars, the same in every process) on
+  every device of the mesh: an explicit transfer, without the equality check
+  across processes that ``jax.device_put`` runs for a global sharding."""
+  sharding = replicated(mesh)
+  return jax.tree.map(
+      lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)),
+      value)
+
+
+def replicate_key(key: jax.Array, mesh: Mesh) -> jax.Array:
+  """A PRNG key array (the same in every process) replicated on the mesh,
+  placed explicitly through its data (``jax.device_put`` takes no typed key
+  to a sharding that spans several processes)."""
+  sharding = replicated(mesh)
+  if key.sharding.is_equivalent_to(sharding, key.ndim):
+    return key
+  data = jax.device_put(jax.random.key_data(key), sharding)
+  return jax.random.wrap_key_data(data, impl=jax.random.key_impl(key))
 
 
 def shard_batch(batch: Any, mesh: Mesh) -> Any:
@@ -224,15 +254,17 @@ def jit_step(step: Callable, mesh: Mesh, donate: bool = True) -> Callable:
                  donate_argnums=(0,) if donate else ())
 
 
-def shard_map_step(step_with_axis: Callable, mesh: Mesh) -> Callable:
+def shard_map_step(step_with_axis: Callable, mesh: Mesh,
+                   donate: bool = True) -> Callable:
   """Runs ``step_with_axis(state, batch, key, axis_name=...)`` per device.
 
   The pmap-style alternative to ``jit_step``; the state is replicated and the
-  step must reduce over ``axis_name`` itself.
+  step must reduce over ``axis_name`` itself. Like ``jit_step`` it donates
+  the state it replaces.
   """
   def per_device(state, batch, key):
     return step_with_axis(state, batch, key, axis_name=DATA_AXIS)
   mapped = jax.shard_map(per_device, mesh=mesh,
                          in_specs=(P(), P(DATA_AXIS), P()),
                          out_specs=(P(), P()), check_vma=False)
-  return jax.jit(mapped)
+  return jax.jit(mapped, donate_argnums=(0,) if donate else ())

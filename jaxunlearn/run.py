@@ -30,6 +30,7 @@ from jaxunlearn.errors import UserError
 from jaxunlearn.methods import METHODS, UnlearnTask
 from jaxunlearn.metrics import evaluators as evaluators_lib
 from jaxunlearn.metrics.evaluators import EvalContext, evaluate
+from jaxunlearn.models import compute_dtype
 from jaxunlearn.tasks import TASKS, task_name
 from jaxunlearn.train import train_model
 
@@ -64,6 +65,7 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
     raise UserError(f"validation={cfg.validation} holds out training images for "
                     f"classification and backdoor runs; the {task.name} task "
                     "has no such split: set validation=0")
+  compute_dtype(cfg.model.get("dtype", "float32"))
   evaluators_lib.check(run_evaluators(cfg, task.method(cfg, cfg.method)),
                        task.name)
 
@@ -117,8 +119,14 @@ def use_compilation_cache(directory: str) -> None:
   jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
-def _model_kwargs(cfg) -> dict:
-  return {k: v for k, v in as_dict(cfg.model).items() if k != "name"}
+def model_fingerprint(cfg) -> dict:
+  """``config.model`` as the checkpoint fingerprints hash it: the default
+  dtype (float32) left out, so float32 runs keep the fingerprints they had
+  before the field existed."""
+  model = as_dict(cfg.model)
+  if model.get("dtype", "float32") == "float32":
+    model = {k: v for k, v in model.items() if k != "dtype"}
+  return model
 
 
 @contextlib.contextmanager
@@ -175,6 +183,7 @@ def run(cfg: ml_collections.ConfigDict, workdir: str, log=None,
   start_processes(cfg)
   task = TASKS.get(task_name(cfg))
   task.check(cfg)
+  compute_dtype(cfg.model.get("dtype", "float32"))
   method = task.method(cfg, cfg.method)
   evaluators = run_evaluators(cfg, method)
   evaluators_lib.check(evaluators, task.name)
@@ -213,7 +222,7 @@ def _run(cfg, workdir, task, method, evaluators, log) -> dict:
   model = task.build_model(cfg, loaded)
   make_step = task.train_step(cfg)
   ckpt_root = os.path.join(workdir, "checkpoints")
-  base = (task.name, loaded.dataset, as_dict(cfg.model), as_dict(cfg.train),
+  base = (task.name, loaded.dataset, model_fingerprint(cfg), as_dict(cfg.train),
           cfg.seed) + tuple(task.fingerprint(cfg))
   forget_hash = fingerprint(sorted(int(i) for i in data.forget.ids))
 

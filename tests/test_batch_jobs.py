@@ -86,17 +86,17 @@ import os, signal, sys
 from jaxunlearn import cli, loop
 workdir, term_at = sys.argv[1], int(sys.argv[2])
 calls, phase = [], [None]
-batch_keys, run_epochs = loop.batch_keys, loop.run_epochs
-def counted(key, epoch, batch):  # DELETE's steps only
+accumulate, run_epochs = loop._accumulate, loop.run_epochs
+def counted(*args):  # after each step; DELETE's steps only
   if phase[0] == "delete":
     calls.append(1)
     if len(calls) == term_at:
-      os.kill(os.getpid(), signal.SIGTERM)  # lands during this step
-  return batch_keys(key, epoch, batch)
+      os.kill(os.getpid(), signal.SIGTERM)  # lands before the step's end check
+  return accumulate(*args)
 def tracked(*args, **kwargs):
   phase[0] = kwargs.get("desc")
   return run_epochs(*args, **kwargs)
-loop.batch_keys, loop.run_epochs = counted, tracked
+loop._accumulate, loop.run_epochs = counted, tracked
 sys.exit(cli.main(["run", "--workdir", workdir] + sys.argv[3:]))
 """
 

@@ -73,7 +73,7 @@ def test_second_run_reuses_every_checkpoint(cfg, report, monkeypatch):
   from jaxunlearn import loop
   def no_step(*args, **kwargs):
     raise AssertionError("a finished phase took a training step again")
-  monkeypatch.setattr(loop, "batch_keys", no_step)  # called once per step
+  monkeypatch.setattr(loop, "epoch_keys", no_step)  # called once per epoch
   second = run_lib.run(cfg, workdir, log=lambda *_: None)
   assert second["models"] == first["models"]
 

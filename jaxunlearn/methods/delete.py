@@ -30,6 +30,7 @@ import flax
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
 from jaxunlearn import loop, optim, parallel
 from jaxunlearn.losses import kl_divergence, mask_classes, weighted_mean
@@ -75,6 +76,8 @@ def masked_teacher_targets(teacher_logits: jnp.ndarray, labels: jnp.ndarray,
   class_mask = jax.nn.one_hot(labels, num_classes, dtype=bool)
   if forget_class_mask is not None:
     class_mask = class_mask | forget_class_mask[None, :]
+  # float32 (whatever the model's dtype): q keeps the teacher's small
+  # probabilities, the dark knowledge bfloat16 would round away.
   return jax.nn.softmax(mask_classes(teacher_logits.astype(jnp.float32), class_mask))
 
 
@@ -141,13 +144,18 @@ def make_step(model, tx, *, freeze_bn: bool = False,
 
 
 def forget_class_mask_for(mode: str, forget_classes: Optional[Sequence[int]],
-                          num_classes: int) -> Optional[jnp.ndarray]:
+                          num_classes: int) -> Optional[np.ndarray]:
+  """[C] booleans, True at the forgotten classes: a host constant, which the
+  step compiles in (a device array captured by the step would be read back
+  to the host when it is compiled)."""
   if mode == "label":
     return None
   if mode == "all_forget_classes":
     if not forget_classes:
       return None  # instance forgetting: only the label is known
-    return jnp.zeros(num_classes, bool).at[jnp.asarray(forget_classes)].set(True)
+    mask = np.zeros(num_classes, bool)
+    mask[np.asarray(forget_classes)] = True
+    return mask
   from jaxunlearn.errors import UserError
   raise UserError(f"unknown delete.mask {mode!r}; use label or all_forget_classes")
 

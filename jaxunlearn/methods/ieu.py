@@ -103,6 +103,8 @@ def make_step(model, cfg, total_steps: int):
     grads = jax.tree.map(lambda r, f: r - cfg.alpha * f, g_r, g_f)
     momentum = jax.tree.map(lambda m, g: cfg.momentum * m + g, state.momentum, grads)
     sigma = noise_scale(cfg, state.step, total_steps)
+    # Drawn in the parameters' float32 (also with a bfloat16 model): σ of a
+    # few 1e-3 on weights near 1 is below bfloat16's resolution there.
     noise = gaussian_like(key, state.params, sigma)
     params = jax.tree.map(
         lambda p, m, n: (1.0 - cfg.lr * cfg.weight_decay) * p - cfg.lr * m + n,

@@ -108,6 +108,8 @@ def mas_importance(model, variables, images, batch_size: int,
 
   def batch_gradient(params, x, mask):
     def objective(params):
+      # float32 logits and gradients (the parameters' dtype): Ω's min-max
+      # normalisation spreads them over [0, 1].
       logits, _, _ = apply_train(model, params, variables["batch_stats"], x, mask)
       return weighted_mean(jnp.sqrt(jnp.sum(logits ** 2, -1)), mask)
     return jax.grad(objective)(params)
@@ -348,15 +350,17 @@ def stop_batch(stop: Split, devices: int) -> dict:
 def prepare_loop(tx, mesh, variables, omega, key, forget, stop, adv_x, adv_t):
   """What ``run``'s loop starts from on ``mesh``: (jit_fn, carry, args).
 
-  ``jit_fn(fn)`` jits ``fn(carry, data, theta0, omega, key, axis_name=None)``
-  (from ``make_loop``), under ``shard_map`` when the mesh has several devices
-  (the stop samples sharded, everything else replicated: each step picks
-  its batches from all of D_f and the adversarial examples).
+  ``jit_fn(fn, donate=False)`` jits ``fn(carry, data, theta0, omega, key,
+  axis_name=None)`` (from ``make_loop``), under ``shard_map`` when the mesh
+  has several devices (the stop samples sharded, everything else
+  replicated: each step picks its batches from all of D_f and the
+  adversarial examples); ``donate``: the carry, which the step replaces.
   ``carry`` = (steps, params, batch_stats, optimiser state) and ``args`` =
-  (data, theta0, omega, key) are placed as every later carry comes out
-  (replicated on several devices), so no call after the first compiles
-  again. ``forget``: (images in [0, 1], labels) on the host; ``stop``: the
-  stop samples as one padded host batch (``stop_batch``).
+  (data, theta0, omega, key) are placed on the mesh once, explicitly, as
+  every later carry comes out (so no call transfers them again or compiles
+  again), the carry in buffers of its own (it is donated; theta0 starts
+  equal to its parameters). ``forget``: (images in [0, 1], labels) on the
+  host; ``stop``: the stop samples as one padded host batch (``stop_batch``).
   """
   devices = mesh.devices.size
   data = dict(stop_x=stop["image"], stop_y=stop["label"], stop_mask=stop["mask"])
@@ -366,21 +370,30 @@ def prepare_loop(tx, mesh, variables, omega, key, forget, stop, adv_x, adv_t):
   spec = dict({k: P(parallel.DATA_AXIS) for k in data},
               **{k: P() for k in replicated})
   params = variables["params"]
-  carry = (jnp.zeros((), jnp.int32), params, variables["batch_stats"],
-           tx.init(params))
-  if devices > 1:
-    data = parallel.shard_batch(data, mesh)
-    carry, params, omega, key, replicated = jax.device_put(
-        (carry, params, omega, key, replicated), parallel.replicated(mesh))
+  carry = parallel.replicate((jnp.zeros((), jnp.int32), params,
+                              variables["batch_stats"], tx.init(params)), mesh)
+  data = parallel.shard_batch(data, mesh)
+  params, omega, replicated = jax.device_put((params, omega, replicated),
+                                             parallel.replicated(mesh))
+  key = parallel.replicate_key(key, mesh)
   args = (dict(data, **replicated), params, omega, key)
 
-  def jit_fn(fn):
+  def jit_fn(fn, donate=False):
     if devices > 1:
       fn = jax.shard_map(functools.partial(fn, axis_name=parallel.DATA_AXIS),
                          mesh=mesh, in_specs=(P(), spec, P(), P(), P()),
                          out_specs=P(), check_vma=False)
-    return jax.jit(fn)
+    return jax.jit(fn, donate_argnums=(0,) if donate else ())
   return jit_fn, carry, args
+
+
+def host_loop(cond_fn, body_fn, carry, args):
+  """``while cond_fn(carry, *args): carry = body_fn(carry, *args)`` with
+  jitted pieces: the stop rule's verdict is fetched after every step (the
+  loop's one host sync per step, as the rule is checked after every step)."""
+  while bool(jax.device_get(cond_fn(carry, *args))):
+    carry = body_fn(carry, *args)
+  return carry
 
 
 def run(task, cfg, key, keep=None):
@@ -438,23 +451,27 @@ def run(task, cfg, key, keep=None):
       return lax.while_loop(
           lambda c: cond(c, *args, axis_name=axis_name),
           lambda c: body(c, *args, axis_name=axis_name), carry)
-    carry = jit_fn(whole)(carry, *args)
+    carry = jit_fn(whole, donate=True)(carry, *args)
   else:
-    cond_fn, body_fn = jit_fn(cond), jit_fn(body)
-    while bool(cond_fn(carry, *args)):
-      carry = body_fn(carry, *args)
+    carry = host_loop(jit_fn(cond), jit_fn(body, donate=True), carry, args)
   steps, params, batch_stats, _ = carry
+  steps, out = jax.device_get((steps, {"params": params, "batch_stats": batch_stats}))
   steps = int(steps)
-  out = jax.device_get({"params": params, "batch_stats": batch_stats})
   return out, dict(steps=steps, max_steps=budget, stopped=steps < budget or _stop_holds(
-      model, out, stop.images, stop.labels, int(cfg.relabel)))
+      model, out, stop, int(cfg.relabel)))
 
 
-def _stop_holds(model, variables, images, labels, relabel) -> bool:
-  logits, _ = apply_eval(model, variables, jnp.asarray(images, jnp.float32) / 255.0)
-  predicted = np.asarray(jnp.argmax(logits, -1))
+@functools.partial(jax.jit, static_argnums=0)
+def _predicted(model, variables, pixels):
+  return jnp.argmax(apply_eval(model, variables, pixels / 255.0)[0], -1)
+
+
+def _stop_holds(model, variables, stop: Split, relabel) -> bool:
+  """Whether the stop rule holds for ``variables`` on the samples of ``stop``."""
+  pixels = np.asarray(stop.images, np.float32)
+  predicted = jax.device_get(_predicted(model, *jax.device_put((variables, pixels))))
   return bool(np.all(predicted == relabel) if relabel >= 0
-              else np.all(predicted != np.asarray(labels)))
+              else np.all(predicted != np.asarray(stop.labels)))
 
 
 def unlearn(task, cfg, key):

@@ -131,11 +131,12 @@ def _released(task, cfg, key, tx):
                               ("retain", random_label.loss_fn))}
   augment = task.augment if cfg.augment else loop.Augment()
   on_epoch_end = epoch_callback(task, lambda s: s.train.variables)
+  pass_keys = list(loop.folded_keys(key, 2 * cfg.epochs))
   for epoch in range(first_epoch, cfg.epochs):
     for i, (name, split) in enumerate((("forget", task.data.forget),
                                        ("retain", task.data.retain))):
       state = loop.run_epochs(steps[name], state, split, batch_size=cfg.batch_size,
-                              epochs=1, key=jax.random.fold_in(key, 2 * epoch + i),
+                              epochs=1, key=pass_keys[2 * epoch + i],
                               mesh=task.mesh, augment=augment,
                               desc=f"salun {name}", progress=task.progress)
     if on_epoch_end is not None:

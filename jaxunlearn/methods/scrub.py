@@ -16,7 +16,6 @@ decay, momentum) for both passes. The learning rate of epoch ``e`` is
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from jaxunlearn import loop, optim, parallel
@@ -78,15 +77,18 @@ def unlearn(task, cfg, key):
   batch_size = {"max": cfg.get("forget_batch_size", None) or cfg.batch_size,
                 "min": cfg.batch_size}
   on_epoch_end = epoch_callback(task, lambda s: s.train.variables)
+  pass_keys = list(loop.folded_keys(key, 2 * cfg.epochs))
   for epoch in range(cfg.epochs):
     opt_state = state.train.opt_state
-    lr = jnp.asarray(epoch_lr(cfg, epoch + 1), opt_state.hyperparams["learning_rate"].dtype)
+    dtype = opt_state.hyperparams["learning_rate"].dtype
+    lr = parallel.put_replicated(np.asarray(epoch_lr(cfg, epoch + 1), dtype),
+                                 task.mesh)
     state = state.replace(train=state.train.replace(opt_state=opt_state._replace(
         hyperparams=dict(opt_state.hyperparams, learning_rate=lr))))
     passes = (("max", task.data.forget),) if epoch < cfg.msteps else ()
     for mode, split in passes + (("min", task.data.retain),):
       state = loop.run_epochs(steps[mode], state, split, batch_size=batch_size[mode],
-                              epochs=1, key=jax.random.fold_in(key, 2 * epoch + (mode == "min")),
+                              epochs=1, key=pass_keys[2 * epoch + (mode == "min")],
                               mesh=task.mesh, augment=augment,
                               desc=f"scrub {mode}", progress=task.progress)
     if on_epoch_end is not None:

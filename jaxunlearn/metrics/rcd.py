@@ -57,14 +57,22 @@ def relearning_curve(model, variables: dict, forget: Split, *, lr: float,
   eval_index = np.sort(rng.choice(n, min(n, eval_size), replace=False))
   size = min(batch_size, n)
   batches = np.stack([rng.choice(n, size, replace=False) for _ in range(steps)])
-  images = jnp.asarray(forget.images, jnp.float32) / 255.0
-  labels = jnp.asarray(forget.labels, jnp.int32)
+  # On the device once: the host loop hands these to every step.
+  start, batch_stats, images, labels, eval_index, batches = jax.device_put((
+      variables["params"], variables["batch_stats"],
+      np.asarray(forget.images, np.float32), np.asarray(forget.labels, np.int32),
+      eval_index, batches))
+  images = _unit_range(images)
   on_device = parallel.loop_on_device(device_loop, name="rcd.device_loop")
   accs, dists = (_curve if on_device else _host_curve)(
-      model, float(lr), float(momentum), variables["params"],
-      variables["batch_stats"], images, labels, jnp.asarray(eval_index),
-      jnp.asarray(batches))
-  return np.asarray(accs), np.asarray(dists)
+      model, float(lr), float(momentum), start, batch_stats, images, labels,
+      eval_index, batches)
+  return jax.device_get((accs, dists))
+
+
+@jax.jit
+def _unit_range(images):
+  return images / 255.0
 
 
 def _accuracy(model, params, stats, images, labels):
@@ -105,25 +113,42 @@ def _curve(model, lr, momentum, start, batch_stats, images, labels, eval_index,
           jnp.concatenate([jnp.zeros((1,)), dists]))
 
 
-_host_step = jax.jit(_relearn_step, static_argnums=(0, 1, 2))
-_host_accuracy = jax.jit(_accuracy, static_argnums=(0,))
+# The step replaces its carry: donated.
+_host_step = jax.jit(_relearn_step, static_argnums=(0, 1, 2), donate_argnums=3)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def _host_start(model, lr, momentum, start, batch_stats, images, labels,
+                eval_index):
+  """(first carry, in buffers of its own: the steps donate it; the forget
+  accuracy before any step; the evaluation images and labels)."""
+  eval_images, eval_labels = images[eval_index], labels[eval_index]
+  carry = jax.tree.map(jnp.copy, (start, batch_stats,
+                                  optim.sgd(lr, momentum).init(start)))
+  first = _accuracy(model, start, batch_stats, eval_images, eval_labels)
+  return carry, first, eval_images, eval_labels
+
+
+@jax.jit
+def _stack_curve(first, accs, dists):
+  return jnp.stack([first] + accs), jnp.stack([jnp.zeros(())] + dists)
 
 
 def _host_curve(model, lr, momentum, start, batch_stats, images, labels,
                 eval_index, batches):
   """``_curve`` as a host loop of jitted steps: the same numbers, and on
   XLA:CPU far faster, where a convolution's weight gradient inside a scan
-  is ~50x slower than outside one (jax-ml/jax#12868)."""
-  tx = optim.sgd(lr, momentum)
-  eval_images, eval_labels = images[eval_index], labels[eval_index]
-  carry, accs, dists = (start, batch_stats, tx.init(start)), [], []
+  is ~50x slower than outside one (jax-ml/jax#12868). No host sync: the
+  curve is fetched once, whole."""
+  carry, first, eval_images, eval_labels = _host_start(
+      model, lr, momentum, start, batch_stats, images, labels, eval_index)
+  accs, dists = [], []
   for index in batches:
     carry, (acc, dist) = _host_step(model, lr, momentum, carry, start, images,
                                     labels, eval_images, eval_labels, index)
     accs.append(acc)
     dists.append(dist)
-  first = _host_accuracy(model, start, batch_stats, eval_images, eval_labels)
-  return (jnp.stack([first] + accs), jnp.stack([jnp.zeros(())] + dists))
+  return _stack_curve(first, accs, dists)
 
 
 def delay(accuracies: np.ndarray, threshold: float) -> tuple[int, bool]:

@@ -1,13 +1,14 @@
 """A small CNN for the embedded 8x8 digits (and other tiny images)."""
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
 
 from jaxunlearn.models import MODELS
-from jaxunlearn.models.layers import BatchNorm, bn_mask, max_pool, normalize
+from jaxunlearn.models.layers import (BatchNorm, bn_mask, float32_outputs,
+                                      max_pool, normalize)
 
 
 @MODELS.register("small_cnn")
@@ -23,17 +24,19 @@ class SmallCNN(nn.Module):
   std: Sequence[float]
   widths: Sequence[int] = (32, 64, 128)
   bn_axis_name: Optional[str] = None
+  dtype: Any = jnp.float32  # of the computation; parameters are float32
 
   @nn.compact
   def __call__(self, images, train: bool = False, mask=None):
     x = normalize(images, self.mean, self.std)
     for i, width in enumerate(self.widths):
-      x = nn.Conv(width, (3, 3), use_bias=False, name=f"conv{i}")(x)
+      x = nn.Conv(width, (3, 3), use_bias=False, dtype=self.dtype,
+                  name=f"conv{i}")(x)
       x = BatchNorm(use_running_average=not train, axis_name=self.bn_axis_name,
                     name=f"bn{i}")(x, mask=bn_mask(mask, x.ndim))
       x = nn.relu(x)
       if i == 1:
         x = max_pool(x, (2, 2))
     features = jnp.mean(x, axis=(1, 2))
-    logits = nn.Dense(self.num_classes, name="head")(features)
-    return logits, features
+    logits = nn.Dense(self.num_classes, dtype=self.dtype, name="head")(features)
+    return float32_outputs(logits, features)

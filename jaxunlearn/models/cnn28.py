@@ -28,12 +28,14 @@ semantics of the methods matter here as they do for ResNets.
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import flax.linen as nn
+import jax.numpy as jnp
 
 from jaxunlearn.models import MODELS
-from jaxunlearn.models.layers import BatchNorm, bn_mask, max_pool, normalize
+from jaxunlearn.models.layers import (BatchNorm, bn_mask, float32_outputs,
+                                      max_pool, normalize)
 
 
 @MODELS.register("cnn28")
@@ -45,18 +47,20 @@ class CNN28(nn.Module):
   hidden: int = 512
   last_pool: bool = True  # False: flatten the 7x7 map (more dense capacity)
   bn_axis_name: Optional[str] = None
+  dtype: Any = jnp.float32  # of the computation; parameters are float32
 
   @nn.compact
   def __call__(self, images, train: bool = False, mask=None):
     x = normalize(images, self.mean, self.std)
     for i, width in enumerate(self.widths):
-      x = nn.Conv(width, (3, 3), use_bias=False, name=f"conv{i}")(x)
+      x = nn.Conv(width, (3, 3), use_bias=False, dtype=self.dtype,
+                  name=f"conv{i}")(x)
       x = BatchNorm(use_running_average=not train, axis_name=self.bn_axis_name,
                     name=f"bn{i}")(x, mask=bn_mask(mask, x.ndim))
       x = nn.relu(x)
       if i < len(self.widths) - 1 or self.last_pool:
         x = max_pool(x, (2, 2))
     x = x.reshape(x.shape[0], -1)
-    features = nn.relu(nn.Dense(self.hidden, name="fc")(x))
-    logits = nn.Dense(self.num_classes, name="head")(features)
-    return logits, features
+    features = nn.relu(nn.Dense(self.hidden, dtype=self.dtype, name="fc")(x))
+    logits = nn.Dense(self.num_classes, dtype=self.dtype, name="head")(features)
+    return float32_outputs(logits, features)

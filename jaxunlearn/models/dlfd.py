@@ -15,11 +15,13 @@ the authors' PyTorch model does (``models.resnet``).
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import flax.linen as nn
+import jax.numpy as jnp
 
 from jaxunlearn.models import MODELS
+from jaxunlearn.models.layers import float32_outputs
 from jaxunlearn.models.resnet import ResNet18
 
 
@@ -34,18 +36,19 @@ class ResNet18MLP(nn.Module):
   dropout: float = 0.5
   bn_axis_name: Optional[str] = None
   torch_bn: bool = False
+  dtype: Any = jnp.float32  # of the computation; parameters are float32
 
   @nn.compact
   def __call__(self, images, train: bool = False, mask=None):
     features, _ = ResNet18(num_classes=0, mean=self.mean, std=self.std,
                            stem=self.stem, width=self.width,
                            bn_axis_name=self.bn_axis_name,
-                           torch_bn=self.torch_bn, name="trunk")(
-                               images, train, mask)
+                           torch_bn=self.torch_bn, dtype=self.dtype,
+                           name="trunk")(images, train, mask)
     deterministic = not (train and self.has_rng("dropout"))
     x = features
     for i, size in enumerate(self.hidden):
-      x = nn.relu(nn.Dense(size, name=f"fc{i + 1}")(x))
+      x = nn.relu(nn.Dense(size, dtype=self.dtype, name=f"fc{i + 1}")(x))
       x = nn.Dropout(self.dropout, deterministic=deterministic)(x)
-    logits = nn.Dense(self.num_classes, name="head")(x)
-    return logits, x
+    logits = nn.Dense(self.num_classes, dtype=self.dtype, name="head")(x)
+    return float32_outputs(logits, x)

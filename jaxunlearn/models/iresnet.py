@@ -20,13 +20,13 @@ alone (logits = features), the module insightface trains and ships.
 from __future__ import annotations
 
 import functools
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
 
 from jaxunlearn.models import MODELS
-from jaxunlearn.models.layers import BatchNorm, bn_mask, normalize
+from jaxunlearn.models.layers import BatchNorm, bn_mask, float32_outputs, normalize
 
 
 class PReLU(nn.Module):
@@ -36,7 +36,7 @@ class PReLU(nn.Module):
   def __call__(self, x):
     slope = self.param("negative_slope", nn.initializers.constant(0.25),
                        (x.shape[-1],), jnp.float32)
-    return jnp.where(x >= 0, x, slope * x)
+    return jnp.where(x >= 0, x, slope.astype(x.dtype) * x)
 
 
 class IBasicBlock(nn.Module):
@@ -44,23 +44,24 @@ class IBasicBlock(nn.Module):
   strides: int
   bn_axis_name: Optional[str] = None
   torch_bn: bool = False
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, train: bool, mask=None):
     norm = functools.partial(BatchNorm, use_running_average=not train,
                              axis_name=self.bn_axis_name,
                              unbiased_running_var=self.torch_bn)
+    conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype)
     m = bn_mask(mask, 4)
     y = norm(name="bn1")(x, mask=m)
-    y = nn.Conv(self.filters, (3, 3), padding=((1, 1), (1, 1)), use_bias=False,
-                name="conv1")(y)
+    y = conv(self.filters, (3, 3), padding=((1, 1), (1, 1)), name="conv1")(y)
     y = PReLU(name="prelu")(norm(name="bn2")(y, mask=m))
-    y = nn.Conv(self.filters, (3, 3), (self.strides, self.strides),
-                padding=((1, 1), (1, 1)), use_bias=False, name="conv2")(y)
+    y = conv(self.filters, (3, 3), (self.strides, self.strides),
+             padding=((1, 1), (1, 1)), name="conv2")(y)
     y = norm(name="bn3")(y, mask=m)
     if x.shape != y.shape:
-      x = nn.Conv(self.filters, (1, 1), (self.strides, self.strides),
-                  padding="VALID", use_bias=False, name="shortcut_conv")(x)
+      x = conv(self.filters, (1, 1), (self.strides, self.strides),
+               padding="VALID", name="shortcut_conv")(x)
       x = norm(name="shortcut_bn")(x, mask=m)
     return x + y
 
@@ -75,6 +76,7 @@ class IResNet(nn.Module):
   scale: float = 64.0
   bn_axis_name: Optional[str] = None
   torch_bn: bool = False
+  dtype: Any = jnp.float32  # of the computation; parameters are float32
 
   @nn.compact
   def __call__(self, images, train: bool = False, mask=None):
@@ -83,29 +85,33 @@ class IResNet(nn.Module):
                              unbiased_running_var=self.torch_bn)
     x = normalize(images, self.mean, self.std)
     x = nn.Conv(64, (3, 3), padding=((1, 1), (1, 1)), use_bias=False,
-                name="stem_conv")(x)
+                dtype=self.dtype, name="stem_conv")(x)
     x = PReLU(name="stem_prelu")(norm(name="stem_bn")(x, mask=bn_mask(mask, 4)))
     for stage, num_blocks in enumerate(self.stage_sizes):
       for block in range(num_blocks):
         x = IBasicBlock(64 * 2**stage, 2 if block == 0 else 1,
                         bn_axis_name=self.bn_axis_name, torch_bn=self.torch_bn,
+                        dtype=self.dtype,
                         name=f"stage{stage + 1}_block{block}")(x, train, mask)
     x = norm(name="out_bn")(x, mask=bn_mask(mask, 4))
-    x = nn.Dense(self.embedding_dim, name="fc")(x.reshape(x.shape[0], -1))
+    x = nn.Dense(self.embedding_dim, dtype=self.dtype,
+                 name="fc")(x.reshape(x.shape[0], -1))
     features = norm(use_scale=False, name="embedding_bn")(x, mask=bn_mask(mask, 2))
     if not self.num_classes:  # the backbone alone, as insightface ships it
       return features, features
     if self.head == "linear":
-      logits = nn.Dense(self.num_classes, name="head")(features)
+      logits = nn.Dense(self.num_classes, dtype=self.dtype, name="head")(features)
     elif self.head == "cosine":
+      # float32: s * cos θ with s = 64 magnifies bfloat16's cosine error
+      # (~4e-3) to a quarter of a logit, and the margin losses act on cos θ.
       weights = self.param("head", nn.initializers.normal(0.01),
                            (self.embedding_dim, self.num_classes))
       unit = lambda v, axis: v / jnp.maximum(
           jnp.linalg.norm(v, axis=axis, keepdims=True), 1e-12)
-      logits = self.scale * unit(features, -1) @ unit(weights, 0)
+      logits = self.scale * unit(features.astype(jnp.float32), -1) @ unit(weights, 0)
     else:
       raise ValueError(f"unknown IResNet head {self.head!r}; use linear or cosine")
-    return logits, features
+    return float32_outputs(logits, features)
 
 
 @MODELS.register("iresnet18")

@@ -72,6 +72,13 @@ class BatchNorm(nn.Module):
     return (y * scale + bias).astype(x.dtype)
 
 
+def float32_outputs(logits: jnp.ndarray, features: jnp.ndarray
+                    ) -> tuple[jnp.ndarray, jnp.ndarray]:
+  """A model's (logits, features) in float32 whatever its compute dtype:
+  softmax, losses, KL/OT and metrics all run on these."""
+  return logits.astype(jnp.float32), features.astype(jnp.float32)
+
+
 def normalize(images: jnp.ndarray, mean: Sequence[float],
               std: Sequence[float]) -> jnp.ndarray:
   """(x - mean) / std per channel; images in raw [0, 1] pixel space."""

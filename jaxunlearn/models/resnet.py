@@ -20,13 +20,13 @@ the backbone without the linear head (logits = features).
 from __future__ import annotations
 
 import functools
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
 
 from jaxunlearn.models import MODELS
-from jaxunlearn.models.layers import BatchNorm, bn_mask, normalize
+from jaxunlearn.models.layers import BatchNorm, bn_mask, float32_outputs, normalize
 
 
 class BasicBlock(nn.Module):
@@ -35,6 +35,7 @@ class BasicBlock(nn.Module):
   strides: int = 1
   bn_axis_name: Optional[str] = None
   torch_bn: bool = False
+  dtype: Any = jnp.float32
   expansion = 1
 
   @nn.compact
@@ -42,18 +43,17 @@ class BasicBlock(nn.Module):
     norm = functools.partial(BatchNorm, use_running_average=not train,
                              axis_name=self.bn_axis_name,
                              unbiased_running_var=self.torch_bn)
+    conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype)
     m = bn_mask(mask, 4)
     residual = x
-    y = nn.Conv(self.filters, (3, 3), (self.strides, self.strides),
-                padding=((1, 1), (1, 1)), use_bias=False, name="conv1")(x)
+    y = conv(self.filters, (3, 3), (self.strides, self.strides),
+             padding=((1, 1), (1, 1)), name="conv1")(x)
     y = nn.relu(norm(name="bn1")(y, mask=m))
-    y = nn.Conv(self.filters, (3, 3), padding=((1, 1), (1, 1)),
-                use_bias=False, name="conv2")(y)
+    y = conv(self.filters, (3, 3), padding=((1, 1), (1, 1)), name="conv2")(y)
     y = norm(name="bn2")(y, mask=m)
     if residual.shape != y.shape:
-      residual = nn.Conv(self.filters, (1, 1), (self.strides, self.strides),
-                         padding="VALID", use_bias=False,
-                         name="shortcut_conv")(residual)
+      residual = conv(self.filters, (1, 1), (self.strides, self.strides),
+                      padding="VALID", name="shortcut_conv")(residual)
       residual = norm(name="shortcut_bn")(residual, mask=m)
     return nn.relu(y + residual)
 
@@ -64,6 +64,7 @@ class Bottleneck(nn.Module):
   strides: int = 1
   bn_axis_name: Optional[str] = None
   torch_bn: bool = False
+  dtype: Any = jnp.float32
   expansion = 4
 
   @nn.compact
@@ -71,19 +72,19 @@ class Bottleneck(nn.Module):
     norm = functools.partial(BatchNorm, use_running_average=not train,
                              axis_name=self.bn_axis_name,
                              unbiased_running_var=self.torch_bn)
+    conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype)
     m = bn_mask(mask, 4)
     residual = x
-    y = nn.Conv(self.filters, (1, 1), use_bias=False, name="conv1")(x)
+    y = conv(self.filters, (1, 1), name="conv1")(x)
     y = nn.relu(norm(name="bn1")(y, mask=m))
-    y = nn.Conv(self.filters, (3, 3), (self.strides, self.strides),
-                padding=((1, 1), (1, 1)), use_bias=False, name="conv2")(y)
+    y = conv(self.filters, (3, 3), (self.strides, self.strides),
+             padding=((1, 1), (1, 1)), name="conv2")(y)
     y = nn.relu(norm(name="bn2")(y, mask=m))
-    y = nn.Conv(self.filters * 4, (1, 1), use_bias=False, name="conv3")(y)
+    y = conv(self.filters * 4, (1, 1), name="conv3")(y)
     y = norm(name="bn3")(y, mask=m)
     if residual.shape != y.shape:
-      residual = nn.Conv(self.filters * 4, (1, 1), (self.strides, self.strides),
-                         padding="VALID", use_bias=False,
-                         name="shortcut_conv")(residual)
+      residual = conv(self.filters * 4, (1, 1), (self.strides, self.strides),
+                      padding="VALID", name="shortcut_conv")(residual)
       residual = norm(name="shortcut_bn")(residual, mask=m)
     return nn.relu(y + residual)
 
@@ -103,16 +104,17 @@ class ResNet18(nn.Module):
   width: int = 64
   bn_axis_name: Optional[str] = None
   torch_bn: bool = False
+  dtype: Any = jnp.float32  # of the computation; parameters are float32
 
   @nn.compact
   def __call__(self, images, train: bool = False, mask=None):
     x = normalize(images, self.mean, self.std)
+    conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype,
+                             name="stem_conv")
     if self.stem == "imagenet":
-      x = nn.Conv(self.width, (7, 7), (2, 2), padding=((3, 3), (3, 3)),
-                  use_bias=False, name="stem_conv")(x)
+      x = conv(self.width, (7, 7), (2, 2), padding=((3, 3), (3, 3)))(x)
     elif self.stem in ("cifar", "cifar_maxpool"):
-      x = nn.Conv(self.width, (3, 3), padding=((1, 1), (1, 1)),
-                  use_bias=False, name="stem_conv")(x)
+      x = conv(self.width, (3, 3), padding=((1, 1), (1, 1)))(x)
     else:
       raise ValueError(f"unknown ResNet stem {self.stem!r}; "
                        "use 'cifar', 'cifar_maxpool' or 'imagenet'")
@@ -129,12 +131,13 @@ class ResNet18(nn.Module):
         strides = 2 if stage > 0 and block == 0 else 1
         x = block_cls(self.width * 2**stage, strides,
                       bn_axis_name=self.bn_axis_name, torch_bn=self.torch_bn,
+                      dtype=self.dtype,
                       name=f"stage{stage + 1}_block{block}")(x, train, mask)
     features = jnp.mean(x, axis=(1, 2))
     if not self.num_classes:  # a backbone inside a wrapper (e.g. DLFD's MLP head)
-      return features, features
-    logits = nn.Dense(self.num_classes, name="head")(features)
-    return logits, features
+      return float32_outputs(features, features)
+    logits = nn.Dense(self.num_classes, dtype=self.dtype, name="head")(features)
+    return float32_outputs(logits, features)
 
 
 @MODELS.register("resnet50")

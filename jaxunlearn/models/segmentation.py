@@ -1,14 +1,15 @@
 """A small U-Net for semantic segmentation (synthetic shapes, small VOC crops)."""
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from jaxunlearn.models import MODELS
-from jaxunlearn.models.layers import BatchNorm, bn_mask, max_pool, normalize
+from jaxunlearn.models.layers import (BatchNorm, bn_mask, float32_outputs,
+                                      max_pool, normalize)
 
 
 class ConvBN(nn.Module):
@@ -16,10 +17,12 @@ class ConvBN(nn.Module):
   features: int
   train: bool
   bn_axis_name: Optional[str] = None
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, mask=None):
-    x = nn.Conv(self.features, (3, 3), use_bias=False, name="conv")(x)
+    x = nn.Conv(self.features, (3, 3), use_bias=False, dtype=self.dtype,
+                name="conv")(x)
     x = BatchNorm(use_running_average=not self.train, axis_name=self.bn_axis_name,
                   name="bn")(x, mask=bn_mask(mask, x.ndim))
     return nn.relu(x)
@@ -39,10 +42,12 @@ class SmallUNet(nn.Module):
   std: Sequence[float]
   widths: Sequence[int] = (16, 32, 64)
   bn_axis_name: Optional[str] = None
+  dtype: Any = jnp.float32  # of the computation; parameters are float32
 
   @nn.compact
   def __call__(self, images, train: bool = False, mask=None):
-    block = lambda w, name: ConvBN(w, train, self.bn_axis_name, name=name)
+    block = lambda w, name: ConvBN(w, train, self.bn_axis_name, self.dtype,
+                                   name=name)
     x = normalize(images, self.mean, self.std)
     skips = []
     for i, width in enumerate(self.widths[:-1]):
@@ -60,5 +65,6 @@ class SmallUNet(nn.Module):
       x = block(self.widths[i], f"up{i}a")(x, mask)
       x = block(self.widths[i], f"up{i}b")(x, mask)
     features = x
-    logits = nn.Conv(self.num_classes, (1, 1), name="head")(features)
-    return logits, features
+    logits = nn.Conv(self.num_classes, (1, 1), dtype=self.dtype,
+                     name="head")(features)
+    return float32_outputs(logits, features)

@@ -17,14 +17,14 @@ resolution must be a multiple of the window (224 px: 56, 28, 14, 7).
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
 from jaxunlearn.models import MODELS
-from jaxunlearn.models.layers import normalize
+from jaxunlearn.models.layers import float32_outputs, normalize
 from jaxunlearn.models.vit import Mlp, fused_qkv_attention
 
 _init = nn.initializers.truncated_normal(0.02)
@@ -68,6 +68,7 @@ def shift_attention_mask(h: int, w: int, window: int, shift: int) -> np.ndarray:
 class WindowAttention(nn.Module):
   num_heads: int
   window: int
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, mask=None):
@@ -80,15 +81,16 @@ class WindowAttention(nn.Module):
     if mask is not None:  # windows are batch-major: tile the per-window mask
       bias = bias + jnp.tile(jnp.asarray(mask)[:, None],
                              (windows // mask.shape[0], 1, 1, 1))
-    qkv = nn.Dense(3 * dim, kernel_init=_init, name="qkv")(x)
+    qkv = nn.Dense(3 * dim, kernel_init=_init, dtype=self.dtype, name="qkv")(x)
     out = fused_qkv_attention(qkv, self.num_heads, bias)
-    return nn.Dense(dim, kernel_init=_init, name="proj")(out)
+    return nn.Dense(dim, kernel_init=_init, dtype=self.dtype, name="proj")(out)
 
 
 class SwinBlock(nn.Module):
   num_heads: int
   window: int
   shifted: bool
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x):
@@ -99,27 +101,30 @@ class SwinBlock(nn.Module):
     if h % window or w % window:
       raise ValueError(f"Swin: a {h}x{w} map is not a multiple of the window "
                        f"{window}; use a 224 px input or another window_size")
-    y = nn.LayerNorm(1e-5, name="norm1")(x)
+    norm = lambda name: nn.LayerNorm(1e-5, dtype=self.dtype, name=name)
+    y = norm("norm1")(x)
     if shift:
       y = jnp.roll(y, (-shift, -shift), axis=(1, 2))
     mask = shift_attention_mask(h, w, window, shift) if shift else None
-    y = WindowAttention(self.num_heads, window, name="attn")(
+    y = WindowAttention(self.num_heads, window, self.dtype, name="attn")(
         window_partition(y, window), mask)
     y = window_reverse(y, window, h, w)
     if shift:
       y = jnp.roll(y, (shift, shift), axis=(1, 2))
     x = x + y
-    return x + Mlp(4 * dim, name="mlp")(nn.LayerNorm(1e-5, name="norm2")(x))
+    return x + Mlp(4 * dim, self.dtype, name="mlp")(norm("norm2")(x))
 
 
 class PatchMerging(nn.Module):
+  dtype: Any = jnp.float32
+
   @nn.compact
   def __call__(self, x):
     x = jnp.concatenate([x[:, 0::2, 0::2], x[:, 1::2, 0::2],
                          x[:, 0::2, 1::2], x[:, 1::2, 1::2]], axis=-1)
-    x = nn.LayerNorm(1e-5, name="norm")(x)
+    x = nn.LayerNorm(1e-5, dtype=self.dtype, name="norm")(x)
     return nn.Dense(x.shape[-1] // 2, use_bias=False, kernel_init=_init,
-                    name="reduction")(x)
+                    dtype=self.dtype, name="reduction")(x)
 
 
 @MODELS.register("swin_t")
@@ -134,22 +139,24 @@ class SwinTransformer(nn.Module):
   window_size: int = 7
   bn_axis_name: Optional[str] = None  # no BatchNorm; uniform model options
   torch_bn: bool = False
+  dtype: Any = jnp.float32  # of the computation; parameters are float32
 
   @nn.compact
   def __call__(self, images, train: bool = False, mask=None):
     del train, mask
     x = normalize(images, self.mean, self.std)
     p = self.patch_size
-    x = nn.Conv(self.embed_dim, (p, p), (p, p), padding="VALID",
+    x = nn.Conv(self.embed_dim, (p, p), (p, p), padding="VALID", dtype=self.dtype,
                 name="patch_embed")(x)
-    x = nn.LayerNorm(1e-5, name="patch_norm")(x)
+    norm = lambda name: nn.LayerNorm(1e-5, dtype=self.dtype, name=name)
+    x = norm("patch_norm")(x)
     for stage, (depth, heads) in enumerate(zip(self.depths, self.num_heads)):
       for block in range(depth):
         x = SwinBlock(heads, self.window_size, shifted=block % 2 == 1,
-                      name=f"stage{stage + 1}_block{block}")(x)
+                      dtype=self.dtype, name=f"stage{stage + 1}_block{block}")(x)
       if stage + 1 < len(self.depths):
-        x = PatchMerging(name=f"merge{stage + 1}")(x)
-    x = nn.LayerNorm(1e-5, name="norm")(x)
+        x = PatchMerging(self.dtype, name=f"merge{stage + 1}")(x)
+    x = norm("norm")(x)
     features = jnp.mean(x, axis=(1, 2))
-    logits = nn.Dense(self.num_classes, name="head")(features)
-    return logits, features
+    logits = nn.Dense(self.num_classes, dtype=self.dtype, name="head")(features)
+    return float32_outputs(logits, features)

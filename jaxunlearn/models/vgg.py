@@ -17,14 +17,15 @@ loop passes no dropout PRNG; with ``dropout_rate > 0`` call the model with
 from __future__ import annotations
 
 import functools
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
 from jaxunlearn.models import MODELS
-from jaxunlearn.models.layers import BatchNorm, bn_mask, max_pool, normalize
+from jaxunlearn.models.layers import (BatchNorm, bn_mask, float32_outputs,
+                                      max_pool, normalize)
 
 VGG16 = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M",
          512, 512, 512, "M")
@@ -43,8 +44,8 @@ def adaptive_pool_matrix(size_in: int, size_out: int) -> np.ndarray:
 
 def adaptive_avg_pool(x: jnp.ndarray, size: tuple[int, int]) -> jnp.ndarray:
   """torch.nn.AdaptiveAvgPool2d for NHWC inputs (also upsamples 1x1 -> 7x7)."""
-  rows = jnp.asarray(adaptive_pool_matrix(x.shape[1], size[0]))
-  cols = jnp.asarray(adaptive_pool_matrix(x.shape[2], size[1]))
+  rows = jnp.asarray(adaptive_pool_matrix(x.shape[1], size[0]), x.dtype)
+  cols = jnp.asarray(adaptive_pool_matrix(x.shape[2], size[1]), x.dtype)
   return jnp.einsum("oh,bhwc,pw->bopc", rows, x, cols)
 
 
@@ -59,6 +60,7 @@ class VGG16BN(nn.Module):
   dropout_rate: float = 0.0
   bn_axis_name: Optional[str] = None
   torch_bn: bool = False
+  dtype: Any = jnp.float32  # of the computation; parameters are float32
 
   @nn.compact
   def __call__(self, images, train: bool = False, mask=None):
@@ -71,7 +73,8 @@ class VGG16BN(nn.Module):
       if layer == "M":
         x = max_pool(x, (2, 2))
         continue
-      x = nn.Conv(layer, (3, 3), padding=((1, 1), (1, 1)), name=f"conv{conv}")(x)
+      x = nn.Conv(layer, (3, 3), padding=((1, 1), (1, 1)), dtype=self.dtype,
+                  name=f"conv{conv}")(x)
       x = nn.relu(norm(name=f"bn{conv}")(x, mask=bn_mask(mask, 4)))
       conv += 1
     if self.head == "cifar":
@@ -79,9 +82,10 @@ class VGG16BN(nn.Module):
     elif self.head == "imagenet":
       x = adaptive_avg_pool(x, (7, 7)).reshape(x.shape[0], -1)
       dropout = nn.Dropout(self.dropout_rate, deterministic=not train)
-      x = dropout(nn.relu(nn.Dense(self.hidden, name="fc1")(x)))
-      features = dropout(nn.relu(nn.Dense(self.hidden, name="fc2")(x)))
+      x = dropout(nn.relu(nn.Dense(self.hidden, dtype=self.dtype, name="fc1")(x)))
+      features = dropout(nn.relu(nn.Dense(self.hidden, dtype=self.dtype,
+                                          name="fc2")(x)))
     else:
       raise ValueError(f"unknown VGG head {self.head!r}; use 'imagenet' or 'cifar'")
-    logits = nn.Dense(self.num_classes, name="head")(features)
-    return logits, features
+    logits = nn.Dense(self.num_classes, dtype=self.dtype, name="head")(features)
+    return float32_outputs(logits, features)

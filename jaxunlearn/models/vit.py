@@ -13,31 +13,33 @@ the same options; ``mask`` is unused (LayerNorm is per example).
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from jaxunlearn.models import MODELS
-from jaxunlearn.models.layers import normalize
+from jaxunlearn.models.layers import float32_outputs, normalize
 
 _init = nn.initializers.truncated_normal(0.02)
 
 
 class Mlp(nn.Module):
   hidden: int
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x):
     out = x.shape[-1]
-    x = nn.gelu(nn.Dense(self.hidden, kernel_init=_init, name="fc1")(x),
-                approximate=False)
-    return nn.Dense(out, kernel_init=_init, name="fc2")(x)
+    x = nn.gelu(nn.Dense(self.hidden, kernel_init=_init, dtype=self.dtype,
+                         name="fc1")(x), approximate=False)
+    return nn.Dense(out, kernel_init=_init, dtype=self.dtype, name="fc2")(x)
 
 
 def attention_weights(q, k, bias=None):
-  """softmax(q k^T / sqrt(d) + bias) over the key axis; q, k: [B, heads, N, d]."""
+  """softmax(q k^T / sqrt(d) + bias) over the key axis; q, k: [B, heads, N, d].
+  The softmax runs in float32 whatever the compute dtype."""
   logits = jnp.einsum("bhnd,bhmd->bhnm", q, k) / jnp.sqrt(q.shape[-1]).astype(q.dtype)
   if bias is not None:
     logits = logits + bias
@@ -47,12 +49,15 @@ def attention_weights(q, k, bias=None):
 class SelfAttention(nn.Module):
   """Multi-head self-attention with one fused qkv projection (timm layout)."""
   num_heads: int
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, bias=None):
-    qkv = nn.Dense(3 * x.shape[-1], kernel_init=_init, name="qkv")(x)
+    qkv = nn.Dense(3 * x.shape[-1], kernel_init=_init, dtype=self.dtype,
+                   name="qkv")(x)
     out = fused_qkv_attention(qkv, self.num_heads, bias)
-    return nn.Dense(x.shape[-1], kernel_init=_init, name="proj")(out)
+    return nn.Dense(x.shape[-1], kernel_init=_init, dtype=self.dtype,
+                    name="proj")(out)
 
 
 def fused_qkv_attention(qkv, num_heads: int, bias=None):
@@ -68,12 +73,14 @@ def fused_qkv_attention(qkv, num_heads: int, bias=None):
 class EncoderBlock(nn.Module):
   num_heads: int
   mlp_dim: int
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x):
-    x = x + SelfAttention(self.num_heads, name="attn")(
-        nn.LayerNorm(1e-6, name="norm1")(x))
-    return x + Mlp(self.mlp_dim, name="mlp")(nn.LayerNorm(1e-6, name="norm2")(x))
+    # LayerNorm reduces in float32 (flax) and returns the compute dtype.
+    norm = lambda name: nn.LayerNorm(1e-6, dtype=self.dtype, name=name)
+    x = x + SelfAttention(self.num_heads, self.dtype, name="attn")(norm("norm1")(x))
+    return x + Mlp(self.mlp_dim, self.dtype, name="mlp")(norm("norm2")(x))
 
 
 @MODELS.register("vit_s16")
@@ -88,6 +95,7 @@ class ViT(nn.Module):
   mlp_dim: int = 1536
   bn_axis_name: Optional[str] = None
   torch_bn: bool = False
+  dtype: Any = jnp.float32  # of the computation; parameters are float32
 
   @nn.compact
   def __call__(self, images, train: bool = False, mask=None):
@@ -97,14 +105,16 @@ class ViT(nn.Module):
     if x.shape[1] % p or x.shape[2] % p:
       raise ValueError(f"image size {x.shape[1:3]} is not a multiple of the "
                        f"patch size {p}")
-    x = nn.Conv(self.hidden, (p, p), (p, p), padding="VALID",
+    x = nn.Conv(self.hidden, (p, p), (p, p), padding="VALID", dtype=self.dtype,
                 name="patch_embed")(x)
     x = x.reshape(x.shape[0], -1, self.hidden)
-    cls = self.param("cls_token", _init, (1, 1, self.hidden))
+    # float32 parameters, added in the compute dtype (else they promote x).
+    cls = self.param("cls_token", _init, (1, 1, self.hidden)).astype(x.dtype)
     x = jnp.concatenate([jnp.broadcast_to(cls, (x.shape[0], 1, self.hidden)), x], 1)
-    x = x + self.param("pos_embed", _init, (1, x.shape[1], self.hidden))
+    x = x + self.param("pos_embed", _init, (1, x.shape[1], self.hidden)).astype(x.dtype)
     for i in range(self.depth):
-      x = EncoderBlock(self.num_heads, self.mlp_dim, name=f"block{i}")(x)
-    features = nn.LayerNorm(1e-6, name="norm")(x)[:, 0]
-    logits = nn.Dense(self.num_classes, name="head")(features)
-    return logits, features
+      x = EncoderBlock(self.num_heads, self.mlp_dim, self.dtype,
+                       name=f"block{i}")(x)
+    features = nn.LayerNorm(1e-6, dtype=self.dtype, name="norm")(x)[:, 0]
+    logits = nn.Dense(self.num_classes, dtype=self.dtype, name="head")(features)
+    return float32_outputs(logits, features)

@@ -21,7 +21,6 @@ import time
 from typing import Optional
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
@@ -59,11 +58,38 @@ def default_config() -> ml_collections.ConfigDict:
   ))
 
 
+@jax.jit
+def _gate_seed(key):
+  return jax.random.randint(jax.random.fold_in(key, 7), (), 0, 2**31 - 1)
+
+
 def run_keys(key: jax.Array):
   """(gate seed, retain-order key, forget-cycle key) of a run with ``key``;
   the per-step keys are ``fold_in(key, 100 + step)``."""
-  seed = int(jax.random.randint(jax.random.fold_in(key, 7), (), 0, 2**31 - 1))
+  seed = int(jax.device_get(_gate_seed(key)))
   return seed, jax.random.fold_in(key, 0), jax.random.fold_in(key, 1)
+
+
+def pass_plan(task: UnlearnTask, cfg, key: jax.Array, forget_key: jax.Array,
+              order_key: jax.Array) -> dict:
+  """Everything the pass over D_r draws, fetched before its first step:
+  the retain order, the rows of the forget batch of every step
+  (``loop.paired_rows``: D_f cycled in seeded passes), and, on the mesh,
+  each step's key and w_r (so the pass sends no Python number to the
+  devices)."""
+  b, retain, forget = cfg.batch_size, task.data.retain, task.data.forget
+  total = batches.num_batches(len(retain), b)
+  order = batches.epoch_order(order_key, 0, len(retain))
+  forget_rows = jax.device_get(loop.paired_rows(
+      forget_key, jax.device_put(np.int32(0)), total, len(forget), b))
+  w_r = [cfg.w_r0 + (cfg.w_r1 - cfg.w_r0) * step / max(total - 1, 1)
+         for step in range(total)]
+  step_keys = parallel.replicate_key(loop.folded_keys(key, total, start=100),
+                                     task.mesh)
+  return dict(order=order, forget_rows=forget_rows, total=total,
+              step_keys=list(step_keys),
+              w_r=list(parallel.put_replicated(np.asarray(w_r, np.float32),
+                                               task.mesh)))
 
 
 def outcome(cfg, trace, synth_steps: int, total: int,
@@ -126,52 +152,52 @@ def unlearn(task: UnlearnTask, cfg: ml_collections.ConfigDict, key: jax.Array
   seed, order_key, forget_key = run_keys(key)
   gate = make_gate(model, task.data, cfg, seed, mesh)
   retain, forget = task.data.retain, task.data.forget
-  order = batches.epoch_order(order_key, 0, len(retain))
-  total = batches.num_batches(len(retain), b)
-  replicated = parallel.replicated(mesh)
+  plan = pass_plan(task, cfg, key, forget_key, order_key)
+  total = plan["total"]
   gate_time, gate_calls, synth, trace = 0.0, 0, 0, []
   best_acc, best_vars, best_step = -1.0, None, None
   score = None
-  retain_batches = batches.prefetch(batches.iterate(retain, b, order))
+  retain_batches = batches.prefetch(batches.iterate(retain, b, plan["order"]))
 
   def check(state, step):
     """The gate at ``step``: records it and keeps the model if it is the best
-    candidate so far (step 0 is the original model itself: never one)."""
+    candidate so far (step 0 is the original model itself: never one). The
+    gate's verdict is the pass's host sync; the candidate stays on the
+    devices (a copy: the steps donate the state)."""
     nonlocal gate_time, gate_calls, best_acc, best_vars, best_step
     # The previous step runs asynchronously: wait for it, so that its time
     # is not counted as the gate's.
     jax.block_until_ready(state)
     t = time.perf_counter()
-    score, val_acc = (float(v) for v in gate(state.variables))
+    score, val_acc = (float(v) for v in jax.device_get(gate(state.variables)))
     gate_time += time.perf_counter() - t
     gate_calls += 1
     trace.append((step, score, val_acc))
     if step > 0 and score <= cfg.max_forgetting_score and val_acc > best_acc:
-      best_acc, best_vars, best_step = val_acc, jax.device_get(state.variables), step
+      best_acc, best_step = val_acc, step
+      best_vars = parallel.replicate(state.variables, mesh)
     return score
 
   for step, host_batch in enumerate(retain_batches):
     if step % cfg.gate_every == 0:
       score = check(state, step)
-    f_index = loop.paired_index(len(forget), b, forget_key, step)
-    forget_batch = parallel.shard_batch(batches.make_batch(forget, f_index, b), mesh)
+    forget_batch = parallel.shard_batch(
+        batches.make_batch(forget, plan["forget_rows"][step], b), mesh)
     batch = parallel.shard_batch(host_batch, mesh)
-    step_key = jax.device_put(jax.random.fold_in(key, 100 + step), replicated)
-    w_r = cfg.w_r0 + (cfg.w_r1 - cfg.w_r0) * step / max(total - 1, 1)
+    step_key = plan["step_keys"][step]
     # The authors' score starts at 3, so their step 0 always synthesises.
     released_start = step == 0 and cfg.variant == "released"
     if released_start or score >= cfg.forget_threshold:
       state, _ = (first_synth if step == 0 else synth_step)(
-          state, batch, forget_batch, jax.device_put(jnp.float32(w_r), replicated),
-          step_key)
+          state, batch, forget_batch, plan["w_r"][step], step_key)
       synth += 1
     else:
       state, _ = finetune_step(state, batch, step_key)
   check(state, total)
-  chosen = best_vars if best_vars is not None else jax.device_get(state.variables)
+  chosen = jax.device_get(best_vars if best_vars is not None else state.variables)
   kept_original = all(jax.tree.leaves(jax.tree.map(
-      lambda x, y: bool(np.array_equal(np.asarray(x), np.asarray(y))),
-      chosen, jax.device_get(task.variables))))
+      lambda x, y: bool(np.array_equal(x, y)), chosen,
+      jax.device_get(task.variables))))
   wall_time = time.perf_counter() - start
   stats = dict(wall_time=wall_time, gate_time=gate_time,
                gate_calls=gate_calls, synth_steps=synth, steps=total,

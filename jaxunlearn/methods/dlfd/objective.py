@@ -57,7 +57,9 @@ VARIANTS = ("paper", "released")
 
 
 def perturbed_images(images, delta, mean, std, variant: str):
-  """x̃(δ) in pixel space (see this module's docstring for the two variants)."""
+  """x̃(δ) in pixel space (see this module's docstring for the two variants).
+  float32 whatever the model's dtype, as every attack's perturbation: K
+  signed steps of α·std must add up, not round away at bfloat16's 2^-8."""
   mean = jnp.asarray(mean, jnp.float32)
   std = jnp.asarray(std, jnp.float32)
   if variant == "released":
@@ -313,16 +315,24 @@ def jit_each_step(model, tx, cfg, mean, std, mesh: Mesh,
                                      "scalar", "delta", "stats"), state_out, 0))
 
 
-def host_loop_synth(steps: Steps, num_steps: int) -> Callable:
+def host_loop_synth(steps: Steps, num_steps: int,
+                    mesh: Optional[Mesh] = None) -> Callable:
   """``synth(state, batch, forget, w_r, key)`` as a host loop over the
   jitted pieces of ``jit_each_step``: ``fixed``, ``ascend`` ``num_steps``
-  times, ``finish``. The same numbers as ``steps.synth`` (tests/test_dlfd.py)."""
+  times, ``finish``. The same numbers as ``steps.synth`` (tests/test_dlfd.py).
+  With ``mesh`` the step numbers k are placed on it once, and δ_0 is made
+  there, so that the loop sends no Python number to the devices."""
+  ks, zeros = [np.int32(k) for k in range(num_steps)], jnp.zeros_like
+  if mesh is not None:
+    ks = parallel.put_replicated(ks, mesh)
+    zeros = jax.jit(jnp.zeros_like, out_shardings=parallel.batch_sharded(mesh))
+
   def synth(state, batch, forget, w_r, key):
     features = steps.fixed(state, batch, forget, key)
-    delta, batch_stats = jnp.zeros_like(batch["image"]), state.batch_stats
-    for k in range(num_steps):
+    delta, batch_stats = zeros(batch["image"]), state.batch_stats
+    for k in ks:
       delta, batch_stats = steps.ascend(state, batch, forget, features, w_r, key,
-                                        np.int32(k), delta, batch_stats)
+                                        k, delta, batch_stats)
     return steps.finish(state, batch, features, w_r, key, delta, batch_stats)
   return synth
 
@@ -344,5 +354,5 @@ def jit_steps(model, tx, cfg, mean, std, mesh: Mesh,
   on_device = parallel.loop_on_device(
       cfg.device_loop if device_loop is None else device_loop, mesh,
       "dlfd.device_loop")
-  synth = steps.synth if on_device else host_loop_synth(steps, cfg.steps)
+  synth = steps.synth if on_device else host_loop_synth(steps, cfg.steps, mesh)
   return synth, steps.finetune

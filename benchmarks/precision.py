@@ -1,0 +1,481 @@
+"""Mixed precision on the digits: float32 against bfloat16
+(``config.model.dtype``) for the default DELETE job and the digits runs of
+L2UL, DLFD and IEU, seeds 0, 1, 2 (not a test).
+
+Each run is ``jaxunlearn.run.run`` with the config file's settings and one
+dtype for everything the run trains (the original model too), without the
+retrained model and with the accuracy evaluator only: the numbers compared
+are the unlearned model's test and forget accuracy, and the wall times. One
+workdir per (seed, dtype): DELETE, L2UL and IEU share their original model
+(the same recipe, trained once); DLFD's config trains its own. Each
+invocation starts an empty XLA compilation cache, so neither dtype loads
+programs an earlier run compiled (within an invocation, later runs load the
+first's). Runs already recorded in ``precision.runs.json`` are reused
+(``--fresh`` runs them again), so seeds can be added in later invocations.
+
+Acceptance (issue #26): bfloat16's mean test accuracy within 0.5 points and
+mean forget accuracy within 1 point of float32's.
+
+``--diagnose`` (with the ``--workdir`` of the runs, whose float32 originals
+it reuses) separates the causes of a difference, per method and seed, from
+the float32 original: the unlearning in float32 (the run's own numbers), the
+unlearning in bfloat16 (evaluated in float32 and in bfloat16), and the
+unlearning in float32 from the original with every parameter moved by one
+float32 ulp (how far the method's outcome moves for a last-bit change of
+its start: the noise floor any precision change has to be read against).
+
+``--throughput``: images/s of the training step, float32 vs bfloat16, for
+the digits CNN and two larger models (median of interleaved blocks).
+
+``--rounding-check`` runs the same jobs in float32 with XLA's default CPU
+kernels instead of the YNNPACK fusions ``run`` turns on
+(``cpu_ynn_fusions=false``, in a fresh workdir): a float32 rounding-level
+change of every operation, pretraining included, recorded as the variant
+``float32_noynn``; how far it moves the results is the floor against which
+bfloat16's differences are read.
+
+Run: PYTHONPATH=. nice -n 10 python benchmarks/precision.py [--seeds 0,1,2]
+     [--methods delete,l2ul,dlfd,ieu] [--fresh] [--diagnose --workdir DIR]
+     [--throughput] [--rounding-check]
+Writes benchmarks/results/precision.{json,md} (and precision.runs.json,
+precision.diagnosis.json, precision.throughput.json).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+RESULTS = os.path.join(HERE, "results")
+sys.path.insert(0, os.path.dirname(HERE))
+
+CONFIGS = {"delete": "delete_digits.py", "l2ul": "l2ul_digits.py",
+           "dlfd": "dlfd_digits.py", "ieu": "ieu_digits.py"}
+DTYPES = ("float32", "bfloat16")
+TARGET = {"test_acc": 0.5, "forget_acc": 1.0}  # points
+
+
+NOYNN = "float32_noynn"  # --rounding-check's variant
+
+
+def config_for(method: str, dtype: str, seed: int, data_dir: str):
+  from jaxunlearn import config as config_lib
+  cfg = config_lib.load_file(os.path.join(config_lib.CONFIGS_DIR, CONFIGS[method]))
+  cfg.model.dtype = "float32" if dtype == NOYNN else dtype
+  if dtype == NOYNN:
+    cfg.cpu_ynn_fusions = "false"
+  cfg.seed = seed
+  cfg.with_retrained = False
+  cfg.eval.evaluators = ("accuracy",)
+  cfg.eval.method_evaluators = False
+  cfg.progress = False
+  if data_dir:
+    cfg.data_dir = data_dir
+  return cfg
+
+
+def run_one(method: str, dtype: str, seed: int, workdir: str, data_dir: str) -> dict:
+  from jaxunlearn import run as run_lib
+  cfg = config_for(method, dtype, seed, data_dir)
+  start = time.perf_counter()
+  report = run_lib.run(cfg, os.path.join(workdir, f"seed{seed}-{dtype}"),
+                       log=lambda *_: None)
+  unlearned, original = report["models"]["unlearned"], report["models"]["original"]
+  return dict(method=method, dtype=dtype, seed=seed,
+              test_acc=unlearned["test_acc"], forget_acc=unlearned["forget_acc"],
+              retain_acc=unlearned["retain_acc"],
+              original_test_acc=original["test_acc"],
+              original_forget_acc=original["forget_acc"],
+              unlearn_s=report["runtime_s"]["unlearn"],
+              pretrain_s=report["runtime_s"]["pretrain"],
+              evaluate_s=report["runtime_s"]["evaluate"],
+              run_s=time.perf_counter() - start,
+              method_stats={k: v for k, v in (report.get("method_stats") or {}).items()
+                            if k in ("steps", "stopped", "synth_steps", "max_steps")})
+
+
+def mean_std(values):
+  values = list(values)
+  return statistics.fmean(values), (statistics.pstdev(values) if len(values) > 1 else 0.0)
+
+
+def summarise(runs: list[dict], methods, seeds) -> dict:
+  """Per method: per dtype means ± std (ddof 0) over the seeds, the
+  bfloat16 - float32 differences in points, the verdict, and the times:
+  the first seed's (cold: the process starts, everything compiles) and the
+  mean of the later ones (warm: the programs come from the compilation
+  cache), with bfloat16's / float32's of the warm ones."""
+  out = {}
+  for method in methods:
+    rows = {}
+    for dtype in DTYPES:
+      mine = sorted((r for r in runs if r["method"] == method and r["dtype"] == dtype
+                     and r["seed"] in seeds), key=lambda r: seeds.index(r["seed"]))
+      if len(mine) != len(seeds):
+        break
+      rows[dtype] = {key: mean_std(r[key] for r in mine) for key in (
+          "test_acc", "forget_acc", "retain_acc", "original_test_acc")}
+      warm = mine[1:] or mine
+      for key in ("unlearn_s", "pretrain_s"):
+        rows[dtype][key] = dict(cold=mine[0][key],
+                                warm=statistics.fmean(r[key] for r in warm))
+    if len(rows) < 2:
+      continue
+    f32, bf16 = rows["float32"], rows["bfloat16"]
+    diff = {k: 100 * (bf16[k][0] - f32[k][0]) for k in ("test_acc", "forget_acc",
+                                                         "original_test_acc")}
+    noynn = [r for r in runs if r["method"] == method and r["dtype"] == NOYNN
+             and r["seed"] in seeds]
+    if len(noynn) == len(seeds):
+      rows[NOYNN] = {key: mean_std(r[key] for r in noynn) for key in (
+          "test_acc", "forget_acc", "original_test_acc")}
+      f32_runs = {r["seed"]: r for r in runs if r["method"] == method
+                  and r["dtype"] == "float32"}
+      b16_runs = {r["seed"]: r for r in runs if r["method"] == method
+                  and r["dtype"] == "bfloat16"}
+      per_seed = lambda other, key: statistics.fmean(
+          100 * abs(other[r["seed"]][key] - r[key]) for r in noynn) if other else None
+      diff["rounding"] = {k: 100 * (rows[NOYNN][k][0] - f32[k][0])
+                          for k in ("test_acc", "forget_acc")}
+      diff["rounding_per_seed"] = {k: per_seed(f32_runs, k)
+                                   for k in ("test_acc", "forget_acc")}
+      diff["bfloat16_per_seed"] = {k: statistics.fmean(
+          100 * abs(b16_runs[r["seed"]][k] - f32_runs[r["seed"]][k]) for r in noynn)
+          for k in ("test_acc", "forget_acc")}
+    out[method] = dict(
+        rows=rows, diff_points=diff,
+        slowdown={k: bf16[k]["warm"] / f32[k]["warm"] for k in ("unlearn_s",
+                                                                "pretrain_s")},
+        met={k: abs(diff[k]) <= TARGET[k] for k in TARGET})
+  return out
+
+
+def diagnose(method: str, seed: int, workdir: str, data_dir: str) -> dict:
+  """Test and forget accuracy of the unlearned model, all from the float32
+  run's original (``--diagnose`` in the module docstring)."""
+  import jax
+  import numpy as np
+  from jaxunlearn import batches, parallel
+  from jaxunlearn import run as run_lib
+  from jaxunlearn.methods import METHODS, UnlearnTask
+  from jaxunlearn.metrics.predict import accuracy, make_predict_fn
+  from jaxunlearn.tasks import TASKS
+  from jaxunlearn.train import train_model
+  cfg = {d: config_for(method, d, seed, data_dir) for d in DTYPES}
+  c = cfg["float32"]
+  task = TASKS.get("classification")
+  keys = task.keys(jax.random.key(seed))
+  loaded = task.load(c, jax.random.key(seed), keys.split)
+  mesh = parallel.make_mesh(None)
+  models = {d: task.build_model(cfg[d], loaded) for d in DTYPES}
+  base = (task.name, loaded.dataset, run_lib.model_fingerprint(c),
+          run_lib.as_dict(c.train), c.seed) + tuple(task.fingerprint(c))
+  directory = os.path.join(workdir, f"seed{seed}-float32", "checkpoints",
+                           f"original-{run_lib.fingerprint(*base)}")
+  original = train_model(models["float32"], c.train, loaded.train, loaded.image_shape,
+                         keys.pretrain, mesh, augment=loaded.augment,
+                         checkpoint_dir=directory, progress=False,
+                         make_step=task.train_step(c))[0]
+  rng = np.random.default_rng(seed)
+  one_ulp = lambda x: np.nextafter(x, np.where(rng.random(x.shape) < 0.5, -np.inf,
+                                               np.inf)).astype(x.dtype)
+  nudged = dict(original, params=jax.tree.map(one_ulp, original["params"]))
+  data = loaded.data
+  test = batches.concat([data.test_forget, data.test_retain])
+
+  def unlearn(variables, dtype):
+    unlearn_task = UnlearnTask(
+        model=models[dtype], variables=variables, data=data,
+        num_classes=loaded.num_classes, image_shape=loaded.image_shape, mesh=mesh,
+        augment=loaded.augment, train_config=c.train, progress=False)
+    return METHODS.get(method).unlearn(unlearn_task, c[method], keys.unlearn)[0]
+
+  def scores(variables, dtype):
+    predict_fn = make_predict_fn(models[dtype], mesh)
+    return {split: accuracy(predict_fn, variables, part, 256, mesh)
+            for split, part in (("test_acc", test), ("forget_acc", data.forget))}
+  f32, bf16, from_nudged = (unlearn(original, "float32"), unlearn(original, "bfloat16"),
+                            unlearn(nudged, "float32"))
+  return dict(method=method, seed=seed,
+              float32=scores(f32, "float32"),
+              bfloat16_eval_float32=scores(bf16, "float32"),
+              bfloat16=scores(bf16, "bfloat16"),
+              float32_eval_bfloat16=scores(f32, "bfloat16"),
+              float32_one_ulp=scores(from_nudged, "float32"))
+
+
+DIAGNOSIS = (("float32", "float32 (the run's)"),
+             ("bfloat16", "bfloat16"),
+             ("bfloat16_eval_float32", "bfloat16, evaluated in float32"),
+             ("float32_eval_bfloat16", "float32, evaluated in bfloat16"),
+             ("float32_one_ulp", "float32 from the original moved 1 ulp"))
+
+
+def step_throughput(name: str, options: dict, shape: tuple, batch: int, dtype: str,
+                    steps: int = 10) -> float:
+  """images/s of one block of ``steps`` training steps (compiled before)."""
+  import jax
+  import numpy as np
+  import optax
+  from jaxunlearn import parallel
+  from jaxunlearn.models import get_model, init_variables
+  from jaxunlearn.state import TrainState
+  from jaxunlearn.train import make_supervised_step
+  key = (name, tuple(sorted(options.items())), shape, batch, dtype)
+  if key not in _STEPS:
+    model = get_model(name, num_classes=10, mean=(0.5,) * shape[-1],
+                      std=(0.25,) * shape[-1], dtype=dtype, **options)
+    tx = optax.sgd(0.01, momentum=0.9)
+    mesh = parallel.make_mesh(1)
+    state = parallel.replicate(TrainState.create(
+        init_variables(model, shape, jax.random.key(0)), tx), mesh)
+    rng = np.random.default_rng(0)
+    data = parallel.shard_batch({"image": rng.random((batch, *shape), np.float32),
+                                 "label": rng.integers(0, 10, batch).astype(np.int32),
+                                 "mask": np.ones(batch, np.float32)}, mesh)
+    step = parallel.jit_step(make_supervised_step(model, tx), mesh)
+    step_key = jax.device_put(jax.random.key(1), parallel.replicated(mesh))
+    state = jax.block_until_ready(step(state, data, step_key)[0])  # compile
+    _STEPS[key] = [step, state, data, step_key]
+  step, state, data, step_key = _STEPS[key]
+  start = time.perf_counter()
+  for _ in range(steps):
+    state, _ = step(state, data, step_key)
+  jax.block_until_ready(state)
+  _STEPS[key][1] = state
+  return steps * batch / (time.perf_counter() - start)
+
+
+_STEPS: dict = {}
+THROUGHPUT = (("small_cnn", {}, (8, 8, 1), 64),
+              ("cnn28", {}, (28, 28, 1), 128),
+              ("resnet18", {"stem": "cifar"}, (32, 32, 3), 32))
+
+
+def throughput(blocks: int = 7) -> list[dict]:
+  """Median images/s of each case, the dtypes' blocks interleaved."""
+  out = []
+  for name, options, shape, batch in THROUGHPUT:
+    speeds = {d: [] for d in DTYPES}
+    for _ in range(blocks):
+      for dtype in DTYPES:
+        speeds[dtype].append(step_throughput(name, options, shape, batch, dtype))
+    row = dict(model=name, shape=list(shape), batch=batch,
+               **{f"{d}_img_s": statistics.median(speeds[d]) for d in DTYPES})
+    row["bfloat16_over_float32"] = row["bfloat16_img_s"] / row["float32_img_s"]
+    out.append(row)
+    print(row, flush=True)
+  return out
+
+
+def decision_counts(runs: list[dict], seeds) -> list[str]:
+  """Markdown rows: per seed, the steps L2UL's stop rule let run and the
+  steps DLFD's gate made synthesis steps, per variant."""
+  variants = [v for v in DTYPES + (NOYNN,) if any(r["dtype"] == v for r in runs)]
+  rows = []
+  for method, key in (("l2ul", "steps"), ("dlfd", "synth_steps")):
+    for seed in seeds:
+      got = {r["dtype"]: r for r in runs if r["method"] == method and r["seed"] == seed}
+      if all(v in got for v in variants):
+        rows.append(f"| {method} {key} | {seed} | " + " | ".join(
+            f"{got[v]['method_stats'].get(key)} ({got[v]['test_acc']:.4f})"
+            for v in variants) + " |")
+  if not rows:
+    return []
+  return (["", "The decisions behind the differences: L2UL's steps until its stop "
+           "rule held, DLFD's synthesis steps (of 41; its gate synthesises while the "
+           "forgetting score is >= 0.02, and the digits originals score about "
+           "0.03), per seed and variant, with the test accuracy:", "",
+           "| count | seed | " + " | ".join(variants) + " |",
+           "|---|---|" + "---|" * len(variants)] + rows)
+
+
+def markdown(summary: dict, seeds, platform: dict, diagnosis=None,
+             speeds=None, runs=()) -> str:
+  fmt = lambda v: f"{v[0]:.4f} ± {v[1]:.4f}"
+  lines = [
+      "# Mixed precision on the digits: float32 vs bfloat16",
+      "",
+      f"`benchmarks/precision.py`; seeds {', '.join(map(str, seeds))}; "
+      f"{platform.get('devices')} {platform.get('backend')} device(s), jax "
+      f"{platform.get('jax')}; mean ± std (ddof 0) over the seeds. Every model of "
+      "a run (the original too) is trained in the run's dtype; accuracy "
+      "evaluator only, no retrained model.",
+      "",
+      "| method | dtype | test acc | forget acc | original test acc |",
+      "|---|---|---|---|---|"]
+  for method, s in summary.items():
+    for dtype in DTYPES:
+      r = s["rows"][dtype]
+      lines.append(f"| {method} | {dtype} | {fmt(r['test_acc'])} | "
+                   f"{fmt(r['forget_acc'])} | {fmt(r['original_test_acc'])} |")
+  lines += ["", "bfloat16 - float32, in points of accuracy (target: test within "
+            f"±{TARGET['test_acc']}, forget within ±{TARGET['forget_acc']}):", "",
+            "| method | test acc | forget acc | original test acc | target met |",
+            "|---|---|---|---|---|"]
+  for method, s in summary.items():
+    d = s["diff_points"]
+    met = "yes" if all(s["met"].values()) else (
+        "no (" + ", ".join(k for k, ok in s["met"].items() if not ok) + ")")
+    lines.append(f"| {method} | {d['test_acc']:+.2f} | {d['forget_acc']:+.2f} | "
+                 f"{d['original_test_acc']:+.2f} | {met} |")
+  lines += ["", "Wall time in seconds: the unlearning, and the pretraining of the "
+            "original it starts from (DELETE, L2UL and IEU share one). Cold: the "
+            f"first seed ({seeds[0]}), where the process starts and every program "
+            "compiles (float32 runs first, so it also compiles the programs both "
+            "dtypes share); warm: the mean of the later seeds, programs from the "
+            "compilation cache. A 2-core machine shared with other jobs.", "",
+            "| method | unlearn f32 cold / warm | unlearn bf16 cold / warm | "
+            "bf16 / f32 warm | pretrain f32 cold / warm | pretrain bf16 cold / warm "
+            "| bf16 / f32 warm |", "|---|---|---|---|---|---|---|"]
+  for method, s in summary.items():
+    t = lambda dtype, key: (f"{s['rows'][dtype][key]['cold']:.1f} / "
+                            f"{s['rows'][dtype][key]['warm']:.1f}")
+    lines.append(f"| {method} | {t('float32', 'unlearn_s')} | {t('bfloat16', 'unlearn_s')} "
+                 f"| {s['slowdown']['unlearn_s']:.2f}x | {t('float32', 'pretrain_s')} "
+                 f"| {t('bfloat16', 'pretrain_s')} | {s['slowdown']['pretrain_s']:.2f}x |")
+  rounding = {m: s for m, s in summary.items() if "rounding" in s["diff_points"]}
+  if rounding:
+    lines += ["", "float32 against itself (`--rounding-check`): the same jobs with "
+              "XLA's default CPU kernels instead of the YNNPACK fusions, a float32 "
+              "rounding-level change of every operation, pretraining included. "
+              "Points of accuracy: the difference of the means, and the mean "
+              "per-seed |difference|, beside bfloat16's per-seed |difference| "
+              "from float32:", "",
+              "| method | test acc (means) | forget acc (means) | test acc per seed | "
+              "forget acc per seed | bf16: test acc per seed | bf16: forget acc per "
+              "seed |", "|---|---|---|---|---|---|---|"]
+    for method, s in rounding.items():
+      d = s["diff_points"]
+      lines.append(
+          f"| {method} | {d['rounding']['test_acc']:+.2f} | "
+          f"{d['rounding']['forget_acc']:+.2f} | "
+          f"{d['rounding_per_seed']['test_acc']:.2f} | "
+          f"{d['rounding_per_seed']['forget_acc']:.2f} | "
+          f"{d['bfloat16_per_seed']['test_acc']:.2f} | "
+          f"{d['bfloat16_per_seed']['forget_acc']:.2f} |")
+  lines += decision_counts(list(runs), seeds)
+  if speeds:
+    lines += ["", "Training step alone (`--throughput`: images/s, median of 7 "
+              "interleaved blocks of 10 steps, one device):", "",
+              "| model | input | batch | float32 img/s | bfloat16 img/s | bf16 / f32 |",
+              "|---|---|---|---|---|---|"]
+    for r in speeds:
+      lines.append(f"| {r['model']} | {'x'.join(map(str, r['shape']))} | {r['batch']} "
+                   f"| {r['float32_img_s']:.0f} | {r['bfloat16_img_s']:.0f} | "
+                   f"{r['bfloat16_over_float32']:.2f}x |")
+  if diagnosis:
+    lines += ["", "Where a difference comes from (`--diagnose`): the unlearned "
+              "model's test accuracy, every variant starting from the float32 "
+              "run's original, per seed:", "",
+              "| method | seed | " + " | ".join(label for _, label in DIAGNOSIS) + " |",
+              "|---|---|" + "---|" * len(DIAGNOSIS)]
+    for d in diagnosis:
+      lines.append(f"| {d['method']} | {d['seed']} | " + " | ".join(
+          f"{d[key]['test_acc']:.4f}" for key, _ in DIAGNOSIS) + " |")
+    lines += ["", "Means over the seeds, and the spread a one-ulp change of the "
+              "float32 start causes (mean |float32 - float32 from the moved "
+              "original|, points):", "",
+              "| method | " + " | ".join(label for _, label in DIAGNOSIS)
+              + " | one-ulp spread |", "|---|" + "---|" * (len(DIAGNOSIS) + 1)]
+    for method in dict.fromkeys(d["method"] for d in diagnosis):
+      mine = [d for d in diagnosis if d["method"] == method]
+      means = [statistics.fmean(d[key]["test_acc"] for d in mine) for key, _ in DIAGNOSIS]
+      spread = 100 * statistics.fmean(abs(d["float32"]["test_acc"]
+                                          - d["float32_one_ulp"]["test_acc"]) for d in mine)
+      lines.append(f"| {method} | " + " | ".join(f"{m:.4f}" for m in means)
+                   + f" | {spread:.2f} |")
+  return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--seeds", default="0,1,2")
+  parser.add_argument("--methods", default=",".join(CONFIGS))
+  parser.add_argument("--workdir", default="",
+                      help="where the runs' checkpoints go (default: a temp dir)")
+  parser.add_argument("--data-dir", default="")
+  parser.add_argument("--fresh", action="store_true",
+                      help="run again what precision.runs.json holds")
+  parser.add_argument("--diagnose", action="store_true",
+                      help="separate the causes of a difference (needs --workdir)")
+  parser.add_argument("--throughput", action="store_true",
+                      help="images/s of the training step in both dtypes")
+  parser.add_argument("--rounding-check", action="store_true",
+                      help="the jobs again in float32 with XLA's default CPU kernels")
+  args = parser.parse_args(argv)
+  seeds = [int(s) for s in args.seeds.split(",")]
+  methods = [m for m in args.methods.split(",") if m]
+  os.makedirs(RESULTS, exist_ok=True)
+  runs_path = os.path.join(RESULTS, "precision.runs.json")
+  runs = []
+  if os.path.exists(runs_path) and not args.fresh:
+    with open(runs_path) as f:
+      runs = json.load(f)
+  done = {(r["method"], r["dtype"], r["seed"]) for r in runs}
+  workdir = args.workdir or tempfile.mkdtemp(prefix="precision-")
+  from jaxunlearn import parallel
+  # As run() sets up the process (before JAX starts), also for --diagnose
+  # and --throughput, whose numbers must come from the runs' XLA flags.
+  parallel.configure_cpu(0, "false" if args.rounding_check else "auto")
+  import jax
+  jax.config.update("jax_compilation_cache_dir",
+                    tempfile.mkdtemp(prefix="precision-xla-"))
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
+  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+  # The dtypes alternate, so load on the shared machine drifts over both.
+  variants = (NOYNN,) if args.rounding_check else DTYPES
+  for seed in seeds:
+    for method in methods:
+      for dtype in variants:
+        if (method, dtype, seed) in done:
+          continue
+        record = run_one(method, dtype, seed, workdir, args.data_dir)
+        runs = [r for r in runs if (r["method"], r["dtype"], r["seed"])
+                != (method, dtype, seed)] + [record]
+        with open(runs_path, "w") as f:
+          json.dump(runs, f, indent=1)
+        print(f"{method:6s} {dtype:8s} seed {seed}: test {record['test_acc']:.4f} "
+              f"forget {record['forget_acc']:.4f} unlearn {record['unlearn_s']:.1f}s "
+              f"pretrain {record['pretrain_s']:.1f}s", flush=True)
+  diagnosis_path = os.path.join(RESULTS, "precision.diagnosis.json")
+  diagnosis = None
+  if args.diagnose:
+    diagnosis = [diagnose(method, seed, workdir, args.data_dir)
+                 for seed in seeds for method in methods]
+    with open(diagnosis_path, "w") as f:
+      json.dump(diagnosis, f, indent=1)
+  elif os.path.exists(diagnosis_path):
+    with open(diagnosis_path) as f:
+      diagnosis = json.load(f)
+  speeds_path = os.path.join(RESULTS, "precision.throughput.json")
+  speeds = None
+  if args.throughput:
+    speeds = throughput()
+    with open(speeds_path, "w") as f:
+      json.dump(speeds, f, indent=1)
+  elif os.path.exists(speeds_path):
+    with open(speeds_path) as f:
+      speeds = json.load(f)
+  platform = parallel.describe()
+  summary = summarise(runs, methods, seeds)
+  text = markdown(summary, seeds, platform, diagnosis, speeds,
+                  [r for r in runs if r["method"] in methods])
+  print(text)
+  with open(os.path.join(RESULTS, "precision.md"), "w") as f:
+    f.write(text)
+  with open(os.path.join(RESULTS, "precision.json"), "w") as f:
+    json.dump(dict(seeds=seeds, platform=platform, target_points=TARGET,
+                   summary=summary, diagnosis=diagnosis, throughput=speeds,
+                   runs=[r for r in runs if r["seed"] in seeds
+                         and r["method"] in methods]), f, indent=1)
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
