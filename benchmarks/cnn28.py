@@ -42,15 +42,15 @@ CANDIDATES = [
 
 def step_throughput(name: str, kwargs: dict, batch: int = 128, blocks: int = 5,
                     steps: int = 10) -> float:
-  from jaxunlearn import parallel
-  from jaxunlearn.models import get_model
+  from jaxunlearn import optim, parallel
+  from jaxunlearn.models import get_model, init_variables
   from jaxunlearn.state import TrainState
-  from jaxunlearn.train import init_variables, make_optimizer, make_supervised_step
+  from jaxunlearn.train import make_supervised_step
   import ml_collections
   model = get_model(name, num_classes=10, mean=(0.286,), std=(0.353,), **kwargs)
   cfg = ml_collections.ConfigDict(dict(lr=0.05, momentum=0.9, weight_decay=5e-4,
                                        schedule="cosine", warmup_steps=0))
-  tx = make_optimizer(cfg, 1000)
+  tx = optim.for_training(cfg, 1000)
   state = TrainState.create(init_variables(model, (28, 28, 1), jax.random.key(0)), tx)
   mesh = parallel.make_mesh(1)
   step = parallel.jit_step(make_supervised_step(model, tx), mesh)
