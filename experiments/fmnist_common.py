@@ -122,9 +122,7 @@ def original_model(cfg):
   keys = task.keys(jax.random.key(cfg.seed))
   loaded = task.load(cfg, workdir(cfg.seed), keys.split)
   model = task.build_model(cfg, loaded)
-  # The directory run.run gives the original model (run._run's ``base``).
-  base = (task.name, loaded.dataset, run_lib.as_dict(cfg.model),
-          run_lib.as_dict(cfg.train), cfg.seed) + tuple(task.fingerprint(cfg))
+  base = run_lib.trained_fingerprint(cfg, task, loaded)
   directory = os.path.join(workdir(cfg.seed), "checkpoints",
                            f"original-{run_lib.fingerprint(*base)}")
   variables, _ = train_model(model, cfg.train, loaded.train, loaded.image_shape,

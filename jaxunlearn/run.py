@@ -129,6 +129,14 @@ def model_fingerprint(cfg) -> dict:
   return model
 
 
+def trained_fingerprint(cfg, task, loaded) -> tuple:
+  """What every trained model's checkpoint name hashes (the original's is
+  ``checkpoints/original-<fingerprint(*this)>``): task, dataset, model,
+  recipe, seed and the task's own fields."""
+  return (task.name, loaded.dataset, model_fingerprint(cfg), as_dict(cfg.train),
+          cfg.seed) + tuple(task.fingerprint(cfg))
+
+
 @contextlib.contextmanager
 def workdir_lock(workdir: str):
   """Holds ``workdir/.lock`` for the run: a second run on the same workdir
@@ -222,8 +230,7 @@ def _run(cfg, workdir, task, method, evaluators, log) -> dict:
   model = task.build_model(cfg, loaded)
   make_step = task.train_step(cfg)
   ckpt_root = os.path.join(workdir, "checkpoints")
-  base = (task.name, loaded.dataset, model_fingerprint(cfg), as_dict(cfg.train),
-          cfg.seed) + tuple(task.fingerprint(cfg))
+  base = trained_fingerprint(cfg, task, loaded)
   forget_hash = fingerprint(sorted(int(i) for i in data.forget.ids))
 
   def train_from_scratch(split, key, directory, epochs=None, desc="shadow"):
