@@ -27,9 +27,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common import RESULTS, aggregate, method_section, write_tables  # noqa: E402
-from fmnist_common import DATASET, base_config, merge, rows_of, run_cached  # noqa: E402
+from fmnist_common import DATASET, base_config, merge, rows_of, run_or_note  # noqa: E402
 
-from jaxunlearn.errors import UserError  # noqa: E402
 
 SETTINGS = {"class1": (3,), "class3": (0, 1, 2)}
 METHODS = ("delete", "finetune", "neggrad", "neggrad_plus", "random_label",
@@ -103,12 +102,9 @@ def main(argv=None):
     rows, failed = [], []
     for seed in (int(s) for s in args.seeds.split(",")):
       for name in methods:
-        try:
-          report = run_cached(setting_config(setting, seed, name),
-                              f"{setting}-{name}")
-        except UserError as error:  # e.g. a diverging loss: say so, go on
-          failed.append(f"{name} (seed {seed}) failed: {error}")
-          print(failed[-1], flush=True)
+        report = run_or_note(setting_config(setting, seed, name),
+                             f"{setting}-{name}", failed, f"{name} (seed {seed})")
+        if report is None:
           write(setting, rows, args.seeds, methods, failed)
           continue
         merge(rows, rows_of(report, name, seed, COLUMNS[:-2]))

@@ -25,6 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import RESULTS, aggregate, write_tables  # noqa: E402,F401
 
 from jaxunlearn import config as config_lib  # noqa: E402
+from jaxunlearn.errors import Diverged, UserError  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WORK = os.path.join(HERE, ".work")
@@ -57,8 +58,20 @@ def run_cached(cfg, label: str, log=print, work: str = "") -> dict:
   if os.path.exists(path):
     with open(path) as f:
       return json.load(f)
+  failed = path.replace(".json", ".diverged.json")
+  if os.path.exists(failed):  # a divergence is a result: not rerun
+    with open(failed) as f:
+      raise Diverged(json.load(f)["diverged"] + f" (recorded in {failed})")
   start = time.perf_counter()
-  report = run_lib.run(cfg, work, log=lambda *_: None)
+  try:
+    report = run_lib.run(cfg, work, log=lambda *_: None)
+  except Diverged as error:
+    os.makedirs(directory, exist_ok=True)
+    with open(failed + ".tmp", "w") as f:
+      json.dump({"diverged": str(error), "config": cfg.to_dict()}, f, indent=1,
+                default=str)
+    os.replace(failed + ".tmp", failed)
+    raise
   report["wall_s"] = time.perf_counter() - start
   os.makedirs(directory, exist_ok=True)
   with open(path + ".tmp", "w") as f:
@@ -66,6 +79,18 @@ def run_cached(cfg, label: str, log=print, work: str = "") -> dict:
   os.replace(path + ".tmp", path)
   log(f"{label}: {time.perf_counter() - start:.0f}s")
   return report
+
+
+def run_or_note(cfg, label: str, failed: list, what: str):
+  """``run_cached(cfg, label)``, or None after appending to ``failed`` why
+  the run stopped (a diverging loss, a recorded divergence) under ``what``:
+  one method's failure is a row of the study, not its end."""
+  try:
+    return run_cached(cfg, label)
+  except UserError as error:
+    failed.append(f"{what} failed: {error}")
+    print(failed[-1], flush=True)
+    return None
 
 
 def rows_of(report: dict, label: str, seed: int, columns, extra=None) -> list[dict]:

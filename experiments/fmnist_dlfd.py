@@ -23,7 +23,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common import RESULTS, aggregate, write_tables  # noqa: E402
-from fmnist_common import base_config, merge, rows_of, run_cached  # noqa: E402
+from fmnist_common import base_config, merge, rows_of, run_or_note  # noqa: E402
 
 RUNS = {"finetune": ("finetune", None), "neggrad": ("neggrad", None),
         "scrub": ("scrub", None), "bad_teacher": ("bad_teacher", None),
@@ -51,14 +51,18 @@ def main(argv=None):
   parser.add_argument("--runs", default=",".join(RUNS))
   args = parser.parse_args(argv)
   labels = args.runs.split(",")
-  rows = []
+  rows, failed = [], []
   for seed in (int(s) for s in args.seeds.split(",")):
     for label in labels:
-      report = run_cached(run_config(label, seed), f"random10-{label}")
-      merge(rows, rows_of(report, label, seed, COLUMNS[:-2]))
-      u = report["models"]["unlearned"]
-      print(f"seed {seed} {label}: test {u['test_acc']:.4f} FS "
-            f"{u.get('forgetting_score')} nomus {u.get('nomus')}", flush=True)
+      report = run_or_note(run_config(label, seed), f"random10-{label}", failed,
+                           f"{label} (seed {seed})")
+      if report is not None:
+        merge(rows, rows_of(report, label, seed, COLUMNS[:-2]))
+        u = report["models"]["unlearned"]
+        print(f"seed {seed} {label}: test {u['test_acc']:.4f} FS "
+              f"{u.get('forgetting_score')} nomus {u.get('nomus')}", flush=True)
+      if not rows:
+        continue
       order = ["original", "retrained"] + labels
       rows.sort(key=lambda r: (order.index(r["method"]), r["seed"]))
       table = aggregate(rows, "method", COLUMNS)
@@ -66,7 +70,7 @@ def main(argv=None):
       notes = [f"Fashion-MNIST, cnn28 (configs/fashion_mnist.py), a random 10% of "
                f"the training set forgotten; seeds with results {done} (asked "
                f"{args.seeds}); mean ± std. Produced by "
-               "`python experiments/fmnist_dlfd.py`."]
+               "`python experiments/fmnist_dlfd.py`.", "", *(f"- {f}" for f in failed)]
       write_tables("fmnist_dlfd", "Fashion-MNIST: DLFD and baselines, random 10%",
                    table, "method", COLUMNS, rows, notes)
       from plots import tradeoff

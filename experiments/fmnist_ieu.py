@@ -27,8 +27,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common import RESULTS, aggregate, method_section, write_tables  # noqa: E402
-from fmnist_common import (DATASET, base_config, merge, rows_of, run_cached,  # noqa: E402
-                           workdir)
+from fmnist_common import (DATASET, base_config, merge, rows_of,  # noqa: E402
+                           run_or_note, workdir)
 
 METHODS = ("finetune", "random_label", "neggrad", "salun", "ieu")
 COLUMNS = ("rcd_steps", "rcd_weight_distance", "avg_gap", "forget_acc",
@@ -58,11 +58,14 @@ def main(argv=None):
   first = int(args.seeds.split(",")[0])
   from jaxunlearn.metrics.rcd import plot_curves
   for setting in args.settings.split(","):
-    rows, curves = [], {}
+    rows, curves, failed = [], {}, []
     for seed in (int(s) for s in args.seeds.split(",")):
       for method in methods:
         cfg = setting_config(setting, seed, method)
-        report = run_cached(cfg, f"{setting}-{method}")
+        report = run_or_note(cfg, f"{setting}-{method}", failed,
+                             f"{method} (seed {seed})")
+        if report is None:
+          continue
         merge(rows, rows_of(report, method, seed, COLUMNS[:-2]))
         saved_path = os.path.join(workdir(seed), f"rcd_curves-{setting}-{method}.json")
         fresh = os.path.join(workdir(seed), "rcd_curves.json")
@@ -88,7 +91,7 @@ def main(argv=None):
                  "library's protocol (jaxunlearn/metrics/rcd.py defaults: SGD lr "
                  "0.01, momentum 0.9, batch 32, up to 100 steps; threshold = the "
                  "original's forget accuracy minus 0.05). Produced by "
-                 "`python experiments/fmnist_ieu.py`."]
+                 "`python experiments/fmnist_ieu.py`.", "", *(f"- {f}" for f in failed)]
         write_tables(f"fmnist_ieu_{setting}", f"Fashion-MNIST: IEU and relearning "
                      f"delay, {setting}", table, "method", COLUMNS, rows, notes)
         if curves:

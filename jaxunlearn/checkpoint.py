@@ -101,6 +101,11 @@ def _restore_step(mngr: ocp.CheckpointManager, abstract_state: Any,
   return restored, meta
 
 
+def read_json(path: str) -> Any:
+  with open(path) as f:
+    return json.load(f)
+
+
 def write_json(path: str, payload: Any) -> None:
   """Writes JSON atomically (temp file + rename): never half-written."""
   tmp = path + ".tmp"

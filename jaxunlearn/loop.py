@@ -28,7 +28,7 @@ from jax.sharding import Mesh
 from jaxunlearn import batches, logs, parallel, preemption
 from jaxunlearn import checkpoint as ckpt_lib
 from jaxunlearn.batches import Split
-from jaxunlearn.errors import UserError
+from jaxunlearn.errors import Diverged, UserError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,7 +132,7 @@ def check_finite(worst_loss, finite: bool, where: str) -> None:
   loss_ok = worst_loss is None or bool(np.isfinite(float(worst_loss)))
   if not (loss_ok and bool(finite)):
     value = float(worst_loss) if not loss_ok else "NaN/inf in the parameters"
-    raise UserError(f"the loss became {value} in {where}; lower the "
+    raise Diverged(f"the loss became {value} in {where}; lower the "
                     "learning rate (or check the data for NaNs)")
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -29,7 +30,7 @@ from jaxunlearn.data.splits import save_forget_ids
 from jaxunlearn.errors import UserError
 from jaxunlearn.methods import METHODS, UnlearnTask
 from jaxunlearn.metrics import evaluators as evaluators_lib
-from jaxunlearn.metrics.evaluators import EvalContext, evaluate
+from jaxunlearn.metrics.evaluators import EvalContext
 from jaxunlearn.models import compute_dtype
 from jaxunlearn.tasks import TASKS, task_name
 from jaxunlearn.train import train_model
@@ -135,6 +136,36 @@ def trained_fingerprint(cfg, task, loaded) -> tuple:
   recipe, seed and the task's own fields."""
   return (task.name, loaded.dataset, model_fingerprint(cfg), as_dict(cfg.train),
           cfg.seed) + tuple(task.fingerprint(cfg))
+
+
+@functools.lru_cache(maxsize=None)
+def evaluation_code_fingerprint() -> str:
+  """SHA-256 (prefix) of the evaluators' source (jaxunlearn/metrics/*.py): a
+  stored evaluation is reused only by the code that computed it."""
+  digest = hashlib.sha256()
+  for name in sorted(os.listdir(evaluators_lib.METRICS_DIR)):
+    if name.endswith(".py"):
+      with open(os.path.join(evaluators_lib.METRICS_DIR, name), "rb") as f:
+        digest.update(name.encode() + b"\0" + f.read())
+  return digest.hexdigest()[:16]
+
+
+def evaluation_paths(ckpt_root: str, cfg, task, evaluators, checkpoints: dict,
+                     forget_hash: str, models: dict) -> dict:
+  """{role: path} where the evaluation of the original and the retrained
+  model is kept, ``checkpoints/eval-<role>-<fingerprint>.json``: the
+  fingerprint hashes the model's checkpoint name, the forget set, the
+  evaluators and ``config.eval``, which models the run has (comparisons to
+  the retrained model), the task's unlearning fields, the evaluators' code,
+  and the method when an evaluator uses it (the audit). Every method run on
+  the same forget set therefore evaluates these two models once."""
+  uses_method = any(evaluators_lib.EVALUATORS.get(n).uses_method for n in evaluators)
+  common = (forget_hash, tuple(evaluators), as_dict(cfg.eval),
+            sorted(r for r, v in models.items() if v is not None),
+            task.unlearn_fingerprint(cfg), evaluation_code_fingerprint(),
+            (cfg.method, as_dict(cfg[cfg.method])) if uses_method else None)
+  return {role: os.path.join(ckpt_root, f"eval-{role}-{fingerprint(name, *common)}.json")
+          for role, name in checkpoints.items() if models.get(role) is not None}
 
 
 @contextlib.contextmanager
@@ -252,15 +283,17 @@ def _run(cfg, workdir, task, method, evaluators, log) -> dict:
                                           where=cfg.original_from)
     t_pretrain = None
     base = base + (fingerprint_file(cfg.original_from),)
-  else:
+  checkpoints = {"original": f"original-{fingerprint(*base)}",
+                 "retrained": f"retrained-{fingerprint(*base, forget_hash)}"}
+  if not cfg.original_from:
     (original, _), t_pretrain = timed_phase(
-        os.path.join(ckpt_root, f"original-{fingerprint(*base)}"),
+        os.path.join(ckpt_root, checkpoints["original"]),
         lambda d: (train_from_scratch(loaded.train, keys.pretrain, d,
                                       desc="pretrain"), {}))
   retrained, t_retrain = None, None
   if cfg.with_retrained:
     (retrained, _), t_retrain = timed_phase(
-        os.path.join(ckpt_root, f"retrained-{fingerprint(*base, forget_hash)}"),
+        os.path.join(ckpt_root, checkpoints["retrained"]),
         lambda d: (train_from_scratch(data.retain, keys.retrain, d,
                                       desc="retrain"), {}))
 
@@ -301,7 +334,17 @@ def _run(cfg, workdir, task, method, evaluators, log) -> dict:
       shadow_dir=audit_dir,
       phase_seconds={"pretrain": t_pretrain, "retrain": t_retrain,
                      "unlearn": t_unlearn})
-  results = evaluate(ctx, evaluators, cfg.eval.gap_metrics)
+  stored = evaluation_paths(ckpt_root, cfg, task, evaluators, checkpoints,
+                            forget_hash, ctx.models)
+  known = {role: ckpt_lib.read_json(path) for role, path in stored.items()
+           if os.path.exists(path)}
+  parallel.barrier("jaxunlearn-evaluations-read")  # before process 0 writes any
+  results = evaluators_lib.evaluate_roles(ctx, evaluators, known)
+  if primary:
+    for role, path in stored.items():
+      if role not in known:
+        ckpt_lib.write_json(path, evaluators_lib.role_record(ctx, results, role))
+  results = evaluators_lib.add_gaps(results, cfg.eval.gap_metrics)
   t_evaluate = time.perf_counter() - start
 
   report = {

@@ -132,6 +132,21 @@ def _ctx(tiny, seed=0, config=None, **kw):
                      phase_seconds={"pretrain": 3.0, "retrain": 4.0, "unlearn": 1.0})
 
 
+def test_evaluate_roles_reuses_known_roles_and_their_curves(tiny):
+  from jaxunlearn.metrics.evaluators import add_gaps, evaluate_roles, role_record
+  known = {"original": {"metrics": {"phase_seconds": -1.0},
+                        "curves": {"rcd": {"forget_acc": [0.5, 1.0]}}}}
+  ctx = _ctx(tiny)
+  results = evaluate_roles(ctx, ("rte",), known)
+  assert results["original"] == {"phase_seconds": -1.0}
+  assert results["unlearned"] == {"phase_seconds": 1.0, "phase_vs_retrain": 0.25}
+  assert ctx.curves["rcd"] == {"original": {"forget_acc": [0.5, 1.0]}}
+  add_gaps(results, ("phase_seconds",))
+  assert results["unlearned"]["avg_gap"] == 3.0
+  assert known["original"]["metrics"] == {"phase_seconds": -1.0}  # not mutated
+  assert role_record(ctx, results, "original") == known["original"]
+
+
 NAMES = ("topk_accuracy", "mia_features", "entropy_mia", "zrf", "rte")
 
 

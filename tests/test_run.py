@@ -78,6 +78,36 @@ def test_second_run_reuses_every_checkpoint(cfg, report, monkeypatch):
   assert second["models"] == first["models"]
 
 
+def test_another_method_reuses_the_evaluation_of_the_original_and_retrained(
+    cfg, report, monkeypatch, tmp_path):
+  import shutil
+  workdir = str(tmp_path / "run")  # a copy: the other tests read the DELETE run's files
+  shutil.copytree(report[0], workdir)
+  first = report[1]
+  from jaxunlearn.metrics import evaluators as evaluators_lib
+  accuracy = evaluators_lib.EVALUATORS.get("accuracy")
+  evaluated = []
+
+  def counting(ctx, role, options):
+    evaluated.append(role)
+    return accuracy.fn(ctx, role, options)
+  monkeypatch.setitem(evaluators_lib.EVALUATORS._items, "accuracy",
+                      accuracy._replace(fn=counting))
+  other = cfg.copy_and_resolve_references()
+  other.method = "finetune"
+  other.finetune.epochs = 1
+  second = run_lib.run(other, workdir, log=lambda *_: None)
+  assert evaluated == ["unlearned"]
+  for role in ("original", "retrained"):
+    assert second["models"][role] == first["models"][role]
+  # Evaluators' code that changed: the stored evaluations are not reused.
+  monkeypatch.setattr(run_lib, "evaluation_code_fingerprint", lambda: "changed")
+  evaluated.clear()
+  third = run_lib.run(other, workdir, log=lambda *_: None)
+  assert evaluated == ["original", "unlearned", "retrained"]
+  assert third["models"] == second["models"]
+
+
 def test_timed_phase_reports_the_stored_time_only_for_a_restored_checkpoint(tmp_path):
   directory = str(tmp_path / "unlearn-x")
   record = directory + ".json"
@@ -196,3 +226,20 @@ def test_a_run_repeats_from_its_config_json_alone(report, tmp_path):
   again = run_lib.run(base_config.from_json(os.path.join(workdir, "config.json")),
                       str(tmp_path), log=lambda *_: None)
   assert again["models"] == rep["models"]
+
+
+def test_stored_evaluations_are_per_method_only_when_an_evaluator_uses_it(cfg):
+  from jaxunlearn.tasks import TASKS
+  task = TASKS.get("classification")
+  names = {"original": "original-a", "retrained": "retrained-b"}
+  models = {"original": {}, "unlearned": {}, "retrained": None}
+
+  def paths(method, evaluators):
+    c = cfg.copy_and_resolve_references()
+    c.method = method
+    return run_lib.evaluation_paths("ck", c, task, evaluators, names, "f", models)
+  plain = ("accuracy", "mia_threshold")
+  assert list(paths("delete", plain)) == ["original"]  # no retrained model
+  assert paths("delete", plain) == paths("finetune", plain)
+  assert paths("delete", plain + ("audit",)) != paths("finetune", plain + ("audit",))
+  assert paths("delete", plain) != paths("delete", plain + ("zrf",))

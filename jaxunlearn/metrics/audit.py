@@ -167,7 +167,7 @@ def _shadow_statistics(ctx, cfg: ml_collections.ConfigDict) -> dict:
   return stats
 
 
-@register("audit", default_config)
+@register("audit", default_config, uses_method=True)
 def audit_evaluator(ctx, role: str, cfg: ml_collections.ConfigDict):
   """audit = {auc, tpr_at_1fpr, setup} (setup: kind, shadows, pool sizes)."""
   if cfg.kind not in ("ulira", "lira_offline"):

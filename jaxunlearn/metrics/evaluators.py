@@ -18,6 +18,7 @@ the task names (``ctx.splits``, e.g. the backdoor's ``triggered`` test set).
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any, Callable, Iterator, NamedTuple, Optional, Sequence
 
 import ml_collections
@@ -34,6 +35,7 @@ from jaxunlearn.registry import Registry
 GAP_METRICS = ("forget_acc", "retain_acc", "test_acc", "mia_threshold")
 DEFAULT_EVALUATORS = ("accuracy", "mia_efficacy", "mia_threshold")
 CLASSIFIER_TASKS = ("classification", "backdoor", "face")
+METRICS_DIR = os.path.dirname(os.path.abspath(__file__))  # every evaluator's module
 
 
 class Evaluator(NamedTuple):
@@ -42,17 +44,22 @@ class Evaluator(NamedTuple):
   default_config: Callable[[], ml_collections.ConfigDict]
   # The tasks whose models it can judge (per-image logits: not segmentation).
   tasks: tuple[str, ...] = CLASSIFIER_TASKS
+  # Whether its value for the original or retrained model depends on the
+  # unlearning method too (the audit unlearns its shadow models with it), so
+  # a stored evaluation of those models holds for that method only.
+  uses_method: bool = False
 
 
 EVALUATORS: Registry[Evaluator] = Registry("evaluator")
 
 
 def register(name: str, default_config: Optional[Callable] = None,
-             tasks: tuple[str, ...] = CLASSIFIER_TASKS):
+             tasks: tuple[str, ...] = CLASSIFIER_TASKS, uses_method: bool = False):
   """Decorator: registers ``fn(ctx, role, options)`` as evaluator ``name``."""
   def decorator(fn):
     EVALUATORS.add(name, Evaluator(
-        fn, default_config or ml_collections.ConfigDict, tuple(tasks)))
+        fn, default_config or ml_collections.ConfigDict, tuple(tasks),
+        uses_method))
     return fn
   return decorator
 
@@ -221,17 +228,49 @@ def evaluate(ctx: EvalContext, evaluators: Sequence[str] = DEFAULT_EVALUATORS,
              gap_metrics: Sequence[str] = GAP_METRICS) -> dict:
   """{role: {name: value}} for every model present, plus ``avg_gap`` when a
   retrained model is present (NaN without any of ``gap_metrics``)."""
+  return add_gaps(evaluate_roles(ctx, evaluators), gap_metrics)
+
+
+def evaluate_roles(ctx: EvalContext, evaluators: Sequence[str] = DEFAULT_EVALUATORS,
+                   known: Optional[dict] = None) -> dict:
+  """{role: {name: value}} (None for an absent model), without ``avg_gap``.
+
+  ``known``: {role: ``role_record(...)``} of models evaluated before with the
+  same data, evaluators and options (``jaxunlearn.run`` keeps them beside the
+  checkpoints); those roles are not evaluated again, and their curves are
+  put back in ``ctx.curves`` first, so an evaluator that saves every role's
+  curves (``rcd``) still saves theirs."""
   check(evaluators, ctx.task)
+  known = known or {}
+  for role, record in known.items():
+    for name, curve in record.get("curves", {}).items():
+      ctx.curves.setdefault(name, {})[role] = curve
   results: dict[str, Optional[dict]] = {}
   fns = [(EVALUATORS.get(name).fn, options_for(name, ctx.eval_config))
          for name in evaluators]
   for role, variables in ctx.models.items():
     if variables is None:
       results[role] = None
-      continue
-    results[role] = {}
-    for fn, options in fns:
-      results[role].update(fn(ctx, role, options))
+    elif role in known:
+      results[role] = dict(known[role]["metrics"])
+    else:
+      results[role] = {}
+      for fn, options in fns:
+        results[role].update(fn(ctx, role, options))
+  return results
+
+
+def role_record(ctx: EvalContext, results: dict, role: str) -> dict:
+  """What ``evaluate_roles`` needs to reuse ``role``'s evaluation: its
+  metrics and the curves the evaluators kept for it (JSON-serialisable)."""
+  return {"metrics": {k: v for k, v in results[role].items() if k != "avg_gap"},
+          "curves": {name: curves[role] for name, curves in ctx.curves.items()
+                     if role in curves}}
+
+
+def add_gaps(results: dict, gap_metrics: Sequence[str] = GAP_METRICS) -> dict:
+  """``results`` with ``avg_gap`` (to the retrained model) in every role,
+  when a retrained model was evaluated."""
   reference = results.get("retrained")
   if reference is not None:
     for role, metrics in results.items():
