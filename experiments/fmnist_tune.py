@@ -2,10 +2,13 @@
 
   python experiments/fmnist_tune.py l2ul [--grid lr=1e-3,1e-2 lam=1,100]
                                          [--k 16] [--validation 5000] [--seed 0]
+  python experiments/fmnist_tune.py neggrad [--grid lr=2e-3,1e-3,...]
 
 The search behind configs/l2ul_fashion_mnist.py: the default grid, then
 ``--grid lr=1e-2 lam=10`` and ``--grid lr=1e-2 lam=3,2`` (the cliff
-between forgetting nothing and losing most of the accuracy).
+between forgetting nothing and losing most of the accuracy). The one behind
+configs/neggrad_fashion_mnist.py: the default grid (the library's lr 2e-3
+and five smaller ones, 3 epochs each).
 
 Every run holds out ``--validation`` training images (``config.validation``:
 drawn from the seed, never trained on) and evaluates on them; the dataset's
@@ -19,6 +22,12 @@ Selection, per method, before looking at any result:
 - ``l2ul`` (k random samples): among the points whose stop rule held (all k
   misclassified within the budget), the smallest drop of validation
   accuracy from the original's; the authors' point wins ties.
+- ``neggrad`` (a random 10% of the training set): among the points that did
+  not diverge, the smallest gap to what retraining would give, estimated
+  without retraining: a model that never saw D_f scores on it what the
+  original scores on held-out images (v0), and keeps the original's retain
+  accuracy (r0), so the gap is mean(|forget_acc - v0|, |retain_acc - r0|,
+  |val_acc - v0|). Ties go to the library's default (lr 2e-3).
 
 Writes experiments/results/fmnist_tune_<method>.{md,csv,json}; the chosen
 values go to configs/<method>_fashion_mnist.py, which cites the file.
@@ -37,10 +46,13 @@ from common import aggregate, write_tables  # noqa: E402
 from fmnist_common import WORK, run_cached  # noqa: E402
 
 from jaxunlearn import config as config_lib  # noqa: E402
+from jaxunlearn.errors import Diverged  # noqa: E402
 
 CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir,
                        "configs")
-GRIDS = {"l2ul": "lr=1e-3,1e-2 lam=1,100"}
+GRIDS = {"l2ul": "lr=1e-3,1e-2 lam=1,100",
+         "neggrad": "lr=2e-3,1e-3,5e-4,2e-4,1e-4,5e-5"}
+AUTHORS = {"l2ul": {"lr": 1e-3, "lam": 1.0}, "neggrad": {"lr": 2e-3}}
 
 
 def parse_grid(words) -> dict[str, list[float]]:
@@ -51,36 +63,85 @@ def parse_grid(words) -> dict[str, list[float]]:
   return grid
 
 
-def l2ul_config(seed: int, k: int, validation: int, point: dict):
-  # The authors' setting with the image-size scaling of epsilon, not the
-  # tuned file: the grid is what chooses the tuning.
-  cfg = config_lib.load_file(os.path.join(CONFIGS, "fashion_mnist.py") + ":l2ul")
-  cfg.forget.kind, cfg.forget.count = "random", k
-  cfg.l2ul.epsilon = 2.0
+def tune_config(method: str, seed: int, k: int, validation: int, point: dict):
+  """The method's base setting on the held-out split, with ``point`` set.
+
+  L2UL starts from the authors' setting with the image-size scaling of
+  epsilon, not the tuned file (the grid is what chooses the tuning);
+  NegGrad from the library's default. Only the accuracy evaluator runs."""
+  cfg = config_lib.load_file(os.path.join(CONFIGS, "fashion_mnist.py") + f":{method}")
+  if method == "l2ul":
+    cfg.forget.kind, cfg.forget.count = "random", k
+    cfg.l2ul.epsilon = 2.0
+  else:
+    from jaxunlearn.methods import METHODS
+    cfg[method] = METHODS.get(method).default_config()
+    cfg.forget.kind, cfg.forget.fraction = "random", 0.1
   cfg.seed, cfg.progress, cfg.with_retrained = seed, False, False
   cfg.validation = validation
   cfg.eval.evaluators, cfg.eval.method_evaluators = ("accuracy",), False
   for name, value in point.items():
-    cfg.l2ul[name] = type(cfg.l2ul[name])(value)
+    cfg[method][name] = type(cfg[method][name])(value)
   return cfg
+
+
+def point_name(point: dict) -> str:
+  return " ".join(f"{k}={v:g}" for k, v in point.items())
 
 
 def l2ul_row(report: dict, point: dict) -> dict:
   stats = report.get("method_stats") or {}
   original, unlearned = report["models"]["original"], report["models"]["unlearned"]
-  return dict(point=" ".join(f"{k}={v:g}" for k, v in point.items()), **point,
+  return dict(point=point_name(point), **point,
               steps=stats.get("steps"), stopped=float(bool(stats.get("stopped"))),
               forget_acc=unlearned["forget_acc"], val_acc=unlearned["test_acc"],
               val_drop=original["test_acc"] - unlearned["test_acc"],
               unlearn_s=report["runtime_s"]["unlearn"])
 
 
+def neggrad_row(report: dict, point: dict) -> dict:
+  if "diverged" in report:
+    return dict(point=point_name(point), **point, diverged=1.0)
+  o, u = report["models"]["original"], report["models"]["unlearned"]
+  v0, r0 = o["test_acc"], o["retain_acc"]
+  gap = (abs(u["forget_acc"] - v0) + abs(u["retain_acc"] - r0)
+         + abs(u["test_acc"] - v0)) / 3
+  return dict(point=point_name(point), **point, diverged=0.0,
+              forget_acc=u["forget_acc"], retain_acc=u["retain_acc"],
+              val_acc=u["test_acc"], val_drop=v0 - u["test_acc"], est_gap=gap,
+              unlearn_s=report["runtime_s"]["unlearn"])
+
+
+def is_authors(row: dict, authors: dict) -> bool:
+  return all(row[k] == v for k, v in authors.items())
+
+
 def choose_l2ul(rows: list[dict], authors: dict) -> dict | None:
   ok = [r for r in rows if r["stopped"] == 1.0]
   if not ok:
     return None
-  is_authors = lambda r: all(r[k] == v for k, v in authors.items())
-  return min(ok, key=lambda r: (r["val_drop"], not is_authors(r)))
+  return min(ok, key=lambda r: (r["val_drop"], not is_authors(r, authors)))
+
+
+def choose_neggrad(rows: list[dict], authors: dict) -> dict | None:
+  ok = [r for r in rows if r["diverged"] == 0.0]
+  if not ok:
+    return None
+  return min(ok, key=lambda r: (r["est_gap"], not is_authors(r, authors)))
+
+
+ROWS = {"l2ul": l2ul_row, "neggrad": neggrad_row}
+CHOOSE = {"l2ul": choose_l2ul, "neggrad": choose_neggrad}
+RULES = {
+    "l2ul": "among the points whose stop rule held, the smallest val_drop "
+            "(original validation accuracy minus the unlearned model's)",
+    "neggrad": "among the points that did not diverge, the smallest est_gap = "
+               "mean(|forget_acc - v0|, |retain_acc - r0|, |val_acc - v0|), v0 "
+               "and r0 the original's validation and retain accuracy (what a "
+               "retrained model would score)",
+}
+SETTING = {"l2ul": "k = {k} random training samples",
+           "neggrad": "a random 10% of the training set"}
 
 
 def main(argv=None):
@@ -93,41 +154,46 @@ def main(argv=None):
   args = parser.parse_args(argv)
   grid = parse_grid(args.grid or GRIDS[args.method].split())
   work = os.path.join(WORK, f"fmnist-val-seed{args.seed}")
-  authors = {"lr": 1e-3, "lam": 1.0}
+  method, authors = args.method, AUTHORS[args.method]
   # Every point tried on this split, by any invocation (the table shows the
   # whole search, not only the last grid).
-  tried_path = os.path.join(work, f"tune_{args.method}_k{args.k}.json")
+  suffix = f"_k{args.k}" if method == "l2ul" else ""
+  tried_path = os.path.join(work, f"tune_{method}{suffix}.json")
   tried = {}
   if os.path.exists(tried_path):
     with open(tried_path) as f:
       tried = json.load(f)
   for values in itertools.product(*grid.values()):
     point = dict(zip(grid, values))
-    cfg = l2ul_config(args.seed, args.k, args.validation, point)
-    label = "tune-l2ul-" + "-".join(f"{k}{v:g}" for k, v in point.items())
-    tried[label] = l2ul_row(run_cached(cfg, label, work=work), point)
+    cfg = tune_config(method, args.seed, args.k, args.validation, point)
+    label = f"tune-{method}-" + "-".join(f"{k}{v:g}" for k, v in point.items())
+    try:
+      report = run_cached(cfg, label, work=work)
+    except Diverged as error:
+      report = {"diverged": str(error)}
+    tried[label] = ROWS[method](report, point)
     print(tried[label], flush=True)
     with open(tried_path + ".tmp", "w") as f:
       json.dump(tried, f, indent=1)
     os.replace(tried_path + ".tmp", tried_path)
     rows = list(tried.values())
     columns = (*dict.fromkeys(c for r in rows for c in r
-                              if c in ("lr", "lam", "epsilon")),
-               "steps", "stopped", "forget_acc", "val_acc", "val_drop", "unlearn_s")
-    chosen = choose_l2ul(rows, authors)
+                              if c in ("lr", "lam", "epsilon", "epochs")),
+               *dict.fromkeys(c for r in rows for c in r
+                              if c not in ("point", "lr", "lam", "epsilon", "epochs")))
+    chosen = CHOOSE[method](rows, authors)
     table = aggregate(rows, "point", columns)
-    notes = [f"L2UL on Fashion-MNIST (cnn28, configs/fashion_mnist.py), k = "
-             f"{args.k} random training samples, seed {args.seed}; evaluated on "
+    notes = [f"{method} on Fashion-MNIST (cnn28, configs/fashion_mnist.py), "
+             f"{SETTING[method].format(k=args.k)}, seed {args.seed}; evaluated on "
              f"{args.validation} training images held out from the original's "
-             "training (config.validation), not on the test split. Rule: among "
-             "the points whose stop rule held, the smallest val_drop (original "
-             "validation accuracy minus the unlearned model's); the authors' "
-             f"point {authors} wins ties. Produced by `python "
-             f"experiments/fmnist_tune.py {args.method}`.", "",
-             f"Chosen: {chosen['point'] if chosen else 'none (no point met the stop rule)'}"
+             "training (config.validation), not on the test split. Rule: "
+             f"{RULES[method]}; the authors' (or library's default) point "
+             f"{authors} wins ties. Produced by `python "
+             f"experiments/fmnist_tune.py {method}`.", "",
+             f"Chosen: {chosen['point'] if chosen else 'none (no point qualified)'}"
              f" (of the {len(rows)} point(s) tried)."]
-    write_tables(f"fmnist_tune_{args.method}", "Fashion-MNIST tuning: "
-                 f"{args.method} on a validation split", table, "point", columns,
+    write_tables(f"fmnist_tune_{method}", "Fashion-MNIST tuning: "
+                 f"{method} on a validation split", table, "point", columns,
                  rows, notes)
 
 
