@@ -7,8 +7,8 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from jaxunlearn.models import MODELS
-from jaxunlearn.models.layers import (BatchNorm, bn_mask, float32_outputs,
-                                      max_pool, normalize)
+from jaxunlearn.models.layers import (conv_bn_relu, float32_outputs, max_pool,
+                                      normalize)
 
 
 @MODELS.register("small_cnn")
@@ -30,11 +30,8 @@ class SmallCNN(nn.Module):
   def __call__(self, images, train: bool = False, mask=None):
     x = normalize(images, self.mean, self.std)
     for i, width in enumerate(self.widths):
-      x = nn.Conv(width, (3, 3), use_bias=False, dtype=self.dtype,
-                  name=f"conv{i}")(x)
-      x = BatchNorm(use_running_average=not train, axis_name=self.bn_axis_name,
-                    name=f"bn{i}")(x, mask=bn_mask(mask, x.ndim))
-      x = nn.relu(x)
+      x = conv_bn_relu(x, width, i, train=train, mask=mask,
+                       bn_axis_name=self.bn_axis_name, dtype=self.dtype)
       if i == 1:
         x = max_pool(x, (2, 2))
     features = jnp.mean(x, axis=(1, 2))

@@ -34,8 +34,8 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from jaxunlearn.models import MODELS
-from jaxunlearn.models.layers import (BatchNorm, bn_mask, float32_outputs,
-                                      max_pool, normalize)
+from jaxunlearn.models.layers import (conv_bn_relu, float32_outputs, max_pool,
+                                      normalize)
 
 
 @MODELS.register("cnn28")
@@ -53,11 +53,8 @@ class CNN28(nn.Module):
   def __call__(self, images, train: bool = False, mask=None):
     x = normalize(images, self.mean, self.std)
     for i, width in enumerate(self.widths):
-      x = nn.Conv(width, (3, 3), use_bias=False, dtype=self.dtype,
-                  name=f"conv{i}")(x)
-      x = BatchNorm(use_running_average=not train, axis_name=self.bn_axis_name,
-                    name=f"bn{i}")(x, mask=bn_mask(mask, x.ndim))
-      x = nn.relu(x)
+      x = conv_bn_relu(x, width, i, train=train, mask=mask,
+                       bn_axis_name=self.bn_axis_name, dtype=self.dtype)
       if i < len(self.widths) - 1 or self.last_pool:
         x = max_pool(x, (2, 2))
     x = x.reshape(x.shape[0], -1)

@@ -1,7 +1,7 @@
 """Pieces the models share."""
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import flax.linen as nn
 import jax
@@ -90,6 +90,17 @@ def bn_mask(mask: Optional[jnp.ndarray], ndim: int) -> Optional[jnp.ndarray]:
   if mask is None:
     return None
   return mask.reshape(mask.shape + (1,) * (ndim - 1))
+
+
+def conv_bn_relu(x: jnp.ndarray, width: int, index: int, *, train: bool, mask,
+                 bn_axis_name: Optional[str], dtype: Any) -> jnp.ndarray:
+  """3x3 convolution (no bias) -> BatchNorm (mask aware) -> ReLU, created as
+  ``conv{index}`` and ``bn{index}`` of the module whose compact method calls
+  it (flat parameter names, as the plain CNNs' checkpoints have them)."""
+  x = nn.Conv(width, (3, 3), use_bias=False, dtype=dtype, name=f"conv{index}")(x)
+  x = BatchNorm(use_running_average=not train, axis_name=bn_axis_name,
+                name=f"bn{index}")(x, mask=bn_mask(mask, x.ndim))
+  return nn.relu(x)
 
 
 def max_pool(x: jnp.ndarray, window: tuple[int, int] = (2, 2)) -> jnp.ndarray:

@@ -30,8 +30,8 @@ import jax.numpy as jnp
 
 from jaxunlearn.losses import cross_entropy
 from jaxunlearn.models import MODELS
-from jaxunlearn.models.layers import (BatchNorm, bn_mask, float32_outputs,
-                                      max_pool, normalize)
+from jaxunlearn.models.layers import (BatchNorm, bn_mask, conv_bn_relu,
+                                      float32_outputs, max_pool, normalize)
 
 MARGINS = ("arcface", "cosface", "none")
 
@@ -122,9 +122,8 @@ class FaceCNN(nn.Module):
                                         axis_name=self.bn_axis_name, name=name, **kw)
     x = normalize(images, self.mean, self.std)
     for i, width in enumerate(self.widths):
-      x = nn.Conv(width, (3, 3), use_bias=False, dtype=self.dtype,
-                  name=f"conv{i}")(x)
-      x = nn.relu(norm(f"bn{i}")(x, mask=bn_mask(mask, 4)))
+      x = conv_bn_relu(x, width, i, train=train, mask=mask,
+                       bn_axis_name=self.bn_axis_name, dtype=self.dtype)
       x = max_pool(x, (2, 2))
     x = nn.Dense(self.embedding_dim, dtype=self.dtype,
                  name="fc")(jnp.mean(x, axis=(1, 2)))
