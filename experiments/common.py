@@ -25,6 +25,21 @@ def aggregate(rows: list[dict], group: str, columns: Sequence[str]) -> list[dict
   return out
 
 
+def means(table: list[dict], group: str = "method") -> dict[str, dict]:
+  """{group value: {column: mean}} of an ``aggregate`` table (None where a
+  column has no number)."""
+  return {e[group]: {c: (v["mean"] if isinstance(v, dict) else v)
+                     for c, v in e.items()} for e in table}
+
+
+def verdict_line(checks: Sequence[bool], parts: Sequence[str]) -> str:
+  """"Verdict (...): reproduced / partly reproduced / not reproduced: ...";
+  ``checks`` are the claim's parts, each true where the numbers meet it."""
+  word = ("reproduced" if all(checks) else "partly reproduced" if any(checks)
+          else "not reproduced")
+  return f"Verdict (means over the seeds present): {word}: " + "; ".join(parts) + "."
+
+
 def write_tables(stem: str, title: str, table: list[dict], group: str,
                  columns: Sequence[str], raw_rows: list[dict],
                  notes: Iterable[str] = ()) -> str:

@@ -22,7 +22,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import RESULTS, aggregate, write_tables  # noqa: E402
+from common import RESULTS, aggregate, means, verdict_line, write_tables  # noqa: E402
 from fmnist_common import base_config, merge, rows_of, run_or_note  # noqa: E402
 
 RUNS = {"finetune": ("finetune", None), "neggrad": ("neggrad", None),
@@ -43,6 +43,38 @@ def run_config(label: str, seed: int):
   # every method of the comparison is scored as DLFD scores itself
   cfg.eval.evaluators = tuple(cfg.eval.evaluators) + ("forgetting_score",)
   return cfg
+
+
+BASELINES = ("finetune", "neggrad", "scrub", "bad_teacher", "salun")
+
+
+def verdict(table: list[dict]) -> list[str]:
+  """The paper's claim per DLFD variant, on the means: forgetting score at
+  most every baseline's, NoMUS at least every baseline's, and test accuracy
+  within 0.02 of the original's."""
+  by = means(table)
+  base = {m: by[m] for m in BASELINES
+          if m in by and None not in (by[m]["forgetting_score"], by[m]["nomus"])}
+  if "original" not in by or not base:
+    return []
+  lines = []
+  for variant in ("dlfd-paper", "dlfd-released"):
+    if variant not in by:
+      continue
+    d = by[variant]
+    fs_best = min(base, key=lambda m: base[m]["forgetting_score"])
+    nomus_best = max(base, key=lambda m: base[m]["nomus"])
+    parts = [f"{variant}: forgetting score {d['forgetting_score']:.3f} vs the "
+             f"lowest baseline's {base[fs_best]['forgetting_score']:.3f} ({fs_best})",
+             f"NoMUS {d['nomus']:.4f} vs the highest baseline's "
+             f"{base[nomus_best]['nomus']:.4f} ({nomus_best})",
+             f"test_acc {d['test_acc']:.4f} vs original {by['original']['test_acc']:.4f}",
+             f"baselines with results: {', '.join(base)}"]
+    ok = [d["forgetting_score"] <= base[fs_best]["forgetting_score"],
+          d["nomus"] >= base[nomus_best]["nomus"],
+          by["original"]["test_acc"] - d["test_acc"] <= 0.02]
+    lines.append(verdict_line(ok, parts))
+  return lines
 
 
 def main(argv=None):
@@ -70,7 +102,8 @@ def main(argv=None):
       notes = [f"Fashion-MNIST, cnn28 (configs/fashion_mnist.py), a random 10% of "
                f"the training set forgotten; seeds with results {done} (asked "
                f"{args.seeds}); mean ± std. Produced by "
-               "`python experiments/fmnist_dlfd.py`.", "", *(f"- {f}" for f in failed)]
+               "`python experiments/fmnist_dlfd.py`.", "", *verdict(table),
+               *(f"- {f}" for f in failed)]
       write_tables("fmnist_dlfd", "Fashion-MNIST: DLFD and baselines, random 10%",
                    table, "method", COLUMNS, rows, notes)
       from plots import tradeoff
