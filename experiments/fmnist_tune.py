@@ -177,10 +177,9 @@ def main(argv=None):
       json.dump(tried, f, indent=1)
     os.replace(tried_path + ".tmp", tried_path)
     rows = list(tried.values())
-    columns = (*dict.fromkeys(c for r in rows for c in r
-                              if c in ("lr", "lam", "epsilon", "epochs")),
-               *dict.fromkeys(c for r in rows for c in r
-                              if c not in ("point", "lr", "lam", "epsilon", "epochs")))
+    # the grid's values are in the point's name (a table cell rounds them)
+    columns = tuple(dict.fromkeys(c for r in rows for c in r
+                                  if c != "point" and c not in grid))
     chosen = CHOOSE[method](rows, authors)
     table = aggregate(rows, "point", columns)
     notes = [f"{method} on Fashion-MNIST (cnn28, configs/fashion_mnist.py), "
