@@ -1,6 +1,9 @@
-"""Mixed precision on the digits: float32 against bfloat16
-(``config.model.dtype``) for the default DELETE job and the digits runs of
-L2UL, DLFD and IEU, seeds 0, 1, 2 (not a test).
+"""Mixed precision: float32 against bfloat16 (``config.model.dtype``) for
+the default DELETE job and the digits runs of L2UL, DLFD and IEU, seeds 0,
+1, 2 (not a test); ``--dataset fashion_mnist`` runs the Fashion-MNIST
+settings of the same four instead (DELETE class 3, L2UL k = 16, DLFD a
+random 10%, IEU a random 30%, each with configs/fashion_mnist.py and its
+tuning).
 
 Each run is ``jaxunlearn.run.run`` with the config file's settings and one
 dtype for everything the run trains (the original model too), without the
@@ -12,6 +15,10 @@ invocation starts an empty XLA compilation cache, so neither dtype loads
 programs an earlier run compiled (within an invocation, later runs load the
 first's). Runs already recorded in ``precision.runs.json`` are reused
 (``--fresh`` runs them again), so seeds can be added in later invocations.
+On Fashion-MNIST the float32 runs use the studies' workdir of the seed
+(experiments/.work/fmnist-seed<S>), whose float32 original model the studies
+have trained already; the bfloat16 runs use ``--workdir`` (default
+experiments/.work/precision-fmnist, kept: a pretraining costs ~10 minutes).
 
 Acceptance (issue #26): bfloat16's mean test accuracy within 0.5 points and
 mean forget accuracy within 1 point of float32's.
@@ -38,7 +45,8 @@ Run: PYTHONPATH=. nice -n 10 python benchmarks/precision.py [--seeds 0,1,2]
      [--methods delete,l2ul,dlfd,ieu] [--fresh] [--diagnose --workdir DIR]
      [--throughput] [--rounding-check]
 Writes benchmarks/results/precision.{json,md} (and precision.runs.json,
-precision.diagnosis.json, precision.throughput.json).
+precision.diagnosis.json, precision.throughput.json); with ``--dataset
+fashion_mnist``, the same files named precision_fashion_mnist.*.
 """
 from __future__ import annotations
 
@@ -54,8 +62,18 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results")
 sys.path.insert(0, os.path.dirname(HERE))
 
-CONFIGS = {"delete": "delete_digits.py", "l2ul": "l2ul_digits.py",
-           "dlfd": "dlfd_digits.py", "ieu": "ieu_digits.py"}
+# dataset -> method -> (config file, forget setting overrides)
+SETTINGS = {
+    "digits": {"delete": ("delete_digits.py", {}), "l2ul": ("l2ul_digits.py", {}),
+               "dlfd": ("dlfd_digits.py", {}), "ieu": ("ieu_digits.py", {})},
+    "fashion_mnist": {
+        "delete": ("fashion_mnist.py:delete", {}),
+        "l2ul": ("l2ul_fashion_mnist.py:16", {}),
+        "dlfd": ("fashion_mnist.py:dlfd", dict(kind="random", fraction=0.1)),
+        "ieu": ("fashion_mnist.py:ieu", dict(kind="random", fraction=0.3))},
+}
+METHODS = ("delete", "l2ul", "dlfd", "ieu")
+EXPERIMENTS_WORK = os.path.join(os.path.dirname(HERE), "experiments", ".work")
 DTYPES = ("float32", "bfloat16")
 TARGET = {"test_acc": 0.5, "forget_acc": 1.0}  # points
 
@@ -63,9 +81,12 @@ TARGET = {"test_acc": 0.5, "forget_acc": 1.0}  # points
 NOYNN = "float32_noynn"  # --rounding-check's variant
 
 
-def config_for(method: str, dtype: str, seed: int, data_dir: str):
+def config_for(method: str, dtype: str, seed: int, data_dir: str,
+               dataset: str = "digits"):
   from jaxunlearn import config as config_lib
-  cfg = config_lib.load_file(os.path.join(config_lib.CONFIGS_DIR, CONFIGS[method]))
+  file, forget = SETTINGS[dataset][method]
+  cfg = config_lib.load_file(os.path.join(config_lib.CONFIGS_DIR, file))
+  cfg.forget.update(forget)
   cfg.model.dtype = "float32" if dtype == NOYNN else dtype
   if dtype == NOYNN:
     cfg.cpu_ynn_fusions = "false"
@@ -79,11 +100,20 @@ def config_for(method: str, dtype: str, seed: int, data_dir: str):
   return cfg
 
 
-def run_one(method: str, dtype: str, seed: int, workdir: str, data_dir: str) -> dict:
+def run_workdir(workdir: str, seed: int, dtype: str, dataset: str) -> str:
+  """Where (seed, dtype) runs: Fashion-MNIST's float32 runs in the studies'
+  workdir of the seed (its original model is trained there once)."""
+  if dataset == "fashion_mnist" and dtype == "float32":
+    return os.path.join(EXPERIMENTS_WORK, f"fmnist-seed{seed}")
+  return os.path.join(workdir, f"seed{seed}-{dtype}")
+
+
+def run_one(method: str, dtype: str, seed: int, workdir: str, data_dir: str,
+            dataset: str = "digits") -> dict:
   from jaxunlearn import run as run_lib
-  cfg = config_for(method, dtype, seed, data_dir)
+  cfg = config_for(method, dtype, seed, data_dir, dataset)
   start = time.perf_counter()
-  report = run_lib.run(cfg, os.path.join(workdir, f"seed{seed}-{dtype}"),
+  report = run_lib.run(cfg, run_workdir(workdir, seed, dtype, dataset),
                        log=lambda *_: None)
   unlearned, original = report["models"]["unlearned"], report["models"]["original"]
   return dict(method=method, dtype=dtype, seed=seed,
@@ -155,7 +185,8 @@ def summarise(runs: list[dict], methods, seeds) -> dict:
   return out
 
 
-def diagnose(method: str, seed: int, workdir: str, data_dir: str) -> dict:
+def diagnose(method: str, seed: int, workdir: str, data_dir: str,
+             dataset: str = "digits") -> dict:
   """Test and forget accuracy of the unlearned model, all from the float32
   run's original (``--diagnose`` in the module docstring)."""
   import jax
@@ -166,17 +197,16 @@ def diagnose(method: str, seed: int, workdir: str, data_dir: str) -> dict:
   from jaxunlearn.metrics.predict import accuracy, make_predict_fn
   from jaxunlearn.tasks import TASKS
   from jaxunlearn.train import train_model
-  cfg = {d: config_for(method, d, seed, data_dir) for d in DTYPES}
+  cfg = {d: config_for(method, d, seed, data_dir, dataset) for d in DTYPES}
   c = cfg["float32"]
   task = TASKS.get("classification")
   keys = task.keys(jax.random.key(seed))
   loaded = task.load(c, jax.random.key(seed), keys.split)
   mesh = parallel.make_mesh(None)
   models = {d: task.build_model(cfg[d], loaded) for d in DTYPES}
-  base = (task.name, loaded.dataset, run_lib.model_fingerprint(c),
-          run_lib.as_dict(c.train), c.seed) + tuple(task.fingerprint(c))
-  directory = os.path.join(workdir, f"seed{seed}-float32", "checkpoints",
-                           f"original-{run_lib.fingerprint(*base)}")
+  base = run_lib.trained_fingerprint(c, task, loaded)
+  directory = os.path.join(run_workdir(workdir, seed, "float32", dataset),
+                           "checkpoints", f"original-{run_lib.fingerprint(*base)}")
   original = train_model(models["float32"], c.train, loaded.train, loaded.image_shape,
                          keys.pretrain, mesh, augment=loaded.augment,
                          checkpoint_dir=directory, progress=False,
@@ -296,12 +326,13 @@ def decision_counts(runs: list[dict], seeds) -> list[str]:
 
 
 def markdown(summary: dict, seeds, platform: dict, diagnosis=None,
-             speeds=None, runs=()) -> str:
+             speeds=None, runs=(), dataset: str = "digits") -> str:
   fmt = lambda v: f"{v[0]:.4f} ± {v[1]:.4f}"
   lines = [
-      "# Mixed precision on the digits: float32 vs bfloat16",
+      f"# Mixed precision on {'the digits' if dataset == 'digits' else dataset}: "
+      "float32 vs bfloat16",
       "",
-      f"`benchmarks/precision.py`; seeds {', '.join(map(str, seeds))}; "
+      f"`benchmarks/precision.py --dataset {dataset}`; seeds {', '.join(map(str, seeds))}; "
       f"{platform.get('devices')} {platform.get('backend')} device(s), jax "
       f"{platform.get('jax')}; mean ± std (ddof 0) over the seeds. Every model of "
       "a run (the original too) is trained in the run's dtype; accuracy "
@@ -396,9 +427,11 @@ def markdown(summary: dict, seeds, platform: dict, diagnosis=None,
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--seeds", default="0,1,2")
-  parser.add_argument("--methods", default=",".join(CONFIGS))
+  parser.add_argument("--methods", default=",".join(METHODS))
+  parser.add_argument("--dataset", default="digits", choices=sorted(SETTINGS))
   parser.add_argument("--workdir", default="",
-                      help="where the runs' checkpoints go (default: a temp dir)")
+                      help="where the runs' checkpoints go (default: a temp dir; "
+                      "experiments/.work/precision-fmnist for Fashion-MNIST)")
   parser.add_argument("--data-dir", default="")
   parser.add_argument("--fresh", action="store_true",
                       help="run again what precision.runs.json holds")
@@ -412,13 +445,16 @@ def main(argv=None) -> int:
   seeds = [int(s) for s in args.seeds.split(",")]
   methods = [m for m in args.methods.split(",") if m]
   os.makedirs(RESULTS, exist_ok=True)
-  runs_path = os.path.join(RESULTS, "precision.runs.json")
+  stem = "precision" if args.dataset == "digits" else f"precision_{args.dataset}"
+  runs_path = os.path.join(RESULTS, f"{stem}.runs.json")
   runs = []
   if os.path.exists(runs_path) and not args.fresh:
     with open(runs_path) as f:
       runs = json.load(f)
   done = {(r["method"], r["dtype"], r["seed"]) for r in runs}
-  workdir = args.workdir or tempfile.mkdtemp(prefix="precision-")
+  workdir = args.workdir or (
+      os.path.join(EXPERIMENTS_WORK, "precision-fmnist")
+      if args.dataset == "fashion_mnist" else tempfile.mkdtemp(prefix="precision-"))
   from jaxunlearn import parallel
   # As run() sets up the process (before JAX starts), also for --diagnose
   # and --throughput, whose numbers must come from the runs' XLA flags.
@@ -435,7 +471,7 @@ def main(argv=None) -> int:
       for dtype in variants:
         if (method, dtype, seed) in done:
           continue
-        record = run_one(method, dtype, seed, workdir, args.data_dir)
+        record = run_one(method, dtype, seed, workdir, args.data_dir, args.dataset)
         runs = [r for r in runs if (r["method"], r["dtype"], r["seed"])
                 != (method, dtype, seed)] + [record]
         with open(runs_path, "w") as f:
@@ -443,17 +479,17 @@ def main(argv=None) -> int:
         print(f"{method:6s} {dtype:8s} seed {seed}: test {record['test_acc']:.4f} "
               f"forget {record['forget_acc']:.4f} unlearn {record['unlearn_s']:.1f}s "
               f"pretrain {record['pretrain_s']:.1f}s", flush=True)
-  diagnosis_path = os.path.join(RESULTS, "precision.diagnosis.json")
+  diagnosis_path = os.path.join(RESULTS, f"{stem}.diagnosis.json")
   diagnosis = None
   if args.diagnose:
-    diagnosis = [diagnose(method, seed, workdir, args.data_dir)
+    diagnosis = [diagnose(method, seed, workdir, args.data_dir, args.dataset)
                  for seed in seeds for method in methods]
     with open(diagnosis_path, "w") as f:
       json.dump(diagnosis, f, indent=1)
   elif os.path.exists(diagnosis_path):
     with open(diagnosis_path) as f:
       diagnosis = json.load(f)
-  speeds_path = os.path.join(RESULTS, "precision.throughput.json")
+  speeds_path = os.path.join(RESULTS, f"{stem}.throughput.json")
   speeds = None
   if args.throughput:
     speeds = throughput()
@@ -465,11 +501,11 @@ def main(argv=None) -> int:
   platform = parallel.describe()
   summary = summarise(runs, methods, seeds)
   text = markdown(summary, seeds, platform, diagnosis, speeds,
-                  [r for r in runs if r["method"] in methods])
+                  [r for r in runs if r["method"] in methods], args.dataset)
   print(text)
-  with open(os.path.join(RESULTS, "precision.md"), "w") as f:
+  with open(os.path.join(RESULTS, f"{stem}.md"), "w") as f:
     f.write(text)
-  with open(os.path.join(RESULTS, "precision.json"), "w") as f:
+  with open(os.path.join(RESULTS, f"{stem}.json"), "w") as f:
     json.dump(dict(seeds=seeds, platform=platform, target_points=TARGET,
                    summary=summary, diagnosis=diagnosis, throughput=speeds,
                    runs=[r for r in runs if r["seed"] in seeds
