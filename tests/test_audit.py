@@ -75,6 +75,26 @@ def test_lira_scores_separate_members_only_when_they_differ(kind):
   assert auc(leaky) > global_auc + 0.1
 
 
+def test_audit_pool_caps_the_unseen_examples_with_a_seeded_sample():
+  import types
+  from jaxunlearn.batches import Split
+  def split(n, start):
+    return Split(np.zeros((n, 2, 2, 1), np.uint8), np.arange(n) % 3,
+                 np.arange(start, start + n))
+  splits = {"forget": split(8, 0), "test_retain": split(100, 1000)}
+  ctx = lambda seed: types.SimpleNamespace(split=splits.get, class_forgetting=False,
+                                           seed=seed)
+  name, index, pool, labels = audit.audit_pool(ctx(0), max_unseen=8)
+  assert name == "test_retain" and len(pool) == 16 and labels.sum() == 8
+  assert np.all(np.diff(index) > 0) and index.max() < 100
+  np.testing.assert_array_equal(pool.ids[8:], 1000 + index)
+  np.testing.assert_array_equal(audit.audit_pool(ctx(0), 8)[1], index)  # seeded
+  assert not np.array_equal(audit.audit_pool(ctx(1), 8)[1], index)
+  _, everything, pool, _ = audit.audit_pool(ctx(0))  # 0: the whole split
+  np.testing.assert_array_equal(everything, np.arange(100))
+  assert len(pool) == 108
+
+
 def test_audit_runs_in_the_main_job_and_reuses_its_shadows(data_dir, tmp_path):
   c = base_config.get_config()
   c.data_dir = data_dir
@@ -83,12 +103,13 @@ def test_audit_runs_in_the_main_job_and_reuses_its_shadows(data_dir, tmp_path):
   c.delete.epochs = 2
   c.eval.evaluators = ("accuracy", "audit")
   c.eval.audit.num_shadows = 2
+  c.eval.audit.max_unseen = 20  # of the 48 test images of class 3
   workdir = str(tmp_path)
   rep = run_lib.run(c, workdir, log=lambda *_: None)
   for role in ("original", "unlearned", "retrained"):
     a = rep["models"][role]["audit"]
     assert 0.0 <= a["auc"] <= 1.0 and 0.0 <= a["tpr_at_1fpr"] <= 1.0
-    assert a["setup"] == ("ulira, 2 shadows, 135 forgotten vs 48 unseen "
+    assert a["setup"] == ("ulira, 2 shadows, 135 forgotten vs 20 unseen "
                           "(test_forget)")
   [audit_dir] = [d for d in os.listdir(os.path.join(workdir, "checkpoints"))
                  if d.startswith("audit-")]

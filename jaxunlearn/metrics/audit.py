@@ -7,7 +7,10 @@ to Avoid a False Sense of Privacy" (U-LiRA, 2024).
 The question: given the unlearned model, can an attacker tell a forgotten
 training example (in D_f) from an example the model never saw? The audited
 pool ``P`` is D_f (label 1) plus unseen examples (label 0): the test images
-of the forgotten classes for class forgetting, else the rest of the test set.
+of the forgotten classes for class forgetting, else the rest of the test set
+(at most ``max_unseen`` of them, a seeded sample, when set: forgetting k
+instances against a whole test set would make every shadow unlearn
+thousands of test images where the audited model unlearned k).
 
 Shadow models (``num_shadows``, even): each example of ``P`` lands in exactly
 half of them (Carlini's balanced assignment, seeded). Shadow ``k`` is trained
@@ -50,6 +53,7 @@ def default_config() -> ml_collections.ConfigDict:
       num_shadows=8,         # even; each example is "in" for half of them
       fixed_variance=True,   # one variance per side (few shadows)
       epochs=0,              # shadow training epochs; 0 = the run's recipe
+      max_unseen=0,          # unseen examples in the pool; 0 = the whole split
   ))
 
 
@@ -124,15 +128,24 @@ def _concat(*splits: Split) -> Split:
                  for f in ("images", "labels", "ids")))
 
 
-def audit_pool(ctx) -> tuple[str, Split, np.ndarray]:
-  """(name of the unseen split, the pool P = D_f + unseen, member labels)."""
+def audit_pool(ctx, max_unseen: int = 0
+               ) -> tuple[str, np.ndarray, Split, np.ndarray]:
+  """(name of the unseen split, the indices of it in the pool, the pool P =
+  D_f + those unseen examples, member labels). With ``max_unseen`` > 0, at
+  most that many unseen examples, drawn from the seed (sorted)."""
   unseen = "test_forget" if ctx.class_forgetting else "test_retain"
   forget, other = ctx.split("forget"), ctx.split(unseen)
   if len(other) == 0:
     raise UserError("the audit needs unseen examples of the forgotten data "
                     f"({unseen} is empty)")
+  index = np.arange(len(other))
+  if 0 < max_unseen < len(other):
+    key = jax.random.fold_in(jax.random.key(ctx.seed), 0xA0D15)
+    index = np.sort(np.asarray(jax.random.choice(key, len(other), (max_unseen,),
+                                                 replace=False)))
+    other = other.take(index)
   labels = np.concatenate([np.ones(len(forget), int), np.zeros(len(other), int)])
-  return unseen, _concat(forget, other), labels
+  return unseen, index, _concat(forget, other), labels
 
 
 def shadow_statistics(ctx, cfg: ml_collections.ConfigDict) -> dict:
@@ -145,7 +158,7 @@ def _shadow_statistics(ctx, cfg: ml_collections.ConfigDict) -> dict:
   if train_fn is None or unlearn_fn is None:
     raise UserError("the audit evaluator needs the run's train and unlearn "
                     "functions (run it through jaxunlearn.run)")
-  unseen, pool, labels = audit_pool(ctx)
+  unseen, unseen_index, pool, labels = audit_pool(ctx, cfg.max_unseen)
   key = jax.random.fold_in(jax.random.key(ctx.seed), 0xA0D17)
   shadow_in = balanced_assignment(key, cfg.num_shadows, len(pool))
   root = ctx.shadow_dir
@@ -162,7 +175,8 @@ def _shadow_statistics(ctx, cfg: ml_collections.ConfigDict) -> dict:
       variables = unlearn_fn(variables, data, k_unlearn, directory("unlearn"))
     logits = ctx.predict(variables, pool)
     phis.append(logit_confidence(logits, pool.labels))
-  stats = dict(unseen=unseen, labels=labels, shadow_in=shadow_in,
+  stats = dict(unseen=unseen, unseen_index=unseen_index, labels=labels,
+               shadow_in=shadow_in,
                shadow_phi=np.stack(phis))
   return stats
 
@@ -174,8 +188,10 @@ def audit_evaluator(ctx, role: str, cfg: ml_collections.ConfigDict):
     raise UserError(f"unknown eval.audit.kind {cfg.kind!r}; use ulira or "
                     "lira_offline")
   stats = shadow_statistics(ctx, cfg)
-  outs = [ctx.outputs(role, s) for s in ("forget", stats["unseen"])]
-  target = np.concatenate([logit_confidence(o.logits, o.labels) for o in outs])
+  forget, other = (ctx.outputs(role, s) for s in ("forget", stats["unseen"]))
+  index = stats["unseen_index"]
+  target = np.concatenate([logit_confidence(forget.logits, forget.labels),
+                           logit_confidence(other.logits[index], other.labels[index])])
   scores = lira_scores(target, stats["shadow_phi"], stats["shadow_in"], cfg.kind,
                        cfg.fixed_variance)
   labels = stats["labels"]
