@@ -32,7 +32,15 @@ from fmnist_common import (DATASET, base_config, merge, rows_of,  # noqa: E402
                            run_or_note, workdir)
 
 METHODS = ("finetune", "random_label", "neggrad", "salun", "ieu")
-COLUMNS = ("rcd_steps", "rcd_weight_distance", "avg_gap", "forget_acc",
+# The relearning budget: long enough for the gold standard. With the
+# library's 100 steps every model that forgot anything, the retrained one
+# included, hits the budget on Fashion-MNIST random30 (threshold 0.94: the
+# original's forget accuracy minus 0.05), so the delay cannot rank them.
+# Measured on seed 0 from the retrained model alone (no method's result):
+# it relearns D_f to 0.94 in 1,241 steps of the fixed protocol (SGD lr
+# 0.01, batch 32); the budget is twice that, rounded.
+RCD_STEPS = 2500
+COLUMNS = ("rcd_steps", "rcd_reached", "rcd_weight_distance", "avg_gap", "forget_acc",
            "test_acc", "mia_efficacy", "mia_threshold", "unlearn_s", "rel_time")
 
 
@@ -70,6 +78,7 @@ def setting_config(setting: str, seed: int, method: str):
     raise SystemExit(f"unknown setting {setting!r}: use random30 or class30")
   cfg[method] = method_section(method, DATASET, cfg.forget.kind)
   cfg.eval.evaluators = tuple(cfg.eval.evaluators) + ("rcd",)
+  cfg.eval.rcd.steps = RCD_STEPS
   return cfg
 
 
@@ -114,8 +123,10 @@ def main(argv=None):
         notes = [f"Fashion-MNIST, cnn28 (configs/fashion_mnist.py), {setting}; seeds "
                  f"with results {done} (asked {args.seeds}); mean ± std. RCD: the "
                  "library's protocol (jaxunlearn/metrics/rcd.py defaults: SGD lr "
-                 "0.01, momentum 0.9, batch 32, up to 100 steps; threshold = the "
-                 "original's forget accuracy minus 0.05). Produced by "
+                 f"0.01, momentum 0.9, batch 32; threshold = the original's forget "
+                 f"accuracy minus 0.05) with a budget of {RCD_STEPS} steps "
+                 "(RCD_STEPS says why); rcd_reached: the fraction of runs whose "
+                 "relearning reached the threshold within it. Produced by "
                  "`python experiments/fmnist_ieu.py`.", "", *verdict(table),
                  *(f"- {f}" for f in failed)]
         write_tables(f"fmnist_ieu_{setting}", f"Fashion-MNIST: IEU and relearning "
