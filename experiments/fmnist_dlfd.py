@@ -30,7 +30,7 @@ RUNS = {"finetune": ("finetune", None), "neggrad": ("neggrad", None),
         "salun": ("salun", None), "dlfd-paper": ("dlfd", "paper"),
         "dlfd-released": ("dlfd", "released")}
 COLUMNS = ("test_acc", "forgetting_score", "forgetting_score_balanced", "nomus",
-           "forget_acc", "mia_efficacy", "mia_threshold", "avg_gap",
+           "nomus_balanced", "forget_acc", "mia_efficacy", "mia_threshold", "avg_gap",
            "unlearn_s", "rel_time")
 
 
@@ -48,13 +48,27 @@ def run_config(label: str, seed: int):
 BASELINES = ("finetune", "neggrad", "scrub", "bad_teacher", "salun")
 
 
+def with_balanced_nomus(rows: list[dict]) -> list[dict]:
+  """``nomus_balanced`` = (test_acc + 1 - 2 forgetting_score_balanced) / 2."""
+  for row in rows:
+    fs, test = row.get("forgetting_score_balanced"), row.get("test_acc")
+    row["nomus_balanced"] = None if None in (fs, test) else (test + 1 - 2 * fs) / 2
+  return rows
+
+
 def verdict(table: list[dict]) -> list[str]:
   """The paper's claim per DLFD variant, on the means: forgetting score at
   most every baseline's, NoMUS at least every baseline's, and test accuracy
-  within 0.02 of the original's."""
+  within 0.02 of the original's.
+
+  Judged on the balanced forgetting score and its NoMUS: the authors' score
+  (unequal sets, unshuffled) is here |0.5 - 10,000 / 16,000| = 0.125 for a
+  logistic regression that calls everything unseen, which it does for every
+  model, so it cannot rank them."""
   by = means(table)
+  fs_key, nomus_key = "forgetting_score_balanced", "nomus_balanced"
   base = {m: by[m] for m in BASELINES
-          if m in by and None not in (by[m]["forgetting_score"], by[m]["nomus"])}
+          if m in by and None not in (by[m][fs_key], by[m][nomus_key])}
   if "original" not in by or not base:
     return []
   lines = []
@@ -62,16 +76,16 @@ def verdict(table: list[dict]) -> list[str]:
     if variant not in by:
       continue
     d = by[variant]
-    fs_best = min(base, key=lambda m: base[m]["forgetting_score"])
-    nomus_best = max(base, key=lambda m: base[m]["nomus"])
-    parts = [f"{variant}: forgetting score {d['forgetting_score']:.3f} vs the "
-             f"lowest baseline's {base[fs_best]['forgetting_score']:.3f} ({fs_best})",
-             f"NoMUS {d['nomus']:.4f} vs the highest baseline's "
-             f"{base[nomus_best]['nomus']:.4f} ({nomus_best})",
+    fs_best = min(base, key=lambda m: base[m][fs_key])
+    nomus_best = max(base, key=lambda m: base[m][nomus_key])
+    parts = [f"{variant}: balanced forgetting score {d[fs_key]:.3f} vs the "
+             f"lowest baseline's {base[fs_best][fs_key]:.3f} ({fs_best})",
+             f"balanced NoMUS {d[nomus_key]:.4f} vs the highest baseline's "
+             f"{base[nomus_best][nomus_key]:.4f} ({nomus_best})",
              f"test_acc {d['test_acc']:.4f} vs original {by['original']['test_acc']:.4f}",
              f"baselines with results: {', '.join(base)}"]
-    ok = [d["forgetting_score"] <= base[fs_best]["forgetting_score"],
-          d["nomus"] >= base[nomus_best]["nomus"],
+    ok = [d[fs_key] <= base[fs_best][fs_key],
+          d[nomus_key] >= base[nomus_best][nomus_key],
           by["original"]["test_acc"] - d["test_acc"] <= 0.02]
     lines.append(verdict_line(ok, parts))
   return lines
@@ -89,7 +103,7 @@ def main(argv=None):
       report = run_or_note(run_config(label, seed), f"random10-{label}", failed,
                            f"{label} (seed {seed})")
       if report is not None:
-        merge(rows, rows_of(report, label, seed, COLUMNS[:-2]))
+        merge(rows, with_balanced_nomus(rows_of(report, label, seed, COLUMNS[:-2])))
         u = report["models"]["unlearned"]
         print(f"seed {seed} {label}: test {u['test_acc']:.4f} FS "
               f"{u.get('forgetting_score')} nomus {u.get('nomus')}", flush=True)
@@ -101,7 +115,11 @@ def main(argv=None):
       done = sorted({r["seed"] for r in rows})
       notes = [f"Fashion-MNIST, cnn28 (configs/fashion_mnist.py), a random 10% of "
                f"the training set forgotten; seeds with results {done} (asked "
-               f"{args.seeds}); mean ± std. Produced by "
+               f"{args.seeds}); mean ± std. forgetting_score and nomus: the "
+               "authors' protocol (unequal, unshuffled sets: 6,000 forgotten "
+               "against 10,000 unseen images, so a regression that calls every "
+               "image unseen scores 0.125); the _balanced columns truncate the "
+               "larger set after a seeded shuffle. Produced by "
                "`python experiments/fmnist_dlfd.py`.", "", *verdict(table),
                *(f"- {f}" for f in failed)]
       write_tables("fmnist_dlfd", "Fashion-MNIST: DLFD and baselines, random 10%",
