@@ -102,9 +102,9 @@ def forget_size(cfg) -> int:
 
 
 def rows_for(report: dict, setting: str, seed: int) -> list[dict]:
-  from fmnist_common import _get
+  from fmnist_common import metric
   return [dict(method=f"{setting} {role}", setting=setting, role=role, seed=seed,
-               **{c: _get(report["models"][role] or {}, c) for c in COLUMNS})
+               **{c: metric(report["models"][role] or {}, c) for c in COLUMNS})
           for role in ("original", "unlearned", "retrained")]
 
 

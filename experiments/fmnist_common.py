@@ -102,7 +102,7 @@ def rows_of(report: dict, label: str, seed: int, columns, extra=None) -> list[di
   for role, name in (("unlearned", label), ("original", "original"),
                      ("retrained", "retrained")):
     m = report["models"].get(role) or {}
-    row = {"method": name, "seed": seed, **{c: _get(m, c) for c in columns}}
+    row = {"method": name, "seed": seed, **{c: metric(m, c) for c in columns}}
     seconds = {"unlearned": times.get("unlearn"), "retrained": retrain}.get(role)
     row["unlearn_s"] = seconds
     row["rel_time"] = seconds / retrain if seconds is not None and retrain else None
@@ -111,7 +111,7 @@ def rows_of(report: dict, label: str, seed: int, columns, extra=None) -> list[di
   return out
 
 
-def _get(metrics: dict, key: str):
+def metric(metrics: dict, key: str):
   """``metrics[key]``, or a nested value as ``audit.auc``."""
   value = metrics
   for part in key.split("."):
