@@ -97,13 +97,16 @@ def main(argv=None):
   parser.add_argument("--runs", default=",".join(RUNS))
   args = parser.parse_args(argv)
   labels = args.runs.split(",")
-  rows, failed = [], []
+  rows, failed, outcomes = [], [], []
   for seed in (int(s) for s in args.seeds.split(",")):
     for label in labels:
       report = run_or_note(run_config(label, seed), f"random10-{label}", failed,
                            f"{label} (seed {seed})")
       if report is not None:
         merge(rows, with_balanced_nomus(rows_of(report, label, seed, COLUMNS[:-2])))
+        # what DLFD's gate and selection did (synthesis steps, the model kept)
+        outcomes += [f"{label} (seed {seed}): {note}" for note in report.get("notes", [])
+                     if note.startswith("dlfd:")]
         u = report["models"]["unlearned"]
         print(f"seed {seed} {label}: test {u['test_acc']:.4f} FS "
               f"{u.get('forgetting_score')} nomus {u.get('nomus')}", flush=True)
@@ -121,7 +124,7 @@ def main(argv=None):
                "image unseen scores 0.125); the _balanced columns truncate the "
                "larger set after a seeded shuffle. Produced by "
                "`python experiments/fmnist_dlfd.py`.", "", *verdict(table),
-               *(f"- {f}" for f in failed)]
+               *(f"- {o}" for o in outcomes), *(f"- {f}" for f in failed)]
       write_tables("fmnist_dlfd", "Fashion-MNIST: DLFD and baselines, random 10%",
                    table, "method", COLUMNS, rows, notes)
       from plots import tradeoff
