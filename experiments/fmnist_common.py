@@ -45,16 +45,24 @@ def base_config(method: str, seed: int):
   return cfg
 
 
+def report_path(cfg, label: str, work: str = "") -> str:
+  """Where ``run_cached`` keeps the report of ``cfg``: the seed's workdir
+  (or ``work``)/reports/<label>-<hash of the whole config>.json."""
+  blob = json.dumps(cfg.to_dict(), sort_keys=True, default=str).encode()
+  digest = hashlib.sha1(blob).hexdigest()[:10]
+  return os.path.join(work or workdir(cfg.seed), "reports", f"{label}-{digest}.json")
+
+
 def run_cached(cfg, label: str, log=print, work: str = "") -> dict:
   """``run.run(cfg)`` in the seed's workdir (or ``work``), or the report a
   previous run of the same config left there. ``label`` names the file for
-  a reader."""
+  a reader. The relearning curves a run writes to the shared workdir
+  (rcd_curves.json) move beside its report (``<report>.rcd_curves.json``),
+  so each run's curves stay with it."""
   from jaxunlearn import run as run_lib
-  blob = json.dumps(cfg.to_dict(), sort_keys=True, default=str).encode()
-  digest = hashlib.sha1(blob).hexdigest()[:10]
   work = work or workdir(cfg.seed)
-  directory = os.path.join(work, "reports")
-  path = os.path.join(directory, f"{label}-{digest}.json")
+  path = report_path(cfg, label, work)
+  directory = os.path.dirname(path)
   if os.path.exists(path):
     with open(path) as f:
       return json.load(f)
@@ -74,6 +82,9 @@ def run_cached(cfg, label: str, log=print, work: str = "") -> dict:
     raise
   report["wall_s"] = time.perf_counter() - start
   os.makedirs(directory, exist_ok=True)
+  curves = os.path.join(work, "rcd_curves.json")
+  if os.path.exists(curves):
+    os.replace(curves, path.replace(".json", ".rcd_curves.json"))
   with open(path + ".tmp", "w") as f:
     json.dump(report, f, indent=1, default=float)
   os.replace(path + ".tmp", path)

@@ -28,8 +28,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common import (RESULTS, aggregate, means, method_section,  # noqa: E402
                     verdict_line, write_tables)
-from fmnist_common import (DATASET, base_config, merge, rows_of,  # noqa: E402
-                           run_or_note, workdir)
+from fmnist_common import (DATASET, base_config, merge, report_path,  # noqa: E402
+                           rows_of, run_or_note)
 
 METHODS = ("finetune", "random_label", "neggrad", "salun", "ieu")
 # The relearning budget: long enough for the gold standard. With the
@@ -101,12 +101,8 @@ def main(argv=None):
         if report is None:
           continue
         merge(rows, rows_of(report, method, seed, COLUMNS[:-2]))
-        saved_path = os.path.join(workdir(seed), f"rcd_curves-{setting}-{method}.json")
-        fresh = os.path.join(workdir(seed), "rcd_curves.json")
-        # the run writes rcd_curves.json into the shared workdir: keep each
-        # run's copy under its own name right after it
-        if not os.path.exists(saved_path) and os.path.exists(fresh):
-          os.replace(fresh, saved_path)
+        saved_path = report_path(cfg, f"{setting}-{method}").replace(
+            ".json", ".rcd_curves.json")
         if seed == first and os.path.exists(saved_path):
           with open(saved_path) as f:
             saved = json.load(f)
