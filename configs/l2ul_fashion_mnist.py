@@ -24,23 +24,17 @@ changes what the image size dictates and what the validation split chose:
 The rest (lambda 1, weight decay 1e-4, momentum 0.9, the adversarial-set
 size and the loaders) is the authors'.
 """
-import importlib.util
 import os
 
+from jaxunlearn.config import load_module
+
 L2UL = dict(epsilon=2.0, lr=1e-2)
-
-
-def _fashion_mnist():
-  """configs/fashion_mnist.py (dataset, model, recipe), loaded by path."""
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fashion_mnist.py")
-  spec = importlib.util.spec_from_file_location("config_fashion_mnist", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+FASHION_MNIST = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                             "fashion_mnist.py")  # dataset, model, recipe
 
 
 def get_config(k: str = "16"):
-  config = _fashion_mnist().base()
+  config = load_module(FASHION_MNIST).base()
   config.method = "l2ul"
   config.forget.kind = "random"
   config.forget.count = int(k)

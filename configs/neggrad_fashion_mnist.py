@@ -18,23 +18,17 @@ The same setting is used for every NegGrad run on Fashion-MNIST (class
 forgetting too); the rest (3 epochs, momentum 0.9, batch 64, augmentation)
 is the library's default.
 """
-import importlib.util
 import os
 
+from jaxunlearn.config import load_module
+
 NEGGRAD = dict(lr=5e-5)
-
-
-def _fashion_mnist():
-  """configs/fashion_mnist.py (dataset, model, recipe), loaded by path."""
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fashion_mnist.py")
-  spec = importlib.util.spec_from_file_location("config_fashion_mnist", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+FASHION_MNIST = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                             "fashion_mnist.py")  # dataset, model, recipe
 
 
 def get_config():
-  config = _fashion_mnist().base()
+  config = load_module(FASHION_MNIST).base()
   config.method = "neggrad"
   config.forget.kind = "random"
   config.forget.fraction = 0.1

@@ -139,16 +139,23 @@ def from_json(path: str) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(json.load(f))
 
 
-def load_file(path: str) -> ml_collections.ConfigDict:
-  """The config a file gives, as ``--config`` loads it: ``file.py`` calls
-  ``get_config()``, ``file.py:arg`` calls ``get_config("arg")``."""
-  file, _, arg = path.partition(":")
+def load_module(file: str):
+  """A config file as a module (its helpers too, e.g. a dataset's ``base()``
+  that the dataset's method files build on)."""
   if not os.path.isfile(file):
     raise FileNotFoundError(f"no config file {file!r}")
   spec = importlib.util.spec_from_file_location(
       "config_" + os.path.splitext(os.path.basename(file))[0], file)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
+  return module
+
+
+def load_file(path: str) -> ml_collections.ConfigDict:
+  """The config a file gives, as ``--config`` loads it: ``file.py`` calls
+  ``get_config()``, ``file.py:arg`` calls ``get_config("arg")``."""
+  file, _, arg = path.partition(":")
+  module = load_module(file)
   return module.get_config(arg) if arg else module.get_config()
 
 
