@@ -76,6 +76,25 @@ def restore(mngr: ocp.CheckpointManager, abstract_state: Any,
   raise UserError(f"no checkpoint in {mngr.directory}")
 
 
+def latest_meta(directory: str) -> dict:
+  """The JSON meta of the latest step saved in ``directory``; ``{}`` when
+  there is none or it cannot be read (the state's restore reports why)."""
+  if not os.path.isdir(directory) or not any(
+      name.isdigit() for name in os.listdir(directory)):
+    return {}
+  mngr = ocp.CheckpointManager(os.path.abspath(directory))
+  try:
+    step = mngr.latest_step()
+    if step is None:
+      return {}
+    return dict(mngr.restore(step, args=ocp.args.Composite(
+        meta=ocp.args.JsonRestore()))["meta"] or {})
+  except Exception:  # noqa: BLE001  a damaged step: restore() deals with it
+    return {}
+  finally:
+    mngr.close()
+
+
 def _first_line(error: BaseException) -> str:
   text = " ".join(str(error).split()) or type(error).__name__
   return text[:200]

@@ -174,7 +174,9 @@ def run_epochs(step: Callable, state: Any, split: Split, *, batch_size: int,
   the mesh (``parallel.jit_step``). With ``checkpoint_dir`` the state is saved
   every ``checkpoint_every`` epochs and at the end, and a later call resumes
   from the latest saved position (returning at once if training had
-  finished). SIGTERM (``preemption``) saves at the next step boundary and
+  finished); each save's meta holds ``seconds``, the loop's wall time up to
+  it summed over every process that ran it (``run.timed_phase`` adds it to
+  a resumed phase's time). SIGTERM (``preemption``) saves at the next step boundary and
   raises ``preemption.Preempted``.
 
   ``paired``: a second split (e.g. D_f next to D_r) cycled alongside the
@@ -193,7 +195,8 @@ def run_epochs(step: Callable, state: Any, split: Split, *, batch_size: int,
   if len(split) == 0:
     raise UserError(f"{desc or 'training'}: the data set is empty")
   parallel.check_batch_size(batch_size, mesh)
-  start_epoch, start_batch = 0, 0
+  entered = time.perf_counter()
+  start_epoch, start_batch, prior_seconds = 0, 0, 0.0
   mngr = None
   if checkpoint_dir:
     mngr = ckpt_lib.manager(checkpoint_dir)
@@ -201,6 +204,7 @@ def run_epochs(step: Callable, state: Any, split: Split, *, batch_size: int,
       abstract = jax.tree.map(ocp_abstract, state)
       state, saved_meta = ckpt_lib.restore(mngr, abstract)
       start_epoch = int(saved_meta["epoch"]) + 1
+      prior_seconds = float(saved_meta.get("seconds", 0.0))
       if "batch" in saved_meta:  # stopped inside that epoch
         start_epoch, start_batch = start_epoch - 1, int(saved_meta["batch"]) + 1
   state = parallel.replicate(state, mesh)
@@ -253,7 +257,9 @@ def run_epochs(step: Callable, state: Any, split: Split, *, batch_size: int,
         # Saved under the epoch's number; the epoch's end replaces it.
         if mngr.latest_step() == epoch:  # stopped inside this epoch before
           mngr.delete(epoch)
-        ckpt_lib.save(mngr, epoch, state, dict(meta or {}, epoch=epoch, batch=b))
+        ckpt_lib.save(mngr, epoch, state, dict(
+            meta or {}, epoch=epoch, batch=b,
+            seconds=prior_seconds + time.perf_counter() - entered))
         raise preemption.Preempted(f"{where}: saved in {checkpoint_dir}")
     count = steps_per_epoch - first
     step_count = _optimizer_steps(state)
@@ -275,7 +281,9 @@ def run_epochs(step: Callable, state: Any, split: Split, *, batch_size: int,
                              or epoch + 1 == epochs):
       if mngr.latest_step() == epoch:  # the save of a stop inside this epoch
         mngr.delete(epoch)
-      ckpt_lib.save(mngr, epoch, state, dict(meta or {}, epoch=epoch))
+      ckpt_lib.save(mngr, epoch, state, dict(
+          meta or {}, epoch=epoch,
+          seconds=prior_seconds + time.perf_counter() - entered))
   if bar is not None:
     bar.close()
   return state

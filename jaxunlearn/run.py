@@ -88,17 +88,21 @@ def timed_phase(directory: str, fn):
   A finished phase restored from its checkpoint (a record and a numbered
   checkpoint step in ``directory``) reports the time and stats it originally
   had; a phase that keeps no checkpoint (DLFD and L2UL recompute) ran again,
-  so its new time and stats are recorded and reported."""
+  so its new time and stats are recorded and reported. A phase interrupted
+  and resumed (checkpoint steps, no record) counts the time its earlier
+  processes spent up to their last save (the ``seconds`` of the latest
+  step's meta, ``loop.run_epochs``) as well as this process's."""
   record = directory + ".json"
   reused = os.path.exists(record) and os.path.isdir(directory) and any(
       name.isdigit() for name in os.listdir(directory))
+  prior = 0.0 if reused else float(ckpt_lib.latest_meta(directory).get("seconds", 0.0))
   start = time.perf_counter()
   result, stats = fn(directory)
   if reused:
     with open(record) as f:
       saved = json.load(f)
     return (result, saved.get("stats", stats)), saved["seconds"]
-  seconds = time.perf_counter() - start
+  seconds = prior + time.perf_counter() - start
   if parallel.is_primary():
     ckpt_lib.write_json(record, {"seconds": seconds, "stats": stats})
   return (result, stats), seconds
