@@ -176,8 +176,8 @@ def run_epochs(step: Callable, state: Any, split: Split, *, batch_size: int,
   from the latest saved position (returning at once if training had
   finished); each save's meta holds ``seconds``, the loop's wall time up to
   it summed over every process that ran it (``run.timed_phase`` adds it to
-  a resumed phase's time). SIGTERM (``preemption``) saves at the next step boundary and
-  raises ``preemption.Preempted``.
+  a resumed phase's time). SIGTERM (``preemption``) saves at the next step
+  boundary and raises ``preemption.Preempted``.
 
   ``paired``: a second split (e.g. D_f next to D_r) cycled alongside the
   epoch; each batch then carries ``batch["paired"]`` (image, label, mask) of
