@@ -28,7 +28,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common import (RESULTS, aggregate, means, method_section,  # noqa: E402
                     verdict_line, write_tables)
-from fmnist_common import DATASET, base_config, merge, rows_of, run_or_note  # noqa: E402
+from fmnist_common import (DATASET, base_config, merge, rows_of,  # noqa: E402
+                           run_or_note, unchanged_notes)
 
 
 SETTINGS = {"class1": (3,), "class3": (0, 1, 2)}
@@ -71,7 +72,7 @@ def verdict(table: list[dict]) -> list[str]:
 
 
 def write(setting: str, rows: list[dict], seeds: str, methods,
-          failed=()) -> None:
+          failed=(), outcomes=()) -> None:
   order = ["original", "retrained"] + list(methods)
   rows = sorted(rows, key=lambda r: (order.index(r["method"]), r["seed"]))
   table = aggregate(rows, "method", COLUMNS)
@@ -84,7 +85,8 @@ def write(setting: str, rows: list[dict], seeds: str, methods,
            "accuracy on the forgotten / remaining classes. unlearn_s for "
            "retrained is its training time; rel_time = unlearn_s / that. "
            "Produced by `python experiments/fmnist_class.py`.", "",
-           *verdict(table), *(f"- {f}" for f in failed)]
+           *verdict(table), *(f"- {o}" for o in outcomes),
+           *(f"- {f}" for f in failed)]
   write_tables(f"fmnist_{setting}", f"Fashion-MNIST, class forgetting ({setting}): "
                "DELETE and the baselines", table, "method", COLUMNS, rows, notes)
   from plots import tradeoff
@@ -99,20 +101,21 @@ def main(argv=None):
   args = parser.parse_args(argv)
   methods = args.methods.split(",")
   for setting in args.settings.split(","):
-    rows, failed = [], []
+    rows, failed, outcomes = [], [], []
     for seed in (int(s) for s in args.seeds.split(",")):
       for name in methods:
         report = run_or_note(setting_config(setting, seed, name),
                              f"{setting}-{name}", failed, f"{name} (seed {seed})")
         if report is None:
-          write(setting, rows, args.seeds, methods, failed)
+          write(setting, rows, args.seeds, methods, failed, outcomes)
           continue
         merge(rows, rows_of(report, name, seed, COLUMNS[:-2]))
+        outcomes += unchanged_notes(report, name, seed)
         u = report["models"]["unlearned"]
         print(f"{setting} seed {seed} {name}: forget {u['forget_acc']:.3f} "
               f"test_retain {u['test_retain_acc']:.3f} gap {u['avg_gap']:.4f} "
               f"({report['runtime_s']['unlearn']:.0f}s)", flush=True)
-        write(setting, rows, args.seeds, methods, failed)
+        write(setting, rows, args.seeds, methods, failed, outcomes)
 
 
 if __name__ == "__main__":

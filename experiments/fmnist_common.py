@@ -122,6 +122,14 @@ def rows_of(report: dict, label: str, seed: int, columns, extra=None) -> list[di
   return out
 
 
+def unchanged_notes(report: dict, label: str, seed: int) -> list[str]:
+  """The report's note that the method returned the original model
+  unchanged (``run.report_notes``), named for a table: a row equal to the
+  original's must say why."""
+  return [f"{label} (seed {seed}): {note}" for note in report.get("notes", [])
+          if "returned the original model unchanged" in note]
+
+
 def metric(metrics: dict, key: str):
   """``metrics[key]``, or a nested value as ``audit.auc``."""
   value = metrics

@@ -29,7 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (RESULTS, aggregate, means, method_section,  # noqa: E402
                     verdict_line, write_tables)
 from fmnist_common import (DATASET, base_config, merge, report_path,  # noqa: E402
-                           rows_of, run_or_note)
+                           rows_of, run_or_note, unchanged_notes)
 
 METHODS = ("finetune", "random_label", "neggrad", "salun", "ieu", "ieu-default")
 IEU_ROWS = ("ieu", "ieu-default")
@@ -106,7 +106,7 @@ def main(argv=None):
   first = int(args.seeds.split(",")[0])
   from jaxunlearn.metrics.rcd import plot_curves
   for setting in args.settings.split(","):
-    rows, curves, failed = [], {}, []
+    rows, curves, failed, outcomes = [], {}, [], []
     for seed in (int(s) for s in args.seeds.split(",")):
       for method in methods:
         if method == "ieu-default" and setting == "class30":
@@ -117,6 +117,7 @@ def main(argv=None):
         if report is None:
           continue
         merge(rows, rows_of(report, method, seed, COLUMNS[:-2]))
+        outcomes += unchanged_notes(report, method, seed)
         saved_path = report_path(cfg, f"{setting}-{method}").replace(
             ".json", ".rcd_curves.json")
         if seed == first and os.path.exists(saved_path):
@@ -140,7 +141,7 @@ def main(argv=None):
                  "(RCD_STEPS says why); rcd_reached: the fraction of runs whose "
                  "relearning reached the threshold within it. Produced by "
                  "`python experiments/fmnist_ieu.py`.", "", *verdict(table),
-                 *(f"- {f}" for f in failed)]
+                 *(f"- {o}" for o in outcomes), *(f"- {f}" for f in failed)]
         write_tables(f"fmnist_ieu_{setting}", f"Fashion-MNIST: IEU and relearning "
                      f"delay, {setting}", table, "method", COLUMNS, rows, notes)
         if curves:
