@@ -142,10 +142,11 @@ def metric(metrics: dict, key: str):
 
 def merge(rows: list[dict], new: list[dict]) -> None:
   """Adds ``new`` rows, keeping one original / retrained row per seed and
-  setting (they recur in every method's report)."""
+  setting (they recur in every method's report; a study may prefix them, as
+  "k=16 original")."""
   for row in new:
     key = (row["method"], row["seed"], row.get("setting"))
-    if row["method"] in ("original", "retrained") and any(
+    if row["method"].split()[-1] in ("original", "retrained") and any(
         (r["method"], r["seed"], r.get("setting")) == key for r in rows):
       continue
     rows.append(row)

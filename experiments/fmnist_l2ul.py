@@ -135,6 +135,16 @@ def continual(seeds, variant: str = "full") -> None:
                   "Produced by `python experiments/fmnist_l2ul.py --continual`."])
 
 
+ROLES = ("original", "retrained", "full", "adv", "ga")
+
+
+def row_order(row: dict) -> tuple:
+  """Per k: the reference rows, then the variants; seeds in order."""
+  k, role = row["method"].split(" ", 1)
+  return (int(k.removeprefix("k=")), ROLES.index(role) if role in ROLES
+          else len(ROLES), role, row["seed"])
+
+
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--seeds", default="0,1,2")
@@ -154,6 +164,7 @@ def main(argv=None):
         u = report["models"]["unlearned"]
         print(f"seed {seed} k {k} {variant}: forget {u['forget_acc']:.3f} "
               f"test {u['test_acc']:.4f} {report.get('method_stats')}", flush=True)
+        rows.sort(key=row_order)
         table = aggregate(rows, "method", COLUMNS)
         done = sorted({r["seed"] for r in rows})
         notes = [f"Fashion-MNIST, cnn28, configs/l2ul_fashion_mnist.py; seeds with "
