@@ -27,7 +27,7 @@ from jaxunlearn import config as config_lib
 from jaxunlearn import logs, parallel, preemption, records
 from jaxunlearn.aggregate import flatten
 from jaxunlearn.data.splits import save_forget_ids
-from jaxunlearn.errors import UserError
+from jaxunlearn.errors import Diverged, UserError
 from jaxunlearn.methods import METHODS, UnlearnTask
 from jaxunlearn.metrics import evaluators as evaluators_lib
 from jaxunlearn.metrics.evaluators import EvalContext
@@ -106,6 +106,16 @@ def timed_phase(directory: str, fn):
   if parallel.is_primary():
     ckpt_lib.write_json(record, {"seconds": seconds, "stats": stats})
   return (result, stats), seconds
+
+
+def check_finite_variables(variables, method: str) -> None:
+  """Raises ``Diverged`` if ``method`` returned NaN/inf parameters or
+  statistics."""
+  leaves = [np.asarray(x) for x in jax.tree.leaves(jax.device_get(variables))]
+  if not all(np.all(np.isfinite(x)) for x in leaves
+             if np.issubdtype(x.dtype, np.floating)):
+    raise Diverged(f"{method} returned NaN/inf parameters: it diverged; lower "
+                   f"{method}'s learning rate")
 
 
 def use_compilation_cache(directory: str) -> None:
@@ -315,6 +325,9 @@ def _run(cfg, workdir, task, method, evaluators, log) -> dict:
     return method.unlearn(unlearn_task, method_cfg, key)
   (unlearned, method_stats), t_unlearn = timed_phase(
       unlearn_dir, lambda d: unlearn_from(original, data, keys.unlearn, d))
+  # Methods with their own loops (L2UL, DLFD, ...) do not pass through the
+  # epoch loop's check; NaN weights must not reach the evaluators.
+  check_finite_variables(unlearned, cfg.method)
   if cfg.export_torch and parallel.is_primary():
     from jaxunlearn import torch_io
     path = os.path.join(workdir, "unlearned.pth")

@@ -243,3 +243,46 @@ def test_stored_evaluations_are_per_method_only_when_an_evaluator_uses_it(cfg):
   assert paths("delete", plain) == paths("finetune", plain)
   assert paths("delete", plain + ("audit",)) != paths("finetune", plain + ("audit",))
   assert paths("delete", plain) != paths("delete", plain + ("zrf",))
+
+
+def test_a_method_that_returns_nan_weights_is_a_divergence_not_a_crash(
+    cfg, report, monkeypatch, tmp_path):
+  """Methods with their own loops (L2UL, DLFD) bypass the epoch loop's
+  check: NaN weights stop the run with ``Diverged`` naming the method before
+  any evaluator sees them (sklearn's SVC would fail on NaN features), and
+  logits that overflow on finite weights are caught where they are made."""
+  import shutil
+
+  import numpy as np
+
+  from jaxunlearn.errors import Diverged
+  from jaxunlearn.methods import METHODS
+  from jaxunlearn.metrics import evaluators as evaluators_lib
+  workdir = str(tmp_path / "run")
+  shutil.copytree(report[0], workdir)
+  finetune = METHODS.get("finetune")
+
+  def nan_weights(task, method_cfg, key):
+    variables = jax.tree.map(np.array, jax.device_get(task.variables))
+    kernel = variables["params"]["head"]["kernel"]
+    kernel[0, 0] = np.nan
+    return variables, {}
+  monkeypatch.setitem(METHODS._items, "finetune", finetune._replace(unlearn=nan_weights))
+  other = cfg.copy_and_resolve_references()
+  other.method = "finetune"
+  evaluated = []
+  accuracy = evaluators_lib.EVALUATORS.get("accuracy")
+  monkeypatch.setitem(evaluators_lib.EVALUATORS._items, "accuracy", accuracy._replace(
+      fn=lambda ctx, role, options: evaluated.append(role) or accuracy.fn(ctx, role, options)))
+  with pytest.raises(Diverged, match="finetune returned NaN/inf parameters"):
+    run_lib.run(other, workdir, log=lambda *_: None)
+  assert evaluated == []
+
+  def huge_weights(task, method_cfg, key):
+    variables = jax.tree.map(np.array, jax.device_get(task.variables))
+    variables["params"]["head"]["kernel"] *= np.float32(1e38)
+    return variables, {}
+  monkeypatch.setitem(METHODS._items, "finetune", finetune._replace(unlearn=huge_weights))
+  other.finetune.epochs = 2  # another unlearning checkpoint name
+  with pytest.raises(Diverged, match="unlearned model's logits on .* are NaN/inf"):
+    run_lib.run(other, workdir, log=lambda *_: None)

@@ -27,7 +27,7 @@ from jax.sharding import Mesh
 
 from jaxunlearn import batches
 from jaxunlearn.batches import ForgetSplit, Split
-from jaxunlearn.errors import UserError
+from jaxunlearn.errors import Diverged, UserError
 from jaxunlearn.metrics import mia
 from jaxunlearn.metrics.predict import make_predict_fn, predict
 from jaxunlearn.registry import Registry
@@ -142,6 +142,9 @@ class EvalContext:
         return Outputs(np.zeros((0, self.num_classes), np.float32),
                        np.zeros((0, 0), np.float32), data.labels)
       logits, features = self.predict(self.models[role], data, with_features=True)
+      if not np.all(np.isfinite(logits)):
+        raise Diverged(f"the {role} model's logits on {split} are NaN/inf: its "
+                       "weights overflow; lower the learning rate that made it")
       return Outputs(logits, features, data.labels)
     return self.cached(("outputs", role, split), compute)
 
