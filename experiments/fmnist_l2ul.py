@@ -34,7 +34,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common import aggregate, means, verdict_line, write_tables  # noqa: E402
-from fmnist_common import merge, original_model, run_cached  # noqa: E402
+from fmnist_common import (merge, original_model, run_cached,  # noqa: E402
+                           run_or_note)
 
 from jaxunlearn import config as config_lib  # noqa: E402
 
@@ -44,12 +45,16 @@ COLUMNS = ("steps", "stopped", "forget_acc", "test_acc", "test_drop",
            "unlearn_s", "rel_time")
 
 
-def run_one(seed: int, k: int, variant: str, retrained: bool) -> dict:
+def run_one(seed: int, k: int, variant: str, retrained: bool,
+            failed: list) -> dict | None:
+  """The run's report, or None with the reason in ``failed`` (a divergence
+  is a result of the study, not its end)."""
   cfg = config_lib.load_file(f"{CONFIG}:{k}")
   cfg.seed, cfg.progress = seed, False
   cfg.l2ul.variant = variant
   cfg.with_retrained = retrained
-  return run_cached(cfg, f"l2ul-k{k}-{variant}")
+  return run_or_note(cfg, f"l2ul-k{k}-{variant}", failed,
+                     f"k={k} {variant} (seed {seed})")
 
 
 def rows_for(report: dict, seed: int, k: int, variant: str) -> list[dict]:
@@ -155,15 +160,18 @@ def main(argv=None):
   args = parser.parse_args(argv)
   if args.continual:
     return continual([int(s) for s in args.seeds.split(",")])
-  rows = []
+  rows, failed = [], []
   for seed in (int(s) for s in args.seeds.split(",")):
     for k in (int(k) for k in args.ks.split(",")):
       for variant in args.variants.split(","):
-        report = run_one(seed, k, variant, not args.no_retrained)
-        merge(rows, rows_for(report, seed, k, variant))
-        u = report["models"]["unlearned"]
-        print(f"seed {seed} k {k} {variant}: forget {u['forget_acc']:.3f} "
-              f"test {u['test_acc']:.4f} {report.get('method_stats')}", flush=True)
+        report = run_one(seed, k, variant, not args.no_retrained, failed)
+        if report is not None:
+          merge(rows, rows_for(report, seed, k, variant))
+          u = report["models"]["unlearned"]
+          print(f"seed {seed} k {k} {variant}: forget {u['forget_acc']:.3f} "
+                f"test {u['test_acc']:.4f} {report.get('method_stats')}", flush=True)
+        if not rows:
+          continue
         rows.sort(key=row_order)
         table = aggregate(rows, "method", COLUMNS)
         done = sorted({r["seed"] for r in rows})
@@ -174,7 +182,7 @@ def main(argv=None):
                  "this model's. rel_time: unlearn_s / the retraining time"
                  + (" (here the pretraining time: --no-retrained)" if args.no_retrained
                     else "") + ". Produced by `python experiments/fmnist_l2ul.py`.",
-                 "", *verdict(table)]
+                 "", *verdict(table), *(f"- {f}" for f in failed)]
         write_tables("fmnist_l2ul", "Fashion-MNIST: L2UL, k random samples",
                      table, "method", COLUMNS, rows, notes)
 
