@@ -34,8 +34,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common import aggregate, means, verdict_line, write_tables  # noqa: E402
-from fmnist_common import (merge, original_model, run_cached,  # noqa: E402
-                           run_or_note)
+from fmnist_common import merge, original_model, run_or_note  # noqa: E402
 
 from jaxunlearn import config as config_lib  # noqa: E402
 
