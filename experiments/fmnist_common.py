@@ -69,7 +69,8 @@ def run_cached(cfg, label: str, log=print, work: str = "") -> dict:
   failed = path.replace(".json", ".diverged.json")
   if os.path.exists(failed):  # a divergence is a result: not rerun
     with open(failed) as f:
-      raise Diverged(json.load(f)["diverged"] + f" (recorded in {failed})")
+      where = os.path.relpath(failed, os.path.dirname(HERE))  # as the tables print it
+      raise Diverged(json.load(f)["diverged"] + f" (recorded in {where})")
   start = time.perf_counter()
   try:
     report = run_lib.run(cfg, work, log=lambda *_: None)
