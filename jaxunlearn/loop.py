@@ -137,7 +137,8 @@ def check_finite(worst_loss, finite: bool, where: str) -> None:
 
 
 @jax.jit
-def _state_finite(state):
+def all_finite(state):
+  """Whether every floating leaf of ``state`` is finite (one device bool)."""
   leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(state)
             if jnp.issubdtype(x.dtype, jnp.floating)]
   return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
@@ -267,7 +268,7 @@ def run_epochs(step: Callable, state: Any, split: Split, *, batch_size: int,
           else None if step_count is None else lr_of(step_count))
     next_plan = plan_of(on_device(epoch + 1)) if epoch + 1 < epochs else None
     worst, finite, totals, lr, plan = jax.device_get(  # the one host sync
-        (worst, _state_finite(state), totals, lr, next_plan))
+        (worst, all_finite(state), totals, lr, next_plan))
     check_finite(worst, finite, desc or "training")
     done_steps += count
     _log_epoch(desc, epoch, epochs, totals, count, batch_size, lr,

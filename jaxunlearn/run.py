@@ -25,6 +25,7 @@ import numpy as np
 from jaxunlearn import checkpoint as ckpt_lib
 from jaxunlearn import config as config_lib
 from jaxunlearn import logs, parallel, preemption, records
+from jaxunlearn import loop as loop_lib
 from jaxunlearn.aggregate import flatten
 from jaxunlearn.data.splits import save_forget_ids
 from jaxunlearn.errors import Diverged, UserError
@@ -111,9 +112,7 @@ def timed_phase(directory: str, fn):
 def check_finite_variables(variables, method: str) -> None:
   """Raises ``Diverged`` if ``method`` returned NaN/inf parameters or
   statistics."""
-  leaves = [np.asarray(x) for x in jax.tree.leaves(jax.device_get(variables))]
-  if not all(np.all(np.isfinite(x)) for x in leaves
-             if np.issubdtype(x.dtype, np.floating)):
+  if not bool(jax.device_get(loop_lib.all_finite(variables))):
     raise Diverged(f"{method} returned NaN/inf parameters: it diverged; lower "
                    f"{method}'s learning rate")
 
