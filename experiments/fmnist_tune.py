@@ -5,6 +5,8 @@
   python experiments/fmnist_tune.py neggrad [--grid lr=2e-3,1e-3,...]
   python experiments/fmnist_tune.py ieu [--grid alpha=1,0.7,0.5 lr=0.02,0.005]
   python experiments/fmnist_tune.py dlfd [--grid forget_threshold=0.15,0.06,0.03]
+  python experiments/fmnist_tune.py neggrad --setting class [--grid lr=...]
+  python experiments/fmnist_tune.py neggrad_plus --setting class [--grid ...]
 
 The search behind configs/l2ul_fashion_mnist.py: the default grid, then
 ``--grid lr=1e-2 lam=10`` and ``--grid lr=1e-2 lam=3,2`` (the cliff
@@ -47,8 +49,17 @@ Selection, per method, before looking at any result:
   half is drawn from the same held-out images, as the authors' gate draws
   it from their test split.
 
-Writes experiments/results/fmnist_tune_<method>.{md,csv,json}; the chosen
-values go to configs/<method>_fashion_mnist.py, which cites the file.
+``--setting class`` tunes for class forgetting instead (class 3, the class
+study's class1 setting), for the methods whose random-forgetting point
+does not carry over (NegGrad's lr 5e-5 collapses the model to one class
+there). A retrained model scores 0 on the forgotten class and keeps the
+original's accuracy on the rest, so the rule is: among the points that did
+not diverge, the smallest est_gap = mean(forget_acc, |retain_acc - r0|,
+val_forget_acc, |val_retain_acc - vr0|), r0 and vr0 the original's retain
+and held-out remaining-class accuracy; ties go to the library's default.
+
+Writes experiments/results/fmnist_tune_<method>[_class].{md,csv,json}; the
+chosen values go to configs/<method>_fashion_mnist.py, which cites the file.
 """
 from __future__ import annotations
 
@@ -71,10 +82,16 @@ CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir,
 GRIDS = {"l2ul": "lr=1e-3,1e-2 lam=1,100",
          "neggrad": "lr=2e-3,1e-3,5e-4,2e-4,1e-4,5e-5",
          "ieu": "alpha=1,0.7,0.5 lr=0.02,0.005",
-         "dlfd": "forget_threshold=0.15,0.06,0.03"}
+         "dlfd": "forget_threshold=0.15,0.06,0.03",
+         "neggrad_plus": "lr=1e-2,1e-3,1e-4 beta=0.95,0.99"}
+# Class forgetting: NegGrad at and below the random-forgetting choice (it
+# already collapses the model at 5e-5).
+CLASS_GRIDS = {"neggrad": "lr=5e-5,2e-5,1e-5,5e-6,2e-6,1e-6"}
 AUTHORS = {"l2ul": {"lr": 1e-3, "lam": 1.0}, "neggrad": {"lr": 2e-3},
-           "ieu": {"alpha": 1.0, "lr": 0.02}, "dlfd": {"forget_threshold": 0.15}}
-FRACTION = {"neggrad": 0.1, "ieu": 0.3, "dlfd": 0.1}
+           "ieu": {"alpha": 1.0, "lr": 0.02}, "dlfd": {"forget_threshold": 0.15},
+           "neggrad_plus": {"lr": 1e-2, "beta": 0.95}}
+FRACTION = {"neggrad": 0.1, "ieu": 0.3, "dlfd": 0.1, "neggrad_plus": 0.1}
+CLASS_SETTING = (3,)  # the class study's class1 setting
 # The authors' max_forgetting_score / forget_threshold (0.09 / 0.15).
 DLFD_SELECT_RATIO = 0.6
 
@@ -87,7 +104,8 @@ def parse_grid(words) -> dict[str, list[float]]:
   return grid
 
 
-def tune_config(method: str, seed: int, k: int, validation: int, point: dict):
+def tune_config(method: str, seed: int, k: int, validation: int, point: dict,
+                setting: str = "random"):
   """The method's base setting on the held-out split, with ``point`` set.
 
   L2UL starts from the authors' setting with the image-size scaling of
@@ -100,7 +118,10 @@ def tune_config(method: str, seed: int, k: int, validation: int, point: dict):
   else:
     from jaxunlearn.methods import METHODS
     cfg[method] = METHODS.get(method).default_config()
-    cfg.forget.kind, cfg.forget.fraction = "random", FRACTION[method]
+    if setting == "class":
+      cfg.forget.kind, cfg.forget.classes = "class", CLASS_SETTING
+    else:
+      cfg.forget.kind, cfg.forget.fraction = "random", FRACTION[method]
   cfg.seed, cfg.progress, cfg.with_retrained = seed, False, False
   cfg.validation = validation
   cfg.eval.evaluators, cfg.eval.method_evaluators = ("accuracy",), False
@@ -141,6 +162,23 @@ def neggrad_row(report: dict, point: dict) -> dict:
   return dict(point=point_name(point), **point, diverged=0.0,
               forget_acc=u["forget_acc"], retain_acc=u["retain_acc"],
               val_acc=u["test_acc"], val_drop=v0 - u["test_acc"], est_gap=gap,
+              unlearn_s=report["runtime_s"]["unlearn"])
+
+
+def class_row(report: dict, point: dict) -> dict:
+  """A class-forgetting point: the estimated gap to retraining (module
+  docstring) on the held-out images."""
+  if "diverged" in report:
+    return dict(point=point_name(point), **point, diverged=1.0)
+  o, u = report["models"]["original"], report["models"]["unlearned"]
+  r0, vr0 = o["retain_acc"], o["test_retain_acc"]
+  gap = (u["forget_acc"] + abs(u["retain_acc"] - r0) + u["test_forget_acc"]
+         + abs(u["test_retain_acc"] - vr0)) / 4
+  return dict(point=point_name(point), **point, diverged=0.0,
+              forget_acc=u["forget_acc"], retain_acc=u["retain_acc"],
+              val_forget_acc=u["test_forget_acc"],
+              val_retain_acc=u["test_retain_acc"],
+              val_retain_drop=vr0 - u["test_retain_acc"], est_gap=gap,
               unlearn_s=report["runtime_s"]["unlearn"])
 
 
@@ -198,9 +236,10 @@ def choose_dlfd(rows: list[dict], authors: dict) -> dict | None:
 
 
 ROWS = {"l2ul": l2ul_row, "neggrad": neggrad_row, "ieu": ieu_row,
-        "dlfd": dlfd_row}
+        "dlfd": dlfd_row, "neggrad_plus": neggrad_row, "class": class_row}
 CHOOSE = {"l2ul": choose_l2ul, "neggrad": choose_neggrad, "ieu": choose_ieu,
-          "dlfd": choose_dlfd}
+          "dlfd": choose_dlfd, "neggrad_plus": choose_neggrad,
+          "class": choose_neggrad}
 RULES = {
     "l2ul": "among the points whose stop rule held, the smallest val_drop "
             "(original validation accuracy minus the unlearned model's)",
@@ -215,26 +254,40 @@ RULES = {
             "smaller est_gap (as for neggrad); max_forgetting_score is 0.6 "
             "x forget_threshold (the authors' ratio) unless the point sets it",
 }
+RULES["class"] = ("among the points that did not diverge, the smallest est_gap "
+                  "= mean(forget_acc, |retain_acc - r0|, val_forget_acc, "
+                  "|val_retain_acc - vr0|), r0 and vr0 the original's retain and "
+                  "held-out remaining-class accuracy (what a retrained model "
+                  "would score; it scores 0 on the class)")
+RULES["neggrad_plus"] = RULES["neggrad"]
 SETTING = {"l2ul": "k = {k} random training samples",
            "neggrad": "a random 10% of the training set",
            "ieu": "a random 30% of the training set",
-           "dlfd": "a random 10% of the training set, the paper variant"}
+           "dlfd": "a random 10% of the training set, the paper variant",
+           "neggrad_plus": "a random 10% of the training set",
+           "class": "class " + ", ".join(map(str, CLASS_SETTING)) + " forgotten"}
 
 
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("method", choices=sorted(GRIDS))
   parser.add_argument("--grid", nargs="*")
+  parser.add_argument("--setting", choices=("default", "class"), default="default")
   parser.add_argument("--k", type=int, default=16)
   parser.add_argument("--validation", type=int, default=5000)
   parser.add_argument("--seed", type=int, default=0)
   args = parser.parse_args(argv)
-  grid = parse_grid(args.grid or GRIDS[args.method].split())
-  work = os.path.join(WORK, f"fmnist-val-seed{args.seed}")
   method, authors = args.method, AUTHORS[args.method]
+  by_class = args.setting == "class"
+  if by_class and method in ("l2ul", "dlfd", "ieu"):
+    parser.error(f"--setting class: {method} is tuned on its own study's setting")
+  default_grid = CLASS_GRIDS.get(method, GRIDS[method]) if by_class else GRIDS[method]
+  grid = parse_grid(args.grid or default_grid.split())
+  work = os.path.join(WORK, f"fmnist-val-seed{args.seed}")
+  kind = "class" if by_class else method  # the row, rule and setting to use
   # Every point tried on this split, by any invocation (the table shows the
   # whole search, not only the last grid).
-  suffix = f"_k{args.k}" if method == "l2ul" else ""
+  suffix = f"_k{args.k}" if method == "l2ul" else "_class" if by_class else ""
   tried_path = os.path.join(work, f"tune_{method}{suffix}.json")
   tried = {}
   if os.path.exists(tried_path):
@@ -242,13 +295,15 @@ def main(argv=None):
       tried = json.load(f)
   for values in itertools.product(*grid.values()):
     point = dict(zip(grid, values))
-    cfg = tune_config(method, args.seed, args.k, args.validation, point)
-    label = f"tune-{method}-" + "-".join(f"{k}{v:g}" for k, v in point.items())
+    cfg = tune_config(method, args.seed, args.k, args.validation, point,
+                      "class" if by_class else "random")
+    label = (f"tune-{method}{'-class' if by_class else ''}-"
+             + "-".join(f"{k}{v:g}" for k, v in point.items()))
     try:
       report = run_cached(cfg, label, work=work)
     except Diverged as error:
       report = {"diverged": str(error)}
-    tried[label] = ROWS[method](report, point)
+    tried[label] = ROWS[kind](report, point)
     print(tried[label], flush=True)
     with open(tried_path + ".tmp", "w") as f:
       json.dump(tried, f, indent=1)
@@ -257,20 +312,22 @@ def main(argv=None):
     # the grid's values are in the point's name (a table cell rounds them)
     columns = tuple(dict.fromkeys(c for r in rows for c in r
                                   if c != "point" and c not in grid))
-    chosen = CHOOSE[method](rows, authors)
+    chosen = CHOOSE[kind](rows, authors)
     table = aggregate(rows, "point", columns)
+    command = f"{method}{' --setting class' if by_class else ''}"
     notes = [f"{method} on Fashion-MNIST (cnn28, configs/fashion_mnist.py), "
-             f"{SETTING[method].format(k=args.k)}, seed {args.seed}; evaluated on "
+             f"{SETTING[kind].format(k=args.k)}, seed {args.seed}; evaluated on "
              f"{args.validation} training images held out from the original's "
              "training (config.validation), not on the test split. Rule: "
-             f"{RULES[method]}; the authors' (or library's default) point "
+             f"{RULES[kind]}; the authors' (or library's default) point "
              f"{authors} wins ties. Produced by `python "
-             f"experiments/fmnist_tune.py {method}`.", "",
+             f"experiments/fmnist_tune.py {command}`.", "",
              f"Chosen: {chosen['point'] if chosen else 'none (no point qualified)'}"
              f" (of the {len(rows)} point(s) tried)."]
-    write_tables(f"fmnist_tune_{method}", "Fashion-MNIST tuning: "
-                 f"{method} on a validation split", table, "point", columns,
-                 rows, notes)
+    write_tables(f"fmnist_tune_{method}{'_class' if by_class else ''}",
+                 "Fashion-MNIST tuning: "
+                 f"{method}{' (class forgetting)' if by_class else ''} on a "
+                 "validation split", table, "point", columns, rows, notes)
 
 
 if __name__ == "__main__":
