@@ -12,7 +12,12 @@ The search behind configs/l2ul_fashion_mnist.py: the default grid, then
 ``--grid lr=1e-2 lam=10`` and ``--grid lr=1e-2 lam=3,2`` (the cliff
 between forgetting nothing and losing most of the accuracy). The one behind
 configs/neggrad_fashion_mnist.py: the default grid (the library's lr 2e-3
-and five smaller ones, 3 epochs each).
+and five smaller ones, 3 epochs each), then ``--grid lr=1.5e-4,3e-4``; for
+class forgetting, ``neggrad --setting class``, then ``--grid
+lr=3e-5,1.5e-5``. The one behind configs/neggrad_plus_fashion_mnist.py:
+``neggrad_plus --setting class``, then ``--grid lr=3e-5,1e-5
+beta=0.95,0.99``, ``--grid lr=5e-5,7e-5 beta=0.95`` and ``--grid lr=4e-5
+beta=0.95``.
 
 Every run holds out ``--validation`` training images (``config.validation``:
 drawn from the seed, never trained on) and evaluates on them; the dataset's

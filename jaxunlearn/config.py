@@ -122,13 +122,21 @@ CONFIGS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 DEFAULT_RUN = os.path.join(CONFIGS_DIR, "delete_digits.py")
 
 
-def tuned_section(method: str, dataset: str) -> ml_collections.ConfigDict:
+def tuned_section(method: str, dataset: str,
+                  forget_kind: str | None = None) -> ml_collections.ConfigDict:
   """``config.<method>`` as ``configs/<method>_<dataset>.py`` sets it, or the
-  method's default (the authors' setting) where no such file exists."""
+  method's default (the authors' setting) where no such file exists.
+
+  A file tuned per forget kind names the kinds it knows in ``FORGET_KINDS``
+  and gives each as ``get_config(kind)`` (``file.py:class``); asked for one
+  of them, this returns that tuning, else the file's ``get_config()``."""
   path = os.path.join(CONFIGS_DIR, f"{method}_{dataset}.py")
-  if os.path.isfile(path):
-    return load_file(path)[method]
-  return _method_section(method)
+  if not os.path.isfile(path):
+    return _method_section(method)
+  module = load_module(path)
+  if forget_kind in getattr(module, "FORGET_KINDS", ()):
+    return module.get_config(forget_kind)[method]
+  return module.get_config()[method]
 
 
 def from_json(path: str) -> ml_collections.ConfigDict:

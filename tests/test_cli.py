@@ -256,3 +256,25 @@ def test_fashion_mnist_configs_pick_up_each_methods_tuning():
     picked = load_file(os.path.join(configs, f"fashion_mnist.py:{method}"))
     assert picked[method].to_dict() == tuned[method].to_dict()
     assert tuned[method].to_dict() != METHODS.get(method).default_config().to_dict()
+
+
+def test_a_tuning_file_per_forget_kind_gives_each_kind_its_own_section():
+  """configs/neggrad*_fashion_mnist.py hold a random-forgetting and a
+  class-forgetting tuning (FORGET_KINDS); tuned_section picks by the kind
+  asked for, and a file without FORGET_KINDS ignores the kind."""
+  import os
+  import pytest
+  from jaxunlearn.config import load_file, tuned_section
+  configs = os.path.join(os.path.dirname(__file__), os.pardir, "configs")
+  for method in ("neggrad", "neggrad_plus"):
+    path = os.path.join(configs, f"{method}_fashion_mnist.py")
+    random_kind = tuned_section(method, "fashion_mnist", "random")
+    class_kind = tuned_section(method, "fashion_mnist", "class")
+    assert class_kind.to_dict() == load_file(f"{path}:class")[method].to_dict()
+    assert class_kind.to_dict() != random_kind.to_dict()
+    assert tuned_section(method, "fashion_mnist").to_dict() == random_kind.to_dict()
+    assert load_file(f"{path}:class").forget.kind == "class"
+    with pytest.raises(ValueError, match="forget kind"):
+      load_file(f"{path}:ids")
+  assert (tuned_section("l2ul", "fashion_mnist", "class").to_dict()
+          == tuned_section("l2ul", "fashion_mnist").to_dict())
