@@ -58,3 +58,22 @@ def get_config(method: str = "delete"):
   config.method = method
   config[method] = tuned_section(method, DATASET)
   return config
+
+
+def per_forget_kind(method: str, sections: dict, forget_kind: str,
+                    classes=(3,)):
+  """A method's file tuned per forget kind (``FORGET_KINDS``, read by
+  ``config.tuned_section``): ``sections[kind]`` over the method's default,
+  forgetting a random 10% or ``classes`` (the class the tuning ran on)."""
+  if forget_kind not in sections:
+    raise ValueError(f"{method}_fashion_mnist.py:{forget_kind}: the forget kind "
+                     f"must be one of {', '.join(sections)}")
+  config = base()
+  config.method = method
+  config.forget.kind = forget_kind
+  if forget_kind == "class":
+    config.forget.classes = tuple(classes)
+  else:
+    config.forget.fraction = 0.1
+  config[method].update(sections[forget_kind])
+  return config

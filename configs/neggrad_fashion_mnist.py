@@ -31,23 +31,12 @@ import os
 
 from jaxunlearn.config import load_module
 
-FORGET_KINDS = ("random", "class")  # get_config(kind); config.tuned_section
 NEGGRAD = {"random": dict(lr=5e-5), "class": dict(lr=2e-5)}
-CLASSES = (3,)  # the class the class setting was tuned on
+FORGET_KINDS = tuple(NEGGRAD)  # get_config(kind); config.tuned_section
 FASHION_MNIST = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                              "fashion_mnist.py")  # dataset, model, recipe
 
 
 def get_config(forget_kind: str = "random"):
-  if forget_kind not in FORGET_KINDS:
-    raise ValueError(f"neggrad_fashion_mnist.py:{forget_kind}: the forget kind "
-                     f"must be one of {', '.join(FORGET_KINDS)}")
-  config = load_module(FASHION_MNIST).base()
-  config.method = "neggrad"
-  config.forget.kind = forget_kind
-  if forget_kind == "class":
-    config.forget.classes = CLASSES
-  else:
-    config.forget.fraction = 0.1
-  config.neggrad.update(NEGGRAD[forget_kind])
-  return config
+  return load_module(FASHION_MNIST).per_forget_kind("neggrad", NEGGRAD,
+                                                    forget_kind)

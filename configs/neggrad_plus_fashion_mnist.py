@@ -22,23 +22,12 @@ import os
 
 from jaxunlearn.config import load_module
 
-FORGET_KINDS = ("random", "class")  # get_config(kind); config.tuned_section
 NEGGRAD_PLUS = {"random": dict(), "class": dict(lr=4e-5, beta=0.95)}
-CLASSES = (3,)  # the class the class setting was tuned on
+FORGET_KINDS = tuple(NEGGRAD_PLUS)  # get_config(kind); config.tuned_section
 FASHION_MNIST = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                              "fashion_mnist.py")  # dataset, model, recipe
 
 
 def get_config(forget_kind: str = "random"):
-  if forget_kind not in FORGET_KINDS:
-    raise ValueError(f"neggrad_plus_fashion_mnist.py:{forget_kind}: the forget "
-                     f"kind must be one of {', '.join(FORGET_KINDS)}")
-  config = load_module(FASHION_MNIST).base()
-  config.method = "neggrad_plus"
-  config.forget.kind = forget_kind
-  if forget_kind == "class":
-    config.forget.classes = CLASSES
-  else:
-    config.forget.fraction = 0.1
-  config.neggrad_plus.update(NEGGRAD_PLUS[forget_kind])
-  return config
+  return load_module(FASHION_MNIST).per_forget_kind("neggrad_plus", NEGGRAD_PLUS,
+                                                    forget_kind)
