@@ -13,10 +13,11 @@ the test split is not read), seed 0, class 3, 13 points (lr 1e-2 down to
 smallest estimated gap to retraining
 (experiments/results/fmnist_tune_neggrad_plus_class.md). The forget term
 has no floor, so this is a cliff too: lr 1e-2 diverges (beta 0.95) or
-collapses the model to one class (0.99), so does 1e-3 at either beta, 1e-4 forgets the class at a loss of 26 points
-on the others (beta 0.95), and lr <= 3e-5 keeps most of the class; at
-4e-5 the class's held-out accuracy falls to 5.5% at a loss of 2.3 points
-on the other classes (5e-5: 0% at 7.2 points).
+collapses the model to one class (0.99), 1e-3 collapses it at either
+beta, 1e-4 forgets the class at a loss of 26 points on the others (beta
+0.95), and lr <= 3e-5 keeps most of the class; at 4e-5 the class's
+held-out accuracy falls to 5.5% at a loss of 2.3 points on the other
+classes (5e-5: 0% at 7.2 points).
 """
 import os
 
