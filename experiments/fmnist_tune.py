@@ -284,6 +284,7 @@ def main(argv=None):
   args = parser.parse_args(argv)
   method, authors = args.method, AUTHORS[args.method]
   by_class = args.setting == "class"
+  tag = "_class" if by_class else ""  # in the file names of a class search
   if by_class and method in ("l2ul", "dlfd", "ieu"):
     parser.error(f"--setting class: {method} is tuned on its own study's setting")
   default_grid = CLASS_GRIDS.get(method, GRIDS[method]) if by_class else GRIDS[method]
@@ -292,7 +293,7 @@ def main(argv=None):
   kind = "class" if by_class else method  # the row, rule and setting to use
   # Every point tried on this split, by any invocation (the table shows the
   # whole search, not only the last grid).
-  suffix = f"_k{args.k}" if method == "l2ul" else "_class" if by_class else ""
+  suffix = f"_k{args.k}" if method == "l2ul" else tag
   tried_path = os.path.join(work, f"tune_{method}{suffix}.json")
   tried = {}
   if os.path.exists(tried_path):
@@ -302,7 +303,7 @@ def main(argv=None):
     point = dict(zip(grid, values))
     cfg = tune_config(method, args.seed, args.k, args.validation, point,
                       "class" if by_class else "random")
-    label = (f"tune-{method}{'-class' if by_class else ''}-"
+    label = (f"tune-{method}{tag.replace('_', '-')}-"
              + "-".join(f"{k}{v:g}" for k, v in point.items()))
     try:
       report = run_cached(cfg, label, work=work)
@@ -329,7 +330,7 @@ def main(argv=None):
              f"experiments/fmnist_tune.py {command}`.", "",
              f"Chosen: {chosen['point'] if chosen else 'none (no point qualified)'}"
              f" (of the {len(rows)} point(s) tried)."]
-    write_tables(f"fmnist_tune_{method}{'_class' if by_class else ''}",
+    write_tables(f"fmnist_tune_{method}{tag}",
                  "Fashion-MNIST tuning: "
                  f"{method}{' (class forgetting)' if by_class else ''} on a "
                  "validation split", table, "point", columns, rows, notes)
