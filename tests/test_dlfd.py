@@ -8,6 +8,7 @@ from scipy.special import logsumexp
 
 from jaxunlearn import ot
 from jaxunlearn.methods import dlfd
+from jaxunlearn.methods.dlfd import driver, gate
 from jaxunlearn.metrics import forgetting
 from jaxunlearn.models import get_model
 from jaxunlearn.models import init_variables
@@ -462,6 +463,28 @@ def test_released_variant_model_mode_matches_the_authors_loop():
   check(after_step1)
   jax.tree.map(np.testing.assert_array_equal, after_step1["batch_stats"],
                after_step0["batch_stats"])
+
+
+def test_a_threshold_under_the_gate_score_floor_is_named_in_the_outcome():
+  """Identical losses for 55 forgotten and 25 validation samples: the
+  authors' regression can only guess the larger set, and scores the floor
+  (55/80 - 0.5); the authors' thresholds (0.15, 0.09) are under it, so
+  both are named, first in the outcome; on 60 against 50 (floor 0.045)
+  nothing is."""
+  losses, labels = forgetting.authors_samples(np.ones(55), np.ones(25))
+  floor = gate.score_floor(55, 25)
+  assert floor == pytest.approx(0.1875)
+  assert forgetting.forgetting_score_sklearn(losses, labels) == pytest.approx(
+      floor, abs=0.02)
+  cfg = dlfd.default_config()
+  warnings = driver.floor_warnings(cfg, 55, 25)
+  assert len(warnings) == 2
+  assert "forget_threshold 0.15 is not above the gate score's floor 0.1875" in warnings[0]
+  assert "max_forgetting_score 0.09 is under" in warnings[1]
+  assert driver.floor_warnings(cfg, 60, 50) == []
+  trace = [(0, 0.19, 0.9), (1, 0.19, 0.5)]
+  text = dlfd.outcome(cfg, trace, 1, 1, None, False, warnings)
+  assert text.startswith(warnings[0]) and "1 of 1 steps synthesised" in text
 
 
 def test_outcome_says_when_the_original_is_kept():

@@ -18,7 +18,7 @@ step and ``w_r(b)`` rising linearly from ``w_r0`` to ``w_r1`` over the pass:
 from __future__ import annotations
 
 import time
-from typing import Optional
+from typing import Optional, Sequence
 
 import jax
 import ml_collections
@@ -26,8 +26,9 @@ import numpy as np
 
 from jaxunlearn import batches, loop, parallel
 from jaxunlearn.errors import UserError
+from jaxunlearn.logs import LOGGER
 from jaxunlearn.methods import UnlearnTask
-from jaxunlearn.methods.dlfd.gate import make_gate
+from jaxunlearn.methods.dlfd.gate import gate_sizes, make_gate, score_floor
 from jaxunlearn.methods.dlfd.objective import VARIANTS, jit_steps
 from jaxunlearn import optim
 from jaxunlearn.state import TrainState
@@ -92,11 +93,32 @@ def pass_plan(task: UnlearnTask, cfg, key: jax.Array, forget_key: jax.Array,
                                                task.mesh)))
 
 
+def floor_warnings(cfg, n_forget: int, n_val: int) -> list[str]:
+  """What the gate score's floor (``gate.score_floor``) rules out for
+  ``cfg``'s thresholds on these set sizes (empty: nothing)."""
+  floor = score_floor(n_forget, n_val)
+  sizes = (f"the gate score's floor {floor:.4f} ({n_forget} forgotten against "
+           f"{n_val} validation samples, the score of guessing the larger set)")
+  fix = ("raise it, or set dlfd.val_fraction so that the two sets are closer "
+         "in size")
+  warnings = []
+  if cfg.forget_threshold <= floor:
+    warnings.append(f"forget_threshold {cfg.forget_threshold} is not above {sizes}, "
+                    f"so the gate closes only by chance and nearly every step "
+                    f"synthesises; {fix}")
+  if cfg.max_forgetting_score < floor:
+    warnings.append(f"max_forgetting_score {cfg.max_forgetting_score} is under "
+                    f"{sizes}, so the selection can hardly keep a model; {fix}")
+  return warnings
+
+
 def outcome(cfg, trace, synth_steps: int, total: int,
-            best_step: Optional[int], kept_original: bool) -> str:
-  """One sentence on what the gate and the selection did (method stats)."""
+            best_step: Optional[int], kept_original: bool,
+            warnings: Sequence[str] = ()) -> str:
+  """One sentence on what the gate and the selection did (method stats),
+  after ``warnings`` (``floor_warnings``)."""
   start_score = trace[0][1] if trace else float("nan")
-  parts = []
+  parts = list(warnings)
   if total == 0:
     parts.append("there was no retain batch to train on")
   elif synth_steps == 0:
@@ -151,6 +173,9 @@ def unlearn(task: UnlearnTask, cfg: ml_collections.ConfigDict, key: jax.Array
     first_synth = synth_step
   seed, order_key, forget_key = run_keys(key)
   gate = make_gate(model, task.data, cfg, seed, mesh)
+  warnings = floor_warnings(cfg, *gate_sizes(task.data, cfg))
+  for warning in warnings:  # before a pass that may take long
+    LOGGER.warning("dlfd: %s", warning)
   retain, forget = task.data.retain, task.data.forget
   plan = pass_plan(task, cfg, key, forget_key, order_key)
   total = plan["total"]
@@ -203,5 +228,6 @@ def unlearn(task: UnlearnTask, cfg: ml_collections.ConfigDict, key: jax.Array
                gate_calls=gate_calls, synth_steps=synth, steps=total,
                selected=best_vars is not None, best_val_acc=best_acc, trace=trace,
                kept_original=kept_original,
-               outcome=outcome(cfg, trace, synth, total, best_step, kept_original))
+               outcome=outcome(cfg, trace, synth, total, best_step, kept_original,
+                               warnings))
   return chosen, stats

@@ -40,6 +40,21 @@ def _gate_batch(split: Split, index: np.ndarray, batch: int) -> dict:
                             batches.num_batches(len(index), batch) * batch)
 
 
+def gate_sizes(data, cfg) -> tuple[int, int]:
+  """(|D_f|, number of validation samples) the gate's score compares."""
+  n_test = len(data.test_forget) + len(data.test_retain)
+  return len(data.forget), int(round(cfg.val_fraction * n_test))
+
+
+def score_floor(n_forget: int, n_val: int) -> float:
+  """|n_f / (n_f + n_v) - 0.5|: the unbalanced score of a regression that
+  gives every sample the larger set's label, about what a model that leaks
+  nothing scores. A ``forget_threshold`` not above it keeps the gate
+  synthesising (it closes only by chance); a ``max_forgetting_score`` under
+  it selects no model."""
+  return abs(n_forget / (n_forget + n_val) - 0.5)
+
+
 def gate_sets(data, cfg, seed: int):
   """The gate's samples: (test split = D_t,f + D_t,r, validation indices
   into it (a seeded ``val_fraction``, in test order), MIA labels: 0 = the
@@ -48,7 +63,7 @@ def gate_sets(data, cfg, seed: int):
   unseen set of the forgetting score and the set of the selection accuracy."""
   test = batches.concat([data.test_forget, data.test_retain])
   rng = np.random.default_rng(seed)
-  n_val = int(round(cfg.val_fraction * len(test)))
+  _, n_val = gate_sizes(data, cfg)
   val_idx = np.sort(rng.permutation(len(test))[:n_val])
   if n_val < 10 or len(data.forget) < 10:
     raise UserError("dlfd: need >= 10 forget and validation (test) samples; "
