@@ -251,7 +251,7 @@ def test_fashion_mnist_configs_pick_up_each_methods_tuning():
   assert own.forget.count == 64 and own.train.to_dict() == l2ul.train.to_dict()
   delete = load_file(os.path.join(configs, "fashion_mnist.py"))
   assert delete.delete.to_dict() == METHODS.get("delete").default_config().to_dict()
-  for method in ("neggrad", "ieu"):
+  for method in ("neggrad", "ieu", "dlfd"):
     tuned = load_file(os.path.join(configs, f"{method}_fashion_mnist.py"))
     picked = load_file(os.path.join(configs, f"fashion_mnist.py:{method}"))
     assert picked[method].to_dict() == tuned[method].to_dict()
