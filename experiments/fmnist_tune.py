@@ -89,6 +89,7 @@ from fmnist_common import WORK, run_cached  # noqa: E402
 
 from jaxunlearn import config as config_lib  # noqa: E402
 from jaxunlearn.errors import Diverged  # noqa: E402
+from jaxunlearn.methods.dlfd.gate import score_floor  # noqa: E402
 
 CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir,
                        "configs")
@@ -119,15 +120,16 @@ def dlfd_gate(validation: int) -> tuple[float, float]:
   The gate's forgetting score is unbalanced (the authors' MIA()): a
   regression that calls every sample by the larger set's label scores
   |n_f / (n_f + n_v) - 0.5|, and a threshold under that floor keeps the
-  gate synthesising to the end of the pass. The held-out split is smaller
-  than the test split, so val_fraction is set for the study's ratio of
-  unseen to forgotten images, which gives the study's floor."""
+  gate synthesising to the end of the pass (``gate.score_floor``). The
+  held-out split is smaller than the test split, so val_fraction is set for
+  the study's ratio of unseen to forgotten images, which gives the study's
+  floor."""
   n_f = FRACTION["dlfd"] * (TRAIN_IMAGES - validation)
   n_v = n_f * STUDY_GATE["unseen"] / STUDY_GATE["forget"]
   if n_v > validation:
     raise ValueError(f"--validation {validation} holds out fewer than the "
                      f"{n_v:.0f} images the DLFD gate needs")
-  return n_v / validation, abs(n_f / (n_f + n_v) - 0.5)
+  return n_v / validation, score_floor(n_f, n_v)
 
 
 def parse_grid(words) -> dict[str, list[float]]:
