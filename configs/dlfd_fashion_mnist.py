@@ -31,11 +31,7 @@ FASHION_MNIST = os.path.join(os.path.dirname(os.path.abspath(__file__)),
 
 
 def get_config():
-  config = load_module(FASHION_MNIST).base()
-  config.method = "dlfd"
-  config.forget.kind = "random"
-  config.forget.fraction = 0.1
-  config.dlfd.update(DLFD)
   # every method of a comparison, not only DLFD, reports the forgetting score
-  config.eval.evaluators = tuple(config.eval.evaluators) + ("forgetting_score",)
-  return config
+  return load_module(FASHION_MNIST).tuned(
+      "dlfd", DLFD, evaluators=("forgetting_score",), kind="random",
+      fraction=0.1)

@@ -60,6 +60,19 @@ def get_config(method: str = "delete"):
   return config
 
 
+def tuned(method: str, section: dict, evaluators=(), **forget):
+  """The body of every ``<method>_fashion_mnist.py``: the base with
+  ``method`` chosen, ``section`` over the method's default, the forget set's
+  fields (``kind``, ``fraction``, ``count``, ``classes``) and ``evaluators``
+  added to the default ones."""
+  config = base()
+  config.method = method
+  config.forget.update(forget)
+  config[method].update(section)
+  config.eval.evaluators = tuple(config.eval.evaluators) + tuple(evaluators)
+  return config
+
+
 def per_forget_kind(method: str, sections: dict, forget_kind: str,
                     classes=(3,)):
   """A method's file tuned per forget kind (``FORGET_KINDS``, read by
@@ -68,12 +81,6 @@ def per_forget_kind(method: str, sections: dict, forget_kind: str,
   if forget_kind not in sections:
     raise ValueError(f"{method}_fashion_mnist.py:{forget_kind}: the forget kind "
                      f"must be one of {', '.join(sections)}")
-  config = base()
-  config.method = method
-  config.forget.kind = forget_kind
-  if forget_kind == "class":
-    config.forget.classes = tuple(classes)
-  else:
-    config.forget.fraction = 0.1
-  config[method].update(sections[forget_kind])
-  return config
+  forget = (dict(classes=tuple(classes)) if forget_kind == "class"
+            else dict(fraction=0.1))
+  return tuned(method, sections[forget_kind], kind=forget_kind, **forget)

@@ -28,11 +28,7 @@ FASHION_MNIST = os.path.join(os.path.dirname(os.path.abspath(__file__)),
 
 
 def get_config():
-  config = load_module(FASHION_MNIST).base()
-  config.method = "ieu"
-  config.forget.kind = "random"
-  config.forget.fraction = 0.3
-  config.ieu.update(IEU)
-  config.eval.evaluators = tuple(config.eval.evaluators) + ("rcd",)
+  config = load_module(FASHION_MNIST).tuned(
+      "ieu", IEU, evaluators=("rcd",), kind="random", fraction=0.3)
   config.eval.rcd.steps = 2500  # experiments/fmnist_ieu.py RCD_STEPS says why
   return config

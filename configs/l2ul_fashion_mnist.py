@@ -34,9 +34,5 @@ FASHION_MNIST = os.path.join(os.path.dirname(os.path.abspath(__file__)),
 
 
 def get_config(k: str = "16"):
-  config = load_module(FASHION_MNIST).base()
-  config.method = "l2ul"
-  config.forget.kind = "random"
-  config.forget.count = int(k)
-  config.l2ul.update(L2UL)
-  return config
+  return load_module(FASHION_MNIST).tuned("l2ul", L2UL, kind="random",
+                                          count=int(k))
