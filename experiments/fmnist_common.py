@@ -72,16 +72,20 @@ def run_cached(cfg, label: str, log=print, work: str = "") -> dict:
       where = os.path.relpath(failed, os.path.dirname(HERE))  # as the tables print it
       raise Diverged(json.load(f)["diverged"] + f" (recorded in {where})")
   start = time.perf_counter()
+  metrics = os.path.join(work, "metrics.jsonl")
+  offset = os.path.getsize(metrics) if os.path.exists(metrics) else 0
   try:
     report = run_lib.run(cfg, work, log=lambda *_: None)
   except Diverged as error:
     os.makedirs(directory, exist_ok=True)
     with open(failed + ".tmp", "w") as f:
-      json.dump({"diverged": str(error), "config": cfg.to_dict()}, f, indent=1,
+      json.dump({"diverged": str(error), "config": cfg.to_dict(),
+                 "epoch_records": records_since(metrics, offset)}, f, indent=1,
                 default=str)
     os.replace(failed + ".tmp", failed)
     raise
   report["wall_s"] = time.perf_counter() - start
+  report["epoch_records"] = records_since(metrics, offset)
   os.makedirs(directory, exist_ok=True)
   curves = os.path.join(work, "rcd_curves.json")
   if os.path.exists(curves):
@@ -91,6 +95,16 @@ def run_cached(cfg, label: str, log=print, work: str = "") -> dict:
   os.replace(path + ".tmp", path)
   log(f"{label}: {time.perf_counter() - start:.0f}s")
   return report
+
+
+def records_since(path: str, offset: int) -> list[dict]:
+  """The epoch records (``metrics.jsonl``, shared by the seed's runs) that
+  were appended after byte ``offset``: the ones this run logged."""
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    f.seek(offset)
+    return [json.loads(line) for line in f if line.strip()]
 
 
 def run_or_note(cfg, label: str, failed: list, what: str):

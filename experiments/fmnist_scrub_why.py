@@ -9,15 +9,18 @@ unbounded KL, one step per forget batch of 512, for ``msteps`` = 2 epochs:
 24 steps on one class, 72 on three. If the number of ascent steps is the
 cause, the three-class forget set with the one-class number of steps (a
 forget batch three times as large, or one max epoch instead of two: 24 and
-36 steps) does not diverge. Each variant is the study's class3 run
-(experiments/fmnist_class.py) with one field changed; the authors' rows of
-both settings are the study's own runs, read from its cache.
+36 steps) does not diverge. Each variant is the study's run
+(experiments/fmnist_class.py) with at most one field changed; the authors'
+rows repeat the study's runs (same config) in a cache of their own, so
+that their max passes' losses are recorded too: max_loss_E is the mean
+loss (-KL) of the max pass of epoch E, from the run's epoch records.
 
 Writes experiments/results/fmnist_scrub_why.{md,csv,json}.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import sys
@@ -26,7 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common import aggregate, write_tables  # noqa: E402
 from fmnist_class import setting_config  # noqa: E402
-from fmnist_common import run_cached  # noqa: E402
+from fmnist_common import report_path, run_cached  # noqa: E402
 
 from jaxunlearn.errors import Diverged  # noqa: E402
 
@@ -38,7 +41,8 @@ VARIANTS = {
     "class3-msteps_1": ("class3", {"msteps": 1}),
 }
 FORGET_IMAGES = {"class1": 6000, "class3": 18000}
-COLUMNS = ("max_steps", "diverged", "forget_acc", "test_retain_acc", "avg_gap")
+COLUMNS = ("max_steps", "max_loss_1", "max_loss_2", "diverged", "forget_acc",
+           "test_retain_acc", "avg_gap")
 
 
 def variant_config(label: str, seed: int):
@@ -54,6 +58,13 @@ def max_steps(cfg, setting: str) -> int:
                                       cfg.scrub.forget_batch_size)
 
 
+def max_losses(records: list[dict]) -> dict:
+  """{max_loss_E: the epoch-mean loss of the E-th max pass} of a run."""
+  losses = [r["loss"] for r in records if r.get("phase") == "scrub max"]
+  return {f"max_loss_{e}": (losses[e - 1] if e <= len(losses) else None)
+          for e in (1, 2)}
+
+
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--seeds", default="0")
@@ -62,22 +73,28 @@ def main(argv=None):
   for seed in (int(s) for s in args.seeds.split(",")):
     for label, (setting, _) in VARIANTS.items():
       cfg = variant_config(label, seed)
-      # the authors' rows share the study's cache file names
-      cache = f"{setting}-scrub" if label.endswith("authors") else f"scrub-why-{label}"
+      cache = f"scrub-why-{label}"
       row = {"variant": label, "seed": seed, "max_steps": max_steps(cfg, setting)}
       try:
-        u = run_cached(cfg, cache)["models"]["unlearned"]
+        report = run_cached(cfg, cache)
+        u = report["models"]["unlearned"]
         row.update(diverged=0.0, forget_acc=u["forget_acc"],
-                   test_retain_acc=u["test_retain_acc"], avg_gap=u["avg_gap"])
+                   test_retain_acc=u["test_retain_acc"], avg_gap=u["avg_gap"],
+                   **max_losses(report.get("epoch_records", [])))
       except Diverged:
-        row.update(diverged=1.0, forget_acc=None, test_retain_acc=None, avg_gap=None)
+        with open(report_path(cfg, cache).replace(".json", ".diverged.json")) as f:
+          records = json.load(f).get("epoch_records", [])
+        row.update(diverged=1.0, forget_acc=None, test_retain_acc=None, avg_gap=None,
+                   **max_losses(records))
       rows.append(row)
       print(row, flush=True)
   table = aggregate(rows, "variant", COLUMNS)
   notes = ["SCRUB at its authors' setting (lr 5e-4, forget batch 512, msteps "
            "2) on cnn28, the class-forgetting studies' models; one field "
            "changed per row. max_steps: gradient-ascent steps of the whole "
-           f"run; diverged: 1 if the loss became NaN (seeds: {args.seeds}). "
+           "run; max_loss_E: mean loss (-KL, T = 4) of the E-th max pass (none "
+           "where the pass did not finish); diverged: 1 if the loss became "
+           f"NaN (seeds: {args.seeds}). "
            "Produced by `python experiments/fmnist_scrub_why.py`."]
   write_tables("fmnist_scrub_why", "Fashion-MNIST: why SCRUB diverges on "
                "classes 0-2", table, "variant", COLUMNS, rows, notes)
