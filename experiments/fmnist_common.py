@@ -25,6 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import RESULTS, aggregate, write_tables  # noqa: E402,F401
 
 from jaxunlearn import config as config_lib  # noqa: E402
+from jaxunlearn import records  # noqa: E402
 from jaxunlearn.errors import Diverged, UserError  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -80,12 +81,13 @@ def run_cached(cfg, label: str, log=print, work: str = "") -> dict:
     os.makedirs(directory, exist_ok=True)
     with open(failed + ".tmp", "w") as f:
       json.dump({"diverged": str(error), "config": cfg.to_dict(),
-                 "epoch_records": records_since(metrics, offset)}, f, indent=1,
+                 "epoch_records": records.read_metrics(metrics, offset)}, f, indent=1,
                 default=str)
     os.replace(failed + ".tmp", failed)
     raise
   report["wall_s"] = time.perf_counter() - start
-  report["epoch_records"] = records_since(metrics, offset)
+  # the records this run appended to the seed's shared metrics.jsonl
+  report["epoch_records"] = records.read_metrics(metrics, offset)
   os.makedirs(directory, exist_ok=True)
   curves = os.path.join(work, "rcd_curves.json")
   if os.path.exists(curves):
@@ -95,16 +97,6 @@ def run_cached(cfg, label: str, log=print, work: str = "") -> dict:
   os.replace(path + ".tmp", path)
   log(f"{label}: {time.perf_counter() - start:.0f}s")
   return report
-
-
-def records_since(path: str, offset: int) -> list[dict]:
-  """The epoch records (``metrics.jsonl``, shared by the seed's runs) that
-  were appended after byte ``offset``: the ones this run logged."""
-  if not os.path.exists(path):
-    return []
-  with open(path) as f:
-    f.seek(offset)
-    return [json.loads(line) for line in f if line.strip()]
 
 
 def run_or_note(cfg, label: str, failed: list, what: str):

@@ -90,8 +90,8 @@ def main(argv=None):
       print(row, flush=True)
   table = aggregate(rows, "variant", COLUMNS)
   notes = ["SCRUB at its authors' setting (lr 5e-4, forget batch 512, msteps "
-           "2) on cnn28, the class-forgetting studies' models; one field "
-           "changed per row. max_steps: gradient-ascent steps of the whole "
+           "2) on cnn28, the class-forgetting studies' models; at most one "
+           "field changed per row. max_steps: gradient-ascent steps of the whole "
            "run; max_loss_E: mean loss (-KL, T = 4) of the E-th max pass (none "
            "where the pass did not finish); diverged: 1 if the loss became "
            f"NaN (seeds: {args.seeds}). "

@@ -147,10 +147,13 @@ def per_class_accuracy(logits: np.ndarray, labels: np.ndarray,
   return out
 
 
-def read_metrics(path: str) -> list[dict]:
+def read_metrics(path: str, offset: int = 0) -> list[dict]:
+  """The records of ``metrics.jsonl`` from byte ``offset`` on (a run that
+  appends to a shared file reads back its own by the size before it)."""
   if not os.path.exists(path):
     return []
   with open(path) as f:
+    f.seek(offset)
     return [json.loads(line) for line in f if line.strip()]
 
 
