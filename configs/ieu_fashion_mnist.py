@@ -17,18 +17,28 @@ default alpha 1, lr 0.02). So this setting keeps the model close to the
 original; experiments/fmnist_ieu.py also runs the default ("ieu-default")
 beside it. The rest (3 epochs, weight decay 5e-3, noise, batch 64) is
 the method's default.
+
+jaxunlearn run --config configs/ieu_fashion_mnist.py:class forgets classes
+0, 1, 2 (30% of the classes, experiments/fmnist_ieu.py's class30) with
+the method's defaults, which are its class setting.
 """
 import os
 
 from jaxunlearn.config import load_module
 
-IEU = dict(alpha=0.5, lr=0.02)
+IEU = {"random": dict(alpha=0.5, lr=0.02), "class": {}}
+FORGET_KINDS = tuple(IEU)  # get_config(kind); config.tuned_section
+FORGET = {"random": dict(kind="random", fraction=0.3),
+          "class": dict(kind="class", classes=(0, 1, 2))}
 FASHION_MNIST = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                              "fashion_mnist.py")  # dataset, model, recipe
 
 
-def get_config():
+def get_config(forget_kind: str = "random"):
+  if forget_kind not in IEU:
+    raise ValueError(f"ieu_fashion_mnist.py:{forget_kind}: the forget kind "
+                     f"must be one of {', '.join(IEU)}")
   config = load_module(FASHION_MNIST).tuned(
-      "ieu", IEU, evaluators=("rcd",), kind="random", fraction=0.3)
+      "ieu", IEU[forget_kind], evaluators=("rcd",), **FORGET[forget_kind])
   config.eval.rcd.steps = 2500  # experiments/fmnist_ieu.py RCD_STEPS says why
   return config

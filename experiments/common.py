@@ -99,17 +99,3 @@ def apply_data_args(cfg, args) -> None:
 def dataset_tag(args) -> str:
   """The dataset's part of result file names: digits, cifar10, ..."""
   return args.dataset.split(":")[0]
-
-
-
-
-def method_section(name: str, dataset: str, forget_kind: str):
-  """``config.<name>`` for a study: the method's tuning for ``dataset`` and
-  ``forget_kind`` (``configs/<name>_<dataset>.py``), except IEU on class
-  forgetting, whose defaults are its class setting (it has no authors'
-  setting, and configs/ieu_digits.py tunes random forgetting)."""
-  from jaxunlearn.config import tuned_section
-  from jaxunlearn.methods import METHODS
-  if name == "ieu" and forget_kind == "class":
-    return METHODS.get(name).default_config()
-  return tuned_section(name, dataset, forget_kind)

@@ -19,7 +19,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common import (add_data_args, aggregate, apply_data_args, dataset_tag,  # noqa: E402
-                    method_section, write_tables)
+                    write_tables)
 
 from jaxunlearn import config as base_config  # noqa: E402
 from jaxunlearn import run as run_lib  # noqa: E402
@@ -66,7 +66,8 @@ def main(argv=None):
         apply_data_args(cfg, args)
         cfg.method = name
         if not args.authors_settings:
-          cfg[name] = method_section(name, dataset_tag(args), cfg.forget.kind)
+          cfg[name] = base_config.tuned_section(name, dataset_tag(args),
+                                              cfg.forget.kind)
         report = run_lib.run(cfg, workdir, log=lambda *_: None)
         times = report["runtime_s"]
         for role, label in (("unlearned", name), ("original", "original"),

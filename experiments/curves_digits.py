@@ -18,7 +18,7 @@ import sys
 import jax
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import RESULTS, method_section  # noqa: E402
+from common import RESULTS  # noqa: E402
 
 from jaxunlearn import config as base_config  # noqa: E402
 from jaxunlearn import loop, parallel  # noqa: E402
@@ -61,7 +61,7 @@ def main(argv=None):
     task = UnlearnTask(model, original, data, spec.num_classes, spec.image_shape,
                        mesh, augment, cfg.train, progress=False,
                        on_epoch_end=lambda epoch, v, c=curve: c.append(point(v)))
-    METHODS.get(name).unlearn(task, method_section(name, "digits", "class"),
+    METHODS.get(name).unlearn(task, base_config.tuned_section(name, "digits", "class"),
                               unlearn_key)
     curves["methods"][name] = curve
     print(name, [round(p["forget_acc"], 3) for p in curve], flush=True)

@@ -9,7 +9,7 @@ pullover; the same forget set as IEU's 30% of the classes in
 experiments/fmnist_ieu.py, so the retrained model is shared). Every method
 runs with configs/fashion_mnist.py and its Fashion-MNIST tuning where there
 is one (configs/<method>_fashion_mnist.py), else its authors' setting;
-IEU with its class setting (common.method_section).
+IEU with its class setting (configs/ieu_fashion_mnist.py:class).
 
 The paper's claim (Zhou et al., DELETE, CVPR 2025): forget accuracy 0 with
 the remaining classes' test accuracy near the original's, and the smallest
@@ -26,10 +26,12 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import (RESULTS, aggregate, means, method_section,  # noqa: E402
+from common import (RESULTS, aggregate, means,  # noqa: E402
                     verdict_line, write_tables)
 from fmnist_common import (DATASET, base_config, merge, rows_of,  # noqa: E402
                            run_or_note, unchanged_notes)
+
+from jaxunlearn.config import tuned_section  # noqa: E402
 
 
 SETTINGS = {"class1": (3,), "class3": (0, 1, 2)}
@@ -43,7 +45,7 @@ COLUMNS = ("forget_acc", "test_forget_acc", "test_retain_acc", "retain_acc",
 def setting_config(setting: str, seed: int, method: str):
   cfg = base_config(method, seed)
   cfg.forget.kind, cfg.forget.classes = "class", SETTINGS[setting]
-  cfg[method] = method_section(method, DATASET, "class")
+  cfg[method] = tuned_section(method, DATASET, "class")
   return cfg
 
 

@@ -26,10 +26,12 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import (RESULTS, aggregate, means, method_section,  # noqa: E402
+from common import (RESULTS, aggregate, means,  # noqa: E402
                     verdict_line, write_tables)
 from fmnist_common import (DATASET, base_config, merge, report_path,  # noqa: E402
                            rows_of, run_or_note, unchanged_notes)
+
+from jaxunlearn.config import tuned_section  # noqa: E402
 
 METHODS = ("finetune", "random_label", "neggrad", "salun", "ieu", "ieu-default")
 IEU_ROWS = ("ieu", "ieu-default")
@@ -90,7 +92,7 @@ def setting_config(setting: str, seed: int, row: str):
     from jaxunlearn.methods import METHODS as REGISTRY
     cfg.ieu = REGISTRY.get("ieu").default_config()
   else:
-    cfg[method] = method_section(method, DATASET, cfg.forget.kind)
+    cfg[method] = tuned_section(method, DATASET, cfg.forget.kind)
   cfg.eval.evaluators = tuple(cfg.eval.evaluators) + ("rcd",)
   cfg.eval.rcd.steps = RCD_STEPS
   return cfg

@@ -259,8 +259,8 @@ def test_fashion_mnist_configs_pick_up_each_methods_tuning():
 
 
 def test_a_tuning_file_per_forget_kind_gives_each_kind_its_own_section():
-  """configs/neggrad*_fashion_mnist.py hold a random-forgetting and a
-  class-forgetting tuning (FORGET_KINDS); tuned_section picks by the kind
+  """configs/neggrad*_fashion_mnist.py and ieu_*.py hold a random-forgetting
+  and a class-forgetting section (FORGET_KINDS); tuned_section picks by the kind
   asked for, and a file without FORGET_KINDS ignores the kind."""
   import os
   import pytest
@@ -278,3 +278,14 @@ def test_a_tuning_file_per_forget_kind_gives_each_kind_its_own_section():
       load_file(f"{path}:ids")
   assert (tuned_section("l2ul", "fashion_mnist", "class").to_dict()
           == tuned_section("l2ul", "fashion_mnist").to_dict())
+  # IEU's files tune random forgetting; on class forgetting they give the
+  # method's defaults, its authors' class setting.
+  from jaxunlearn.methods import METHODS
+  for dataset in ("digits", "fashion_mnist"):
+    path = os.path.join(configs, f"ieu_{dataset}.py")
+    assert (tuned_section("ieu", dataset, "class").to_dict()
+            == METHODS.get("ieu").default_config().to_dict())
+    assert (tuned_section("ieu", dataset, "random").to_dict()
+            == load_file(path).ieu.to_dict()
+            != METHODS.get("ieu").default_config().to_dict())
+    assert load_file(f"{path}:class").forget.kind == "class"
