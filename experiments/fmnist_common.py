@@ -172,7 +172,7 @@ def original_model(cfg):
   task = TASKS.get(run_lib.task_name(cfg))
   mesh = parallel.make_mesh(cfg.num_devices or None)
   keys = task.keys(jax.random.key(cfg.seed))
-  loaded = task.load(cfg, workdir(cfg.seed), keys.split)
+  loaded = task.load(cfg, jax.random.key(cfg.seed), keys.split)  # as run.run
   model = task.build_model(cfg, loaded)
   base = run_lib.trained_fingerprint(cfg, task, loaded)
   directory = os.path.join(workdir(cfg.seed), "checkpoints",
