@@ -19,6 +19,7 @@ import jax
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import RESULTS  # noqa: E402
+from plots import accuracy_curves  # noqa: E402
 
 from jaxunlearn import config as base_config  # noqa: E402
 from jaxunlearn import loop, parallel  # noqa: E402
@@ -68,28 +69,8 @@ def main(argv=None):
   os.makedirs(RESULTS, exist_ok=True)
   with open(os.path.join(RESULTS, "curves_digits.json"), "w") as f:
     json.dump(dict(seed=args.seed, forget_classes=[3], **curves), f, indent=1)
-  plot(curves, os.path.join(RESULTS, "curves_digits.png"))
-
-
-def plot(curves: dict, path: str) -> None:
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-  fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-  for ax, key, title in ((axes[0], "forget_acc", "forget accuracy (D_f, class 3)"),
-                         (axes[1], "test_retain_acc", "test accuracy, other classes")):
-    for name, curve in curves["methods"].items():
-      ax.plot(range(len(curve)), [p[key] for p in curve], marker="o", ms=3, label=name)
-    ax.axhline(curves["retrained"][key], color="black", ls="--", lw=1, label="retrained")
-    ax.set_xlabel("unlearning epoch (0 = original)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-  axes[1].legend(fontsize=7)
-  fig.tight_layout()
-  tmp = path + ".tmp.png"
-  fig.savefig(tmp, dpi=100)
-  plt.close(fig)
-  os.replace(tmp, path)
+  accuracy_curves(curves["methods"], curves["retrained"], "class 3",
+                  os.path.join(RESULTS, "curves_digits.png"))
 
 
 if __name__ == "__main__":

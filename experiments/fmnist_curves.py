@@ -30,6 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fmnist_class  # noqa: E402
 from common import RESULTS  # noqa: E402
 from fmnist_common import original_model, report_path  # noqa: E402
+from plots import accuracy_curves  # noqa: E402
 
 # The methods whose loops call UnlearnTask.on_epoch_end.
 DEFAULT = ("delete", "finetune", "neggrad", "neggrad_plus", "random_label",
@@ -106,32 +107,10 @@ def write(out: dict, path: str) -> None:
   with open(path + ".json.tmp", "w") as f:
     json.dump(out, f, indent=1)
   os.replace(path + ".json.tmp", path + ".json")
-  plot(out, path + ".png")
-
-
-def plot(out: dict, path: str) -> None:
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-  classes = ", ".join(str(c) for c in out["forget_classes"])
-  fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-  for ax, key, title in ((axes[0], "forget_acc", f"forget accuracy (D_f, class {classes})"),
-                         (axes[1], "test_retain_acc", "test accuracy, other classes")):
-    for name, entry in out["methods"].items():
-      curve = entry["curve"]
-      ax.plot(range(len(curve)), [p[key] for p in curve], marker="o", ms=3, label=name)
-    if out["retrained"]:
-      ax.axhline(out["retrained"][key], color="black", ls="--", lw=1, label="retrained")
-    ax.set_xlabel("unlearning epoch (0 = original)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-  axes[1].legend(fontsize=7)
-  fig.suptitle(f"Fashion-MNIST, cnn28, seed {out['seed']}", fontsize=9)
-  fig.tight_layout()
-  tmp = path + ".tmp.png"
-  fig.savefig(tmp, dpi=100)
-  plt.close(fig)
-  os.replace(tmp, path)
+  accuracy_curves({name: e["curve"] for name, e in out["methods"].items()},
+                  out["retrained"],
+                  "class " + ", ".join(str(c) for c in out["forget_classes"]),
+                  path + ".png", f"Fashion-MNIST, cnn28, seed {out['seed']}")
 
 
 if __name__ == "__main__":

@@ -30,6 +30,34 @@ def _save(fig, path: str) -> None:
   os.replace(tmp, path)
 
 
+def accuracy_curves(curves: dict, retrained: dict | None, forgotten: str,
+                    path: str, title: str = "") -> None:
+  """Forget accuracy and the remaining classes' test accuracy over
+  unlearning epochs: ``curves`` maps a method to its points (epoch 0 = the
+  original; each point has ``forget_acc`` and ``test_retain_acc``), the
+  retrained model's values are the dashed lines; ``forgotten`` names D_f's
+  classes in the left panel's title."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+  for ax, key, label in ((axes[0], "forget_acc", f"forget accuracy (D_f, {forgotten})"),
+                         (axes[1], "test_retain_acc", "test accuracy, other classes")):
+    for name, curve in curves.items():
+      ax.plot(range(len(curve)), [p[key] for p in curve], marker="o", ms=3, label=name)
+    if retrained:
+      ax.axhline(retrained[key], color="black", ls="--", lw=1, label="retrained")
+    ax.set_xlabel("unlearning epoch (0 = original)")
+    ax.set_title(label)
+    ax.grid(alpha=0.3)
+  axes[1].legend(fontsize=7)
+  if title:
+    fig.suptitle(title, fontsize=9)
+  fig.tight_layout()
+  _save(fig, path)
+  plt.close(fig)
+
+
 def tradeoff(path: str, y_key: str = "test_retain_acc") -> str | None:
   import matplotlib
   matplotlib.use("Agg")
