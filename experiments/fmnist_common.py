@@ -163,7 +163,8 @@ def original_model(cfg):
   """(task, loaded task data, model, original variables, phase keys) of
   ``cfg``'s seed: the original model the studies share, restored from the
   seed's workdir (trained there first, resumably, if it is not yet). For
-  what ``run.run`` does not cover (L2UL's continual requests)."""
+  what ``run.run`` does not cover (L2UL's continual requests, the
+  per-epoch curves of fmnist_curves.py)."""
   import jax
   from jaxunlearn import parallel
   from jaxunlearn import run as run_lib

@@ -286,3 +286,21 @@ def test_a_method_that_returns_nan_weights_is_a_divergence_not_a_crash(
   other.finetune.epochs = 2  # another unlearning checkpoint name
   with pytest.raises(Diverged, match="unlearned model's logits on .* are NaN/inf"):
     run_lib.run(other, workdir, log=lambda *_: None)
+
+
+def test_read_metrics_from_an_offset_returns_only_what_was_appended_after_it(tmp_path):
+  """A run sharing a metrics.jsonl reads back its own records by the file's
+  size before it started (experiments/fmnist_common.run_cached)."""
+  from jaxunlearn import records
+  path = str(tmp_path / "metrics.jsonl")
+  assert records.read_metrics(path, 0) == []  # no file yet
+  with open(path, "w") as f:
+    f.write(json.dumps({"phase": "pretrain", "epoch": 1}) + "\n")
+  before = os.path.getsize(path)
+  with open(path, "a") as f:
+    f.write(json.dumps({"phase": "finetune", "epoch": 1}) + "\n")
+    f.write(json.dumps({"phase": "finetune", "epoch": 2}) + "\n")
+  assert [r["phase"] for r in records.read_metrics(path)] == ["pretrain"] + ["finetune"] * 2
+  assert records.read_metrics(path, before) == [{"phase": "finetune", "epoch": 1},
+                                                {"phase": "finetune", "epoch": 2}]
+  assert records.read_metrics(path, os.path.getsize(path)) == []
