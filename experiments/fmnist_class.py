@@ -3,6 +3,7 @@ against every baseline.
 
   python experiments/fmnist_class.py [--seeds 0,1,2] [--settings class1,class3]
                                      [--methods delete,finetune,...]
+                                     [--committed-seeds S,...]
 
 class1 forgets class 3 (dress), class3 classes 0, 1, 2 (T-shirt, trouser,
 pullover; the same forget set as IEU's 30% of the classes in
@@ -28,8 +29,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common import (RESULTS, aggregate, means,  # noqa: E402
                     verdict_line, write_tables)
-from fmnist_common import (DATASET, base_config, merge, rows_of,  # noqa: E402
-                           run_or_note, unchanged_notes)
+from fmnist_common import (DATASET, base_config, committed, merge,  # noqa: E402
+                           parse_seeds, rows_of, run_or_note, seed_args,
+                           unchanged_notes)
 
 from jaxunlearn.config import tuned_section  # noqa: E402
 
@@ -73,8 +75,7 @@ def verdict(table: list[dict]) -> list[str]:
   return [verdict_line(ok, parts)]
 
 
-def write(setting: str, rows: list[dict], seeds: str, methods,
-          failed=(), outcomes=()) -> None:
+def write(setting: str, rows: list[dict], seeds, kept, methods, notes) -> None:
   order = ["original", "retrained"] + list(methods)
   rows = sorted(rows, key=lambda r: (order.index(r["method"]), r["seed"]))
   table = aggregate(rows, "method", COLUMNS)
@@ -82,13 +83,13 @@ def write(setting: str, rows: list[dict], seeds: str, methods,
   notes = [f"Fashion-MNIST, cnn28 (configs/fashion_mnist.py), forgetting "
            f"class{'es' if len(SETTINGS[setting]) > 1 else ''} "
            f"{', '.join(map(str, SETTINGS[setting]))}; seeds with results: "
-           f"{', '.join(map(str, done))} (asked: {seeds}); mean ± std over them "
+           f"{', '.join(map(str, done))} (run: {seeds or 'none'}; read from the "
+           f"committed table: {kept or 'none'}); mean ± std over them "
            "(n = seeds per row). test_forget_acc / test_retain_acc: test "
            "accuracy on the forgotten / remaining classes. unlearn_s for "
            "retrained is its training time; rel_time = unlearn_s / that. "
            "Produced by `python experiments/fmnist_class.py`.", "",
-           *verdict(table), *(f"- {o}" for o in outcomes),
-           *(f"- {f}" for f in failed)]
+           *verdict(table), *(f"- {n}" for n in notes)]
   write_tables(f"fmnist_{setting}", f"Fashion-MNIST, class forgetting ({setting}): "
                "DELETE and the baselines", table, "method", COLUMNS, rows, notes)
   from plots import tradeoff
@@ -97,27 +98,31 @@ def write(setting: str, rows: list[dict], seeds: str, methods,
 
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--seeds", default="0,1,2")
+  seed_args(parser)
   parser.add_argument("--settings", default="class1,class3")
   parser.add_argument("--methods", default=",".join(METHODS))
   args = parser.parse_args(argv)
   methods = args.methods.split(",")
+  seeds, kept = parse_seeds(args)
   for setting in args.settings.split(","):
-    rows, failed, outcomes = [], [], []
-    for seed in (int(s) for s in args.seeds.split(",")):
+    # notes: the runs that failed and those that kept the original model
+    rows, notes = committed(f"fmnist_{setting}", kept,
+                            ["original", "retrained", *methods])
+    if rows:
+      write(setting, rows, seeds, kept, methods, notes)
+    for seed in seeds:
       for name in methods:
         report = run_or_note(setting_config(setting, seed, name),
-                             f"{setting}-{name}", failed, f"{name} (seed {seed})")
-        if report is None:
-          write(setting, rows, args.seeds, methods, failed, outcomes)
-          continue
-        merge(rows, rows_of(report, name, seed, COLUMNS[:-2]))
-        outcomes += unchanged_notes(report, name, seed)
-        u = report["models"]["unlearned"]
-        print(f"{setting} seed {seed} {name}: forget {u['forget_acc']:.3f} "
-              f"test_retain {u['test_retain_acc']:.3f} gap {u['avg_gap']:.4f} "
-              f"({report['runtime_s']['unlearn']:.0f}s)", flush=True)
-        write(setting, rows, args.seeds, methods, failed, outcomes)
+                             f"{setting}-{name}", notes, f"{name} (seed {seed})")
+        if report is not None:
+          merge(rows, rows_of(report, name, seed, COLUMNS[:-2]))
+          notes += unchanged_notes(report, name, seed)
+          u = report["models"]["unlearned"]
+          print(f"{setting} seed {seed} {name}: forget {u['forget_acc']:.3f} "
+                f"test_retain {u['test_retain_acc']:.3f} gap {u['avg_gap']:.4f} "
+                f"({report['runtime_s']['unlearn']:.0f}s)", flush=True)
+        if rows:
+          write(setting, rows, seeds, kept, methods, notes)
 
 
 if __name__ == "__main__":

@@ -7,16 +7,23 @@
   method's unlearning are fingerprinted with the forget set as well, so
   they are shared by every method of one forget set and never mixed up
   between forget sets.
-- Each finished run's report is kept in ``<workdir>/reports/`` under a name
-  that hashes the whole config, so a rerun of a study skips what is done and
-  a study killed midway resumes at the run it was in (whose training and
-  unlearning resume from their checkpoints).
+- Each finished run's report is kept in ``experiments/reports/<workdir's
+  name>/`` under a name that hashes the whole config, so a rerun of a study
+  skips what is done and a study killed midway resumes at the run it was in
+  (whose training and unlearning resume from their checkpoints). The
+  reports are committed with the tables they make: the checkpoints in
+  ``.work/`` stay on the machine that trained them, and a table over more
+  seeds is rebuilt from the reports without rerunning the seeds it had.
+- Seeds whose reports were not kept (runs from before ``experiments/
+  reports/``) enter a table through ``--committed-seeds``: their rows and
+  notes are read back from the committed table (``committed``).
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import re
 import sys
 import time
 
@@ -30,6 +37,7 @@ from jaxunlearn.errors import Diverged, UserError  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WORK = os.path.join(HERE, ".work")
+REPORTS = os.path.join(HERE, "reports")
 BASE_CONFIG = os.path.join(HERE, os.pardir, "configs", "fashion_mnist.py")
 DATASET = "fashion_mnist"
 
@@ -47,16 +55,18 @@ def base_config(method: str, seed: int):
 
 
 def report_path(cfg, label: str, work: str = "") -> str:
-  """Where ``run_cached`` keeps the report of ``cfg``: the seed's workdir
-  (or ``work``)/reports/<label>-<hash of the whole config>.json."""
+  """Where ``run_cached`` keeps the report of ``cfg``: experiments/reports/
+  <name of the seed's workdir (or ``work``)>/<label>-<hash of the whole
+  config>.json."""
   blob = json.dumps(cfg.to_dict(), sort_keys=True, default=str).encode()
   digest = hashlib.sha1(blob).hexdigest()[:10]
-  return os.path.join(work or workdir(cfg.seed), "reports", f"{label}-{digest}.json")
+  name = os.path.basename(os.path.normpath(work or workdir(cfg.seed)))
+  return os.path.join(REPORTS, name, f"{label}-{digest}.json")
 
 
 def run_cached(cfg, label: str, log=print, work: str = "") -> dict:
   """``run.run(cfg)`` in the seed's workdir (or ``work``), or the report a
-  previous run of the same config left there. ``label`` names the file for
+  previous run of the same config left (``report_path``). ``label`` names the file for
   a reader. The relearning curves a run writes to the shared workdir
   (rcd_curves.json) move beside its report (``<report>.rcd_curves.json``),
   so each run's curves stay with it."""
@@ -127,6 +137,56 @@ def rows_of(report: dict, label: str, seed: int, columns, extra=None) -> list[di
     row.update(extra or {})
     out.append(row)
   return out
+
+
+def committed(stem: str, seeds, methods=None) -> tuple[list[dict], list[str]]:
+  """The rows of ``seeds`` in the committed experiments/results/<stem>.json
+  (of ``methods`` only, where given) and the notes of its .md that name one
+  of those seeds ("- <row> (seed S)..."): how a seed whose reports were not
+  kept enters a table rebuilt over more seeds. Each row is the number the
+  committed table was made of, so the rebuilt means are those of the same
+  runs; the verdicts are recomputed from them."""
+  seeds = set(seeds)
+  path = os.path.join(RESULTS, stem + ".json")
+  if not seeds:
+    return [], []
+  if not os.path.exists(path):
+    raise UserError(f"--committed-seeds: {os.path.relpath(path, HERE)} does not "
+                    f"exist; run the seeds instead")
+  with open(path) as f:
+    rows = [r for r in json.load(f)["rows"] if r["seed"] in seeds
+            and (methods is None or r["method"] in methods)]
+  missing = seeds - {r["seed"] for r in rows}
+  if missing:
+    raise UserError(f"--committed-seeds: {stem}.json has no row of seed(s) "
+                    f"{sorted(missing)}; run them instead")
+  notes = []
+  with open(os.path.join(RESULTS, stem + ".md")) as f:
+    for line in f:
+      found = re.match(r"- .*?\(seed (\d+)\)", line)
+      if found and int(found.group(1)) in seeds:
+        notes.append(line.rstrip("\n")[2:])
+  return rows, notes
+
+
+def seed_args(parser) -> None:
+  """--seeds and --committed-seeds."""
+  parser.add_argument("--seeds", default="0,1,2", help="the seeds to run (or "
+                      "read from their kept reports)")
+  parser.add_argument("--committed-seeds", default="",
+                      help="seeds whose rows are read from the committed table "
+                           "instead (runs whose reports were not kept); none by "
+                           "default")
+
+
+def parse_seeds(args) -> tuple[list[int], list[int]]:
+  """(seeds to run, seeds read from the committed table), disjoint."""
+  run = [int(s) for s in args.seeds.split(",") if s]
+  kept = [int(s) for s in args.committed_seeds.split(",") if s]
+  if set(run) & set(kept):
+    raise SystemExit(f"seed(s) {sorted(set(run) & set(kept))} are in both --seeds "
+                     "and --committed-seeds: give each seed once")
+  return run, kept
 
 
 def unchanged_notes(report: dict, label: str, seed: int) -> list[str]:

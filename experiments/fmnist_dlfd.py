@@ -2,6 +2,7 @@
 random 10% forgetting.
 
   python experiments/fmnist_dlfd.py [--seeds 0,1,2] [--runs finetune,...]
+      [--committed-seeds S,...]
 
 Rows: original, retrained, finetune, neggrad, scrub, bad_teacher, salun,
 dlfd-paper, dlfd-released (both DLFD variants); every method with its
@@ -26,7 +27,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common import RESULTS, aggregate, means, verdict_line, write_tables  # noqa: E402
-from fmnist_common import base_config, merge, rows_of, run_or_note  # noqa: E402
+from fmnist_common import (base_config, committed, merge, parse_seeds,  # noqa: E402
+                           rows_of, run_or_note, seed_args)
 
 from jaxunlearn import config as config_lib  # noqa: E402
 
@@ -111,46 +113,54 @@ def verdict(table: list[dict]) -> list[str]:
   return lines
 
 
+def write(rows: list[dict], order: list[str], seeds, kept, notes) -> None:
+  """The table, its verdicts and its trade-off plot, from ``rows``."""
+  rows.sort(key=lambda r: (order.index(r["method"]), r["seed"]))
+  table = aggregate(rows, "method", COLUMNS)
+  done = sorted({r["seed"] for r in rows})
+  head = (f"Fashion-MNIST, cnn28 (configs/fashion_mnist.py), a random 10% of the "
+          f"training set forgotten; seeds with results {done} (run {seeds or 'none'}; "
+          f"read from the committed table {kept or 'none'}); mean ± std. "
+          "forgetting_score and nomus: the authors' protocol (unequal, "
+          "unshuffled sets: 6,000 forgotten against 10,000 unseen images, so a "
+          "regression that calls every image unseen scores 0.125); the _balanced "
+          "columns truncate the larger set after a seeded shuffle. Produced by "
+          "`python experiments/fmnist_dlfd.py`.")
+  write_tables("fmnist_dlfd", "Fashion-MNIST: DLFD and baselines, random 10%",
+               table, "method", COLUMNS, rows,
+               [head, "", *verdict(table), *(f"- {n}" for n in notes)])
+  from plots import tradeoff
+  tradeoff(os.path.join(RESULTS, "fmnist_dlfd.json"), y_key="test_acc")
+
+
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--seeds", default="0,1,2")
+  seed_args(parser)
   parser.add_argument("--runs", default=",".join(RUNS))
   args = parser.parse_args(argv)
   labels = args.runs.split(",")
-  rows, failed, outcomes = [], [], []
-  for seed in (int(s) for s in args.seeds.split(",")):
+  seeds, kept = parse_seeds(args)
+  order = ["original", "retrained"] + labels
+  # notes: what DLFD's gate and selection did (synthesis steps, the model
+  # kept), and the runs that failed
+  rows, notes = committed("fmnist_dlfd", kept, order)
+  for seed in seeds:
     for label in labels:
       if label.endswith(AUTHORS) and seed not in AUTHORS_SEEDS:
         continue
-      report = run_or_note(run_config(label, seed), cache_label(label), failed,
+      report = run_or_note(run_config(label, seed), cache_label(label), notes,
                            f"{label} (seed {seed})")
       if report is not None:
         merge(rows, with_balanced_nomus(rows_of(report, label, seed, COLUMNS[:-2])))
-        # what DLFD's gate and selection did (synthesis steps, the model kept)
-        outcomes += [f"{label} (seed {seed}): {note}" for note in report.get("notes", [])
-                     if note.startswith("dlfd:")]
+        notes += [f"{label} (seed {seed}): {note}" for note in report.get("notes", [])
+                  if note.startswith("dlfd:")]
         u = report["models"]["unlearned"]
         print(f"seed {seed} {label}: test {u['test_acc']:.4f} FS "
               f"{u.get('forgetting_score')} nomus {u.get('nomus')}", flush=True)
-      if not rows:
-        continue
-      order = ["original", "retrained"] + labels
-      rows.sort(key=lambda r: (order.index(r["method"]), r["seed"]))
-      table = aggregate(rows, "method", COLUMNS)
-      done = sorted({r["seed"] for r in rows})
-      notes = [f"Fashion-MNIST, cnn28 (configs/fashion_mnist.py), a random 10% of "
-               f"the training set forgotten; seeds with results {done} (asked "
-               f"{args.seeds}); mean ± std. forgetting_score and nomus: the "
-               "authors' protocol (unequal, unshuffled sets: 6,000 forgotten "
-               "against 10,000 unseen images, so a regression that calls every "
-               "image unseen scores 0.125); the _balanced columns truncate the "
-               "larger set after a seeded shuffle. Produced by "
-               "`python experiments/fmnist_dlfd.py`.", "", *verdict(table),
-               *(f"- {o}" for o in outcomes), *(f"- {f}" for f in failed)]
-      write_tables("fmnist_dlfd", "Fashion-MNIST: DLFD and baselines, random 10%",
-                   table, "method", COLUMNS, rows, notes)
-      from plots import tradeoff
-      tradeoff(os.path.join(RESULTS, "fmnist_dlfd.json"), y_key="test_acc")
+      if rows:  # after every run, so a killed study leaves its table so far
+        write(rows, order, seeds, kept, notes)
+  if rows and not seeds:
+    write(rows, order, seeds, kept, notes)
 
 
 if __name__ == "__main__":

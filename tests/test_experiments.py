@@ -1,0 +1,66 @@
+"""experiments/fmnist_common.py: where run reports are kept, and how a seed
+whose reports were not kept re-enters a table from the committed one."""
+import json
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))), "experiments"))
+
+import fmnist_common  # noqa: E402
+
+from jaxunlearn.errors import UserError  # noqa: E402
+
+
+def test_reports_are_kept_outside_the_workdir_under_its_name():
+  cfg = fmnist_common.base_config("finetune", 3)
+  path = fmnist_common.report_path(cfg, "class1-finetune")
+  assert os.path.dirname(path) == os.path.join(fmnist_common.REPORTS, "fmnist-seed3")
+  assert os.path.basename(path).startswith("class1-finetune-")
+  tuned = fmnist_common.report_path(cfg, "x", work="/anywhere/fmnist-val-seed3/")
+  assert os.path.dirname(tuned) == os.path.join(fmnist_common.REPORTS, "fmnist-val-seed3")
+  cfg.finetune.epochs += 1  # any change to the config is another report
+  assert fmnist_common.report_path(cfg, "class1-finetune") != path
+
+
+@pytest.fixture
+def table(tmp_path, monkeypatch):
+  monkeypatch.setattr(fmnist_common, "RESULTS", str(tmp_path))
+  rows = [{"method": m, "seed": s, "test_acc": 0.9 + s / 100}
+          for s in (0, 1, 2) for m in ("original", "finetune", "scrub")]
+  (tmp_path / "study.json").write_text(json.dumps({"title": "t", "rows": rows}))
+  (tmp_path / "study.md").write_text(
+      "# t\n\nseeds [0, 1, 2]\n\n| method | test_acc |\n|---|---|\n"
+      "- scrub (seed 1) failed: the loss became nan\n"
+      "- ssd (seed 2): ssd returned the original model unchanged\n"
+      "- dlfd-paper (seed 11): a seed that only looks like seed 1\n")
+  return rows
+
+
+def test_committed_reads_back_the_seeds_rows_and_notes(table):
+  rows, notes = fmnist_common.committed("study", [1, 2], ["original", "finetune"])
+  assert rows == [r for r in table if r["seed"] in (1, 2) and r["method"] != "scrub"]
+  assert notes == ["scrub (seed 1) failed: the loss became nan",
+                   "ssd (seed 2): ssd returned the original model unchanged"]
+  assert fmnist_common.committed("study", []) == ([], [])
+
+
+def test_committed_names_the_fix_for_a_seed_the_table_lacks(table):
+  with pytest.raises(UserError, match=r"no row of seed\(s\) \[5\]; run them"):
+    fmnist_common.committed("study", [0, 5])
+  with pytest.raises(UserError, match="does not exist"):
+    fmnist_common.committed("absent", [0])
+
+
+def test_a_seed_is_run_or_read_not_both():
+  import argparse
+  parser = argparse.ArgumentParser()
+  fmnist_common.seed_args(parser)
+  assert fmnist_common.parse_seeds(parser.parse_args(
+      ["--seeds", "2", "--committed-seeds", "0,1"])) == ([2], [0, 1])
+  assert fmnist_common.parse_seeds(parser.parse_args(["--seeds", ""])) == ([], [])
+  with pytest.raises(SystemExit, match=r"\[1\] are in both"):
+    fmnist_common.parse_seeds(parser.parse_args(
+        ["--seeds", "1,2", "--committed-seeds", "1"]))
