@@ -2,6 +2,7 @@
 convergence delay (RCD), a random 30% and 30% of the classes.
 
   python experiments/fmnist_ieu.py [--seeds 0,1,2] [--settings random30,class30]
+                                   [--committed-seeds S,...]
 
 Rows: original, retrained, finetune, random_label, neggrad (gradient
 ascent), salun, ieu; columns: rcd_steps (how many relearning steps on D_f
@@ -15,7 +16,9 @@ the retrained model's, at a small average gap.
 
 Resumable (experiments/fmnist_common.py). Writes
 experiments/results/fmnist_ieu_<setting>.{md,csv,json} and the relearning
-curves of the first seed as fmnist_ieu_<setting>_curves.png.
+curves of the first seed as fmnist_ieu_<setting>_curves.png (left as
+committed when the first seed is one of --committed-seeds: the curves are
+in its reports only).
 """
 from __future__ import annotations
 
@@ -28,8 +31,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common import (RESULTS, aggregate, means,  # noqa: E402
                     verdict_line, write_tables)
-from fmnist_common import (DATASET, base_config, merge, report_path,  # noqa: E402
-                           rows_of, run_or_note, unchanged_notes)
+from fmnist_common import (DATASET, base_config, committed, merge,  # noqa: E402
+                           parse_seeds, report_path, rows_of, run_or_note,
+                           seed_args, unchanged_notes)
 
 from jaxunlearn.config import tuned_section  # noqa: E402
 
@@ -100,26 +104,31 @@ def setting_config(setting: str, seed: int, row: str):
 
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--seeds", default="0,1,2")
+  seed_args(parser)
   parser.add_argument("--settings", default="random30,class30")
   parser.add_argument("--methods", default=",".join(METHODS))
   args = parser.parse_args(argv)
   methods = args.methods.split(",")
-  first = int(args.seeds.split(",")[0])
-  from jaxunlearn.metrics.rcd import plot_curves
+  seeds, kept = parse_seeds(args)
+  first = min(seeds + kept)
+  order = ["original", "retrained", *methods]
   for setting in args.settings.split(","):
-    rows, curves, failed, outcomes = [], {}, [], []
-    for seed in (int(s) for s in args.seeds.split(",")):
+    # notes: the runs that failed and those that kept the original model
+    rows, notes = committed(f"fmnist_ieu_{setting}", kept, order)
+    curves = {}
+    if rows:
+      write(setting, rows, order, seeds, kept, notes, curves, first)
+    for seed in seeds:
       for method in methods:
         if method == "ieu-default" and setting == "class30":
           continue  # IEU's class setting is its default: the ieu row
         cfg = setting_config(setting, seed, method)
-        report = run_or_note(cfg, f"{setting}-{method}", failed,
+        report = run_or_note(cfg, f"{setting}-{method}", notes,
                              f"{method} (seed {seed})")
         if report is None:
           continue
         merge(rows, rows_of(report, method, seed, COLUMNS[:-2]))
-        outcomes += unchanged_notes(report, method, seed)
+        notes += unchanged_notes(report, method, seed)
         saved_path = report_path(cfg, f"{setting}-{method}").replace(
             ".json", ".rcd_curves.json")
         if seed == first and os.path.exists(saved_path):
@@ -131,24 +140,30 @@ def main(argv=None):
         u = report["models"]["unlearned"]
         print(f"{setting} seed {seed} {method}: rcd {u.get('rcd_steps')} "
               f"gap {u['avg_gap']:.4f}", flush=True)
-        order = ["original", "retrained", *methods]
-        rows.sort(key=lambda r: (order.index(r["method"]), r["seed"]))
-        table = aggregate(rows, "method", COLUMNS)
-        done = sorted({r["seed"] for r in rows})
-        notes = [f"Fashion-MNIST, cnn28 (configs/fashion_mnist.py), {setting}; seeds "
-                 f"with results {done} (asked {args.seeds}); mean ± std. RCD: the "
-                 "library's protocol (jaxunlearn/metrics/rcd.py defaults: SGD lr "
-                 f"0.01, momentum 0.9, batch 32; threshold = the original's forget "
-                 f"accuracy minus 0.05) with a budget of {RCD_STEPS} steps "
-                 "(RCD_STEPS says why); rcd_reached: the fraction of runs whose "
-                 "relearning reached the threshold within it. Produced by "
-                 "`python experiments/fmnist_ieu.py`.", "", *verdict(table),
-                 *(f"- {o}" for o in outcomes), *(f"- {f}" for f in failed)]
-        write_tables(f"fmnist_ieu_{setting}", f"Fashion-MNIST: IEU and relearning "
-                     f"delay, {setting}", table, "method", COLUMNS, rows, notes)
-        if curves:
-          plot_curves(curves, os.path.join(RESULTS, f"fmnist_ieu_{setting}_curves.png"),
-                      title=f"Relearning on D_f ({setting}, seed {first})")
+        write(setting, rows, order, seeds, kept, notes, curves, first)
+
+
+def write(setting: str, rows: list[dict], order, seeds, kept, notes, curves,
+          first: int) -> None:
+  from jaxunlearn.metrics.rcd import plot_curves
+  rows.sort(key=lambda r: (order.index(r["method"]), r["seed"]))
+  table = aggregate(rows, "method", COLUMNS)
+  done = sorted({r["seed"] for r in rows})
+  head = (f"Fashion-MNIST, cnn28 (configs/fashion_mnist.py), {setting}; seeds "
+          f"with results {done} (run {seeds or 'none'}; read from the committed "
+          f"table {kept or 'none'}); mean ± std. RCD: the "
+          "library's protocol (jaxunlearn/metrics/rcd.py defaults: SGD lr "
+          f"0.01, momentum 0.9, batch 32; threshold = the original's forget "
+          f"accuracy minus 0.05) with a budget of {RCD_STEPS} steps "
+          "(RCD_STEPS says why); rcd_reached: the fraction of runs whose "
+          "relearning reached the threshold within it. Produced by "
+          "`python experiments/fmnist_ieu.py`.")
+  write_tables(f"fmnist_ieu_{setting}", f"Fashion-MNIST: IEU and relearning "
+               f"delay, {setting}", table, "method", COLUMNS, rows,
+               [head, "", *verdict(table), *(f"- {n}" for n in notes)])
+  if curves:
+    plot_curves(curves, os.path.join(RESULTS, f"fmnist_ieu_{setting}_curves.png"),
+                title=f"Relearning on D_f ({setting}, seed {first})")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ forgetting of k random training samples.
 
   python experiments/fmnist_l2ul.py [--seeds 0,1,2] [--ks 16,64,128]
                                     [--variants full,adv,ga] [--no-retrained]
+                                    [--continual] [--committed-seeds S,...]
 
 Settings: configs/l2ul_fashion_mnist.py (on configs/fashion_mnist.py).
 For each seed and k, the full method, ``adv`` (no weight importance) and
@@ -34,7 +35,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common import aggregate, means, verdict_line, write_tables  # noqa: E402
-from fmnist_common import merge, original_model, run_or_note  # noqa: E402
+from fmnist_common import (committed, merge, original_model,  # noqa: E402
+                           parse_seeds, run_or_note, seed_args)
 
 from jaxunlearn import config as config_lib  # noqa: E402
 
@@ -101,12 +103,13 @@ def verdict(table: list[dict]) -> list[str]:
 REQUESTS, REQUEST_SIZE = 4, 16
 
 
-def continual(seeds, variant: str = "full") -> None:
-  """The continual setting on each seed's original model (module docstring)."""
+def continual(seeds, kept=(), variant: str = "full") -> None:
+  """The continual setting on each seed's original model (module docstring),
+  beside the committed rows of the seeds ``kept``."""
   import jax
   import numpy as np
   from jaxunlearn.methods import UnlearnTask, l2ul
-  rows = []
+  rows, _ = committed("fmnist_l2ul_continual", kept)
   for seed in seeds:
     cfg = config_lib.load_file(f"{CONFIG}:{REQUEST_SIZE}")
     cfg.seed, cfg.progress = seed, False
@@ -127,16 +130,24 @@ def continual(seeds, variant: str = "full") -> None:
                        **{c: float(r[c]) for c in ("steps", "stopped", "test_acc",
                                                   "forgotten_so_far_acc")}))
       print(rows[-1], flush=True)
-    columns = ("steps", "stopped", "test_acc", "forgotten_so_far_acc")
-    write_tables("fmnist_l2ul_continual", "Fashion-MNIST: L2UL, continual "
-                 f"requests ({REQUESTS} of {REQUEST_SIZE})",
-                 aggregate(rows, "method", columns), "method", columns, rows,
-                 [f"configs/l2ul_fashion_mnist.py, variant {variant}; seeds "
-                  f"{sorted({r['seed'] for r in rows})}; mean ± std. Each request "
-                  "starts from the model the previous one left; stopped: its stop "
-                  "rule (none of the samples forgotten so far classified as its "
-                  "label) held within the budget; test_acc on the whole test split. "
-                  "Produced by `python experiments/fmnist_l2ul.py --continual`."])
+    write_continual(rows, seeds, kept, variant)
+  if rows and not seeds:
+    write_continual(rows, seeds, kept, variant)
+
+
+def write_continual(rows: list[dict], seeds, kept, variant: str) -> None:
+  rows.sort(key=lambda r: (r["method"], r["seed"]))
+  columns = ("steps", "stopped", "test_acc", "forgotten_so_far_acc")
+  write_tables("fmnist_l2ul_continual", "Fashion-MNIST: L2UL, continual "
+               f"requests ({REQUESTS} of {REQUEST_SIZE})",
+               aggregate(rows, "method", columns), "method", columns, rows,
+               [f"configs/l2ul_fashion_mnist.py, variant {variant}; seeds "
+                f"{sorted({r['seed'] for r in rows})} (run {seeds or 'none'}; read "
+                f"from the committed table {kept or 'none'}); mean ± std. Each "
+                "request starts from the model the previous one left; stopped: its "
+                "stop rule (none of the samples forgotten so far classified as its "
+                "label) held within the budget; test_acc on the whole test split. "
+                "Produced by `python experiments/fmnist_l2ul.py --continual`."])
 
 
 ROLES = ("original", "retrained", "full", "adv", "ga")
@@ -151,39 +162,49 @@ def row_order(row: dict) -> tuple:
 
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--seeds", default="0,1,2")
+  seed_args(parser)
   parser.add_argument("--ks", default="16,64,128")
   parser.add_argument("--variants", default="full,adv,ga")
   parser.add_argument("--no-retrained", action="store_true")
   parser.add_argument("--continual", action="store_true")
   args = parser.parse_args(argv)
+  seeds, kept = parse_seeds(args)
   if args.continual:
-    return continual([int(s) for s in args.seeds.split(",")])
-  rows, failed = [], []
-  for seed in (int(s) for s in args.seeds.split(",")):
-    for k in (int(k) for k in args.ks.split(",")):
-      for variant in args.variants.split(","):
-        report = run_one(seed, k, variant, not args.no_retrained, failed)
+    return continual(seeds, kept)
+  ks, variants = [int(k) for k in args.ks.split(",")], args.variants.split(",")
+  # notes: the runs that failed
+  rows, notes = committed("fmnist_l2ul", kept, [
+      f"k={k} {role}" for k in ks for role in ("original", "retrained", *variants)])
+  if rows:
+    write(rows, seeds, kept, args.no_retrained, notes)
+  for seed in seeds:
+    for k in ks:
+      for variant in variants:
+        report = run_one(seed, k, variant, not args.no_retrained, notes)
         if report is not None:
           merge(rows, rows_for(report, seed, k, variant))
           u = report["models"]["unlearned"]
           print(f"seed {seed} k {k} {variant}: forget {u['forget_acc']:.3f} "
                 f"test {u['test_acc']:.4f} {report.get('method_stats')}", flush=True)
-        if not rows:
-          continue
-        rows.sort(key=row_order)
-        table = aggregate(rows, "method", COLUMNS)
-        done = sorted({r["seed"] for r in rows})
-        notes = [f"Fashion-MNIST, cnn28, configs/l2ul_fashion_mnist.py; seeds with "
-                 f"results {done} (asked {args.seeds}); mean ± std. stopped: the "
-                 "fraction of runs that met the stop rule (all k misclassified) "
-                 "within the budget. test_drop: original test accuracy minus "
-                 "this model's. rel_time: unlearn_s / the retraining time"
-                 + (" (here the pretraining time: --no-retrained)" if args.no_retrained
-                    else "") + ". Produced by `python experiments/fmnist_l2ul.py`.",
-                 "", *verdict(table), *(f"- {f}" for f in failed)]
-        write_tables("fmnist_l2ul", "Fashion-MNIST: L2UL, k random samples",
-                     table, "method", COLUMNS, rows, notes)
+        if rows:
+          write(rows, seeds, kept, args.no_retrained, notes)
+
+
+def write(rows: list[dict], seeds, kept, no_retrained: bool, notes) -> None:
+  rows.sort(key=row_order)
+  table = aggregate(rows, "method", COLUMNS)
+  done = sorted({r["seed"] for r in rows})
+  head = (f"Fashion-MNIST, cnn28, configs/l2ul_fashion_mnist.py; seeds with "
+          f"results {done} (run {seeds or 'none'}; read from the committed table "
+          f"{kept or 'none'}); mean ± std. stopped: the "
+          "fraction of runs that met the stop rule (all k misclassified) "
+          "within the budget. test_drop: original test accuracy minus "
+          "this model's. rel_time: unlearn_s / the retraining time"
+          + (" (here the pretraining time: --no-retrained)" if no_retrained
+             else "") + ". Produced by `python experiments/fmnist_l2ul.py`.")
+  write_tables("fmnist_l2ul", "Fashion-MNIST: L2UL, k random samples",
+               table, "method", COLUMNS, rows,
+               [head, "", *verdict(table), *(f"- {n}" for n in notes)])
 
 
 if __name__ == "__main__":
