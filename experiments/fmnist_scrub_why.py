@@ -1,6 +1,6 @@
 """Why SCRUB diverges forgetting classes 0-2 of Fashion-MNIST and not class 3.
 
-  python experiments/fmnist_scrub_why.py [--seeds 0]
+  python experiments/fmnist_scrub_why.py [--seeds 0] [--committed-seeds S,...]
 
 At its authors' setting (``scrub.default_config``) SCRUB forgets class 3
 (6,000 images) and its max pass diverges on classes 0-2 (18,000 images;
@@ -29,7 +29,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common import aggregate, write_tables  # noqa: E402
 from fmnist_class import setting_config  # noqa: E402
-from fmnist_common import report_path, run_cached  # noqa: E402
+from fmnist_common import (committed, parse_seeds, report_path,  # noqa: E402
+                           run_cached, seed_args)
 
 from jaxunlearn.errors import Diverged  # noqa: E402
 
@@ -67,10 +68,12 @@ def max_losses(records: list[dict]) -> dict:
 
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--seeds", default="0")
+  seed_args(parser)
+  parser.set_defaults(seeds="0")
   args = parser.parse_args(argv)
-  rows = []
-  for seed in (int(s) for s in args.seeds.split(",")):
+  seeds, kept = parse_seeds(args)
+  rows, _ = committed("fmnist_scrub_why", kept)
+  for seed in seeds:
     for label, (setting, _) in VARIANTS.items():
       cfg = variant_config(label, seed)
       cache = f"scrub-why-{label}"
@@ -94,7 +97,8 @@ def main(argv=None):
            "field changed per row. max_steps: gradient-ascent steps of the whole "
            "run; max_loss_E: mean loss (-KL, T = 4) of the E-th max pass (none "
            "where the pass did not finish); diverged: 1 if the loss became "
-           f"NaN (seeds: {args.seeds}). "
+           f"NaN (seeds: run {seeds or 'none'}; read from the committed table "
+           f"{kept or 'none'}). "
            "Produced by `python experiments/fmnist_scrub_why.py`."]
   write_tables("fmnist_scrub_why", "Fashion-MNIST: why SCRUB diverges on "
                "classes 0-2", table, "variant", COLUMNS, rows, notes)
