@@ -19,6 +19,7 @@ from each process's local slice with ``jax.make_array_from_process_local_data``.
 from __future__ import annotations
 
 import os
+import platform
 from typing import Any, Callable, Optional
 
 import jax
@@ -127,10 +128,27 @@ def configure_cpu(devices: int = 0, ynn_fusions="auto") -> None:
 
 def describe() -> dict:
   """What the numbers of a run depend on besides its config: backend,
-  device count, versions and the XLA flags."""
+  device kind and count, the host's CPU (a float32 result's last bits and
+  every wall time depend on it), versions and the XLA flags."""
   return dict(backend=jax.default_backend(), devices=jax.device_count(),
+              device_kind=jax.devices()[0].device_kind, host_cpu=host_cpu(),
               processes=jax.process_count(), jax=jax.__version__,
               jaxlib=jax.lib.__version__, xla_flags=os.environ.get("XLA_FLAGS", ""))
+
+
+def host_cpu() -> str:
+  """The host CPU's model name (/proc/cpuinfo on Linux), and how many cores
+  this process may use."""
+  name = ""
+  try:
+    with open("/proc/cpuinfo") as f:
+      name = next((line.split(":", 1)[1].strip() for line in f
+                   if line.startswith("model name")), "")
+  except OSError:
+    pass
+  cores = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+           else os.cpu_count())
+  return f"{name or platform.processor() or platform.machine()}, {cores} cores"
 
 
 def make_mesh(num_devices: Optional[int] = None) -> Mesh:

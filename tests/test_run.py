@@ -47,6 +47,10 @@ def test_report_shape(report):
   # and the XLA flags `run` applies by default.
   assert on_disk["platform"]["devices"] == 2
   assert on_disk["platform"]["jax"] == jax.__version__
+  # the host's CPU, on which float32's last bits and every time depend
+  assert on_disk["platform"]["host_cpu"].endswith(
+      f", {len(os.sched_getaffinity(0))} cores")
+  assert not on_disk["platform"]["host_cpu"].startswith(",")
   assert ((parallel.YNN_FUSIONS_FLAG in on_disk["platform"]["xla_flags"])
           == parallel.ynn_fusions_known())
   with open(os.path.join(workdir, "forget_ids.json")) as f:
