@@ -80,7 +80,7 @@ def write(setting: str, rows: list[dict], seeds, kept, methods, notes) -> None:
   rows = sorted(rows, key=lambda r: (order.index(r["method"]), r["seed"]))
   table = aggregate(rows, "method", COLUMNS)
   done = sorted({r["seed"] for r in rows})
-  notes = [f"Fashion-MNIST, cnn28 (configs/fashion_mnist.py), forgetting "
+  lines = [f"Fashion-MNIST, cnn28 (configs/fashion_mnist.py), forgetting "
            f"class{'es' if len(SETTINGS[setting]) > 1 else ''} "
            f"{', '.join(map(str, SETTINGS[setting]))}; seeds with results: "
            f"{', '.join(map(str, done))} (run: {seeds or 'none'}; read from the "
@@ -91,7 +91,7 @@ def write(setting: str, rows: list[dict], seeds, kept, methods, notes) -> None:
            "Produced by `python experiments/fmnist_class.py`.", "",
            *verdict(table), *(f"- {n}" for n in notes)]
   write_tables(f"fmnist_{setting}", f"Fashion-MNIST, class forgetting ({setting}): "
-               "DELETE and the baselines", table, "method", COLUMNS, rows, notes)
+               "DELETE and the baselines", table, "method", COLUMNS, rows, lines)
   from plots import tradeoff
   tradeoff(os.path.join(RESULTS, f"fmnist_{setting}.json"))
 

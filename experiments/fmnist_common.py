@@ -66,10 +66,10 @@ def report_path(cfg, label: str, work: str = "") -> str:
 
 def run_cached(cfg, label: str, log=print, work: str = "") -> dict:
   """``run.run(cfg)`` in the seed's workdir (or ``work``), or the report a
-  previous run of the same config left (``report_path``). ``label`` names the file for
-  a reader. The relearning curves a run writes to the shared workdir
-  (rcd_curves.json) move beside its report (``<report>.rcd_curves.json``),
-  so each run's curves stay with it."""
+  previous run of the same config left (``report_path``). ``label`` names
+  the file for a reader. The relearning curves a run writes to the shared
+  workdir (rcd_curves.json) move beside its report
+  (``<report>.rcd_curves.json``), so each run's curves stay with it."""
   from jaxunlearn import run as run_lib
   work = work or workdir(cfg.seed)
   path = report_path(cfg, label, work)
@@ -186,6 +186,8 @@ def parse_seeds(args) -> tuple[list[int], list[int]]:
   if set(run) & set(kept):
     raise SystemExit(f"seed(s) {sorted(set(run) & set(kept))} are in both --seeds "
                      "and --committed-seeds: give each seed once")
+  if not run and not kept:
+    raise SystemExit("no seeds: give --seeds, --committed-seeds or both")
   return run, kept
 
 

@@ -60,7 +60,10 @@ def test_a_seed_is_run_or_read_not_both():
   fmnist_common.seed_args(parser)
   assert fmnist_common.parse_seeds(parser.parse_args(
       ["--seeds", "2", "--committed-seeds", "0,1"])) == ([2], [0, 1])
-  assert fmnist_common.parse_seeds(parser.parse_args(["--seeds", ""])) == ([], [])
+  assert fmnist_common.parse_seeds(parser.parse_args(
+      ["--seeds", "", "--committed-seeds", "1"])) == ([], [1])
+  with pytest.raises(SystemExit, match="no seeds"):
+    fmnist_common.parse_seeds(parser.parse_args(["--seeds", ""]))
   with pytest.raises(SystemExit, match=r"\[1\] are in both"):
     fmnist_common.parse_seeds(parser.parse_args(
         ["--seeds", "1,2", "--committed-seeds", "1"]))
