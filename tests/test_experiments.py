@@ -20,7 +20,8 @@ def test_reports_are_kept_outside_the_workdir_under_its_name():
   assert os.path.dirname(path) == os.path.join(fmnist_common.REPORTS, "fmnist-seed3")
   assert os.path.basename(path).startswith("class1-finetune-")
   tuned = fmnist_common.report_path(cfg, "x", work="/anywhere/fmnist-val-seed3/")
-  assert os.path.dirname(tuned) == os.path.join(fmnist_common.REPORTS, "fmnist-val-seed3")
+  assert os.path.dirname(tuned) == os.path.join(fmnist_common.REPORTS,
+                                                "fmnist-val-seed3")
   cfg.finetune.epochs += 1  # any change to the config is another report
   assert fmnist_common.report_path(cfg, "class1-finetune") != path
 
