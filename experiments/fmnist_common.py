@@ -179,6 +179,14 @@ def seed_args(parser) -> None:
                            "default")
 
 
+def seeds_phrase(rows: list[dict], seeds, kept) -> str:
+  """A table's seeds: those with results, then which were run and which
+  read back from the committed table."""
+  done = sorted({r["seed"] for r in rows})
+  return (f"{done} (run {seeds or 'none'}; read from the committed table "
+          f"{kept or 'none'})")
+
+
 def parse_seeds(args) -> tuple[list[int], list[int]]:
   """(seeds to run, seeds read from the committed table), disjoint."""
   run = [int(s) for s in args.seeds.split(",") if s]

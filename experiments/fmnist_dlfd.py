@@ -28,7 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common import RESULTS, aggregate, means, verdict_line, write_tables  # noqa: E402
 from fmnist_common import (base_config, committed, merge, parse_seeds,  # noqa: E402
-                           rows_of, run_or_note, seed_args)
+                           rows_of, run_or_note, seed_args, seeds_phrase)
 
 from jaxunlearn import config as config_lib  # noqa: E402
 
@@ -117,10 +117,9 @@ def write(rows: list[dict], order: list[str], seeds, kept, notes) -> None:
   """The table, its verdicts and its trade-off plot, from ``rows``."""
   rows.sort(key=lambda r: (order.index(r["method"]), r["seed"]))
   table = aggregate(rows, "method", COLUMNS)
-  done = sorted({r["seed"] for r in rows})
   head = (f"Fashion-MNIST, cnn28 (configs/fashion_mnist.py), a random 10% of the "
-          f"training set forgotten; seeds with results {done} (run {seeds or 'none'}; "
-          f"read from the committed table {kept or 'none'}); mean ± std. "
+          f"training set forgotten; seeds with results "
+          f"{seeds_phrase(rows, seeds, kept)}; mean ± std. "
           "forgetting_score and nomus: the authors' protocol (unequal, "
           "unshuffled sets: 6,000 forgotten against 10,000 unseen images, so a "
           "regression that calls every image unseen scores 0.125); the _balanced "

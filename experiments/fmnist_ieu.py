@@ -33,7 +33,7 @@ from common import (RESULTS, aggregate, means,  # noqa: E402
                     verdict_line, write_tables)
 from fmnist_common import (DATASET, base_config, committed, merge,  # noqa: E402
                            parse_seeds, report_path, rows_of, run_or_note,
-                           seed_args, unchanged_notes)
+                           seed_args, seeds_phrase, unchanged_notes)
 
 from jaxunlearn.config import tuned_section  # noqa: E402
 
@@ -148,10 +148,8 @@ def write(setting: str, rows: list[dict], order, seeds, kept, notes, curves,
   from jaxunlearn.metrics.rcd import plot_curves
   rows.sort(key=lambda r: (order.index(r["method"]), r["seed"]))
   table = aggregate(rows, "method", COLUMNS)
-  done = sorted({r["seed"] for r in rows})
   head = (f"Fashion-MNIST, cnn28 (configs/fashion_mnist.py), {setting}; seeds "
-          f"with results {done} (run {seeds or 'none'}; read from the committed "
-          f"table {kept or 'none'}); mean ± std. RCD: the "
+          f"with results {seeds_phrase(rows, seeds, kept)}; mean ± std. RCD: the "
           "library's protocol (jaxunlearn/metrics/rcd.py defaults: SGD lr "
           f"0.01, momentum 0.9, batch 32; threshold = the original's forget "
           f"accuracy minus 0.05) with a budget of {RCD_STEPS} steps "

@@ -36,7 +36,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common import aggregate, means, verdict_line, write_tables  # noqa: E402
 from fmnist_common import (committed, merge, original_model,  # noqa: E402
-                           parse_seeds, run_or_note, seed_args)
+                           parse_seeds, run_or_note, seed_args,
+                           seeds_phrase)
 
 from jaxunlearn import config as config_lib  # noqa: E402
 
@@ -142,8 +143,7 @@ def write_continual(rows: list[dict], seeds, kept, variant: str) -> None:
                f"requests ({REQUESTS} of {REQUEST_SIZE})",
                aggregate(rows, "method", columns), "method", columns, rows,
                [f"configs/l2ul_fashion_mnist.py, variant {variant}; seeds "
-                f"{sorted({r['seed'] for r in rows})} (run {seeds or 'none'}; read "
-                f"from the committed table {kept or 'none'}); mean ± std. Each "
+                f"{seeds_phrase(rows, seeds, kept)}; mean ± std. Each "
                 "request starts from the model the previous one left; stopped: its "
                 "stop rule (none of the samples forgotten so far classified as its "
                 "label) held within the budget; test_acc on the whole test split. "
@@ -193,10 +193,8 @@ def main(argv=None):
 def write(rows: list[dict], seeds, kept, no_retrained: bool, notes) -> None:
   rows.sort(key=row_order)
   table = aggregate(rows, "method", COLUMNS)
-  done = sorted({r["seed"] for r in rows})
   head = (f"Fashion-MNIST, cnn28, configs/l2ul_fashion_mnist.py; seeds with "
-          f"results {done} (run {seeds or 'none'}; read from the committed table "
-          f"{kept or 'none'}); mean ± std. stopped: the "
+          f"results {seeds_phrase(rows, seeds, kept)}; mean ± std. stopped: the "
           "fraction of runs that met the stop rule (all k misclassified) "
           "within the budget. test_drop: original test accuracy minus "
           "this model's. rel_time: unlearn_s / the retraining time"
