@@ -165,8 +165,15 @@ def committed(stem: str, seeds, methods=None) -> tuple[list[dict], list[str]]:
     for line in f:
       found = re.match(r"- .*?\(seed (\d+)\)", line)
       if found and int(found.group(1)) in seeds:
-        notes.append(line.rstrip("\n")[2:])
+        notes.append(_LOCAL_RECORD.sub(
+            "(its record was machine-local and was not kept)",
+            line.rstrip("\n")[2:]))
   return rows, notes
+
+
+# Before reports were committed, a failed run's record sat in the seed's
+# workdir: a note read back must not send the reader to a file that is gone.
+_LOCAL_RECORD = re.compile(r"\(recorded in experiments/\.work/[^)]*\)")
 
 
 def seed_args(parser) -> None:

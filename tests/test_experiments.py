@@ -34,7 +34,8 @@ def table(tmp_path, monkeypatch):
   (tmp_path / "study.json").write_text(json.dumps({"title": "t", "rows": rows}))
   (tmp_path / "study.md").write_text(
       "# t\n\nseeds [0, 1, 2]\n\n| method | test_acc |\n|---|---|\n"
-      "- scrub (seed 1) failed: the loss became nan\n"
+      "- scrub (seed 1) failed: the loss became nan (recorded in "
+      "experiments/.work/fmnist-seed1/reports/class3-scrub-12a7.diverged.json)\n"
       "- ssd (seed 2): ssd returned the original model unchanged\n"
       "- dlfd-paper (seed 11): a seed that only looks like seed 1\n")
   return rows
@@ -43,7 +44,8 @@ def table(tmp_path, monkeypatch):
 def test_committed_reads_back_the_seeds_rows_and_notes(table):
   rows, notes = fmnist_common.committed("study", [1, 2], ["original", "finetune"])
   assert rows == [r for r in table if r["seed"] in (1, 2) and r["method"] != "scrub"]
-  assert notes == ["scrub (seed 1) failed: the loss became nan",
+  assert notes == ["scrub (seed 1) failed: the loss became nan (its record was "
+                   "machine-local and was not kept)",
                    "ssd (seed 2): ssd returned the original model unchanged"]
   assert fmnist_common.committed("study", []) == ([], [])
 
