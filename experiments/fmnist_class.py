@@ -31,7 +31,7 @@ from common import (RESULTS, aggregate, means,  # noqa: E402
                     verdict_line, write_tables)
 from fmnist_common import (DATASET, base_config, committed, merge,  # noqa: E402
                            parse_seeds, rows_of, run_or_note, seed_args,
-                           unchanged_notes)
+                           seeds_phrase, unchanged_notes)
 
 from jaxunlearn.config import tuned_section  # noqa: E402
 
@@ -79,12 +79,10 @@ def write(setting: str, rows: list[dict], seeds, kept, methods, notes) -> None:
   order = ["original", "retrained"] + list(methods)
   rows = sorted(rows, key=lambda r: (order.index(r["method"]), r["seed"]))
   table = aggregate(rows, "method", COLUMNS)
-  done = sorted({r["seed"] for r in rows})
   lines = [f"Fashion-MNIST, cnn28 (configs/fashion_mnist.py), forgetting "
            f"class{'es' if len(SETTINGS[setting]) > 1 else ''} "
-           f"{', '.join(map(str, SETTINGS[setting]))}; seeds with results: "
-           f"{', '.join(map(str, done))} (run: {seeds or 'none'}; read from the "
-           f"committed table: {kept or 'none'}); mean ± std over them "
+           f"{', '.join(map(str, SETTINGS[setting]))}; seeds with results "
+           f"{seeds_phrase(rows, seeds, kept)}; mean ± std over them "
            "(n = seeds per row). test_forget_acc / test_retain_acc: test "
            "accuracy on the forgotten / remaining classes. unlearn_s for "
            "retrained is its training time; rel_time = unlearn_s / that. "

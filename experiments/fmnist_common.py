@@ -139,6 +139,11 @@ def rows_of(report: dict, label: str, seed: int, columns, extra=None) -> list[di
   return out
 
 
+# Before reports were committed, a failed run's record sat in the seed's
+# workdir: a note read back must not send the reader to a file that is gone.
+_LOCAL_RECORD = re.compile(r"\(recorded in experiments/\.work/[^)]*\)")
+
+
 def committed(stem: str, seeds, methods=None) -> tuple[list[dict], list[str]]:
   """The rows of ``seeds`` in the committed experiments/results/<stem>.json
   (of ``methods`` only, where given) and the notes of its .md that name one
@@ -169,11 +174,6 @@ def committed(stem: str, seeds, methods=None) -> tuple[list[dict], list[str]]:
             "(its record was machine-local and was not kept)",
             line.rstrip("\n")[2:]))
   return rows, notes
-
-
-# Before reports were committed, a failed run's record sat in the seed's
-# workdir: a note read back must not send the reader to a file that is gone.
-_LOCAL_RECORD = re.compile(r"\(recorded in experiments/\.work/[^)]*\)")
 
 
 def seed_args(parser) -> None:
