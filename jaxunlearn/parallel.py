@@ -67,6 +67,33 @@ YNN_FUSIONS_FLAG = "--xla_cpu_experimental_ynn_fusion_type=dot,eltwise"
 YNN_FUSIONS_JAXLIB = ((0, 9), (0, 11))
 
 
+# XLA:CPU's client runs each device's share of a multi-device program as a
+# task on one thread pool, sized to the cores unless PJRT_NPROC says
+# otherwise. A task that waits (at an all-reduce for its peer device, or for
+# the device's in-flight pacing semaphore) holds its thread, so with fewer
+# threads than twice the devices one device's tasks can hold them all while
+# the peer's launch waits in the queue: a deadlock, which XLA aborts at its
+# collective timeout (jaxlib 0.10.2; benchmarks/results/cpu_collectives.md).
+CLIENT_THREADS_PER_DEVICE = 2
+
+
+def host_cores() -> int:
+  """Cores this process may use (what XLA sizes its thread pools by)."""
+  return (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+          else os.cpu_count() or 1)
+
+
+def reserve_client_threads(devices: int) -> None:
+  """Give XLA:CPU's client at least ``CLIENT_THREADS_PER_DEVICE`` threads
+  per device (``PJRT_NPROC``; it also sizes the intra-op pool) when the
+  cores are fewer; a ``PJRT_NPROC`` or ``NPROC`` the user set stands. It
+  must be set before JAX starts its backends."""
+  wanted = CLIENT_THREADS_PER_DEVICE * devices
+  if devices > 1 and host_cores() < wanted and not (
+      "PJRT_NPROC" in os.environ or "NPROC" in os.environ):
+    os.environ["PJRT_NPROC"] = str(wanted)
+
+
 def ynn_fusions_known() -> bool:
   """Whether the installed jaxlib's XLA knows ``YNN_FUSIONS_FLAG``."""
   from jax._src.lib import version as jaxlib_version
@@ -79,10 +106,12 @@ def configure_cpu(devices: int = 0, ynn_fusions="auto") -> None:
   backends, and GPU/TPU runs ignore them.
 
   ``devices`` > 0: that many CPU devices (``jax_num_cpu_devices``), so
-  ``make_mesh`` splits each batch over the cores. ``ynn_fusions``: XLA hands
-  dots and elementwise ops, with the convolutions next to them, to YNNPACK
-  (the experimental ``--xla_cpu_experimental_ynn_fusion_type``, appended to
-  ``XLA_FLAGS``). ``"auto"`` (the default) turns it on when JAX has not
+  ``make_mesh`` splits each batch over the cores, and XLA's client gets two
+  threads per device even on fewer cores (``reserve_client_threads``).
+  ``ynn_fusions``: XLA hands dots and elementwise ops, with the convolutions
+  next to them, to YNNPACK (the experimental
+  ``--xla_cpu_experimental_ynn_fusion_type``, appended to ``XLA_FLAGS``).
+  ``"auto"`` (the default) turns it on when JAX has not
   started yet and the jaxlib is one that knows the flag
   (``YNN_FUSIONS_JAXLIB``), and otherwise leaves the process as it is;
   ``True`` insists (a ``UserError`` if it cannot be applied); ``False``
@@ -107,6 +136,8 @@ def configure_cpu(devices: int = 0, ynn_fusions="auto") -> None:
           "JAX operation (a fresh process), or use "
           "XLA_FLAGS=--xla_force_host_platform_device_count=N")
     jax.config.update("jax_num_cpu_devices", devices)
+  if not started:
+    reserve_client_threads(devices)
   flags = os.environ.get("XLA_FLAGS", "")
   flag_name = YNN_FUSIONS_FLAG.split("=")[0]
   if any(f.split("=")[0] == flag_name for f in flags.split()):
@@ -133,7 +164,8 @@ def describe() -> dict:
   return dict(backend=jax.default_backend(), devices=jax.device_count(),
               device_kind=jax.devices()[0].device_kind, host_cpu=host_cpu(),
               processes=jax.process_count(), jax=jax.__version__,
-              jaxlib=jax.lib.__version__, xla_flags=os.environ.get("XLA_FLAGS", ""))
+              jaxlib=jax.lib.__version__, xla_flags=os.environ.get("XLA_FLAGS", ""),
+              pjrt_nproc=os.environ.get("PJRT_NPROC", ""))
 
 
 def host_cpu() -> str:
@@ -146,9 +178,8 @@ def host_cpu() -> str:
                    if line.startswith("model name")), "")
   except OSError:
     pass
-  cores = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-           else os.cpu_count())
-  return f"{name or platform.processor() or platform.machine()}, {cores} cores"
+  return (f"{name or platform.processor() or platform.machine()}, "
+          f"{host_cores()} cores")
 
 
 def make_mesh(num_devices: Optional[int] = None) -> Mesh:

@@ -6,8 +6,10 @@ import jax
 from jaxunlearn import parallel
 
 # Before JAX initialises its backend: every test sees 2 CPU devices, so the
-# data-parallel code paths run in the suite, and XLA's flags are those
-# `jaxunlearn run` sets by default (cpu_ynn_fusions "auto").
+# data-parallel code paths run in the suite, XLA's client gets two threads
+# per device (without them the two devices' collectives can deadlock on a
+# 2-core machine), and XLA's flags are those `jaxunlearn run` sets by
+# default (cpu_ynn_fusions "auto").
 parallel.configure_cpu(devices=2)
 
 import pytest  # noqa: E402

@@ -109,8 +109,9 @@ def test_batch_size_must_divide_devices():
 def test_configure_cpu_in_a_fresh_process():
   """cpu_devices / cpu_ynn_fusions take effect before JAX starts (the
   devices exist, the flag is in XLA_FLAGS and a convolution's gradient
-  compiles and runs under it); repeating them is a no-op; changing the
-  device count afterwards is a one-line error naming the fix."""
+  compiles and runs under it; on fewer than 6 cores XLA's client pools get
+  the 6 threads PJRT_NPROC asks for); repeating them is a no-op; changing
+  the device count afterwards is a one-line error naming the fix."""
   import subprocess
   import sys
   code = """
@@ -119,6 +120,13 @@ from jaxunlearn import parallel
 from jaxunlearn.errors import UserError
 parallel.configure_cpu(3)  # ynn_fusions "auto": on where the jaxlib knows it
 assert len(jax.devices()) == 3, jax.devices()
+if parallel.host_cores() < 6:
+  assert os.environ["PJRT_NPROC"] == "6", os.environ.get("PJRT_NPROC")
+  names = [open(f"/proc/self/task/{t}/comm").read().strip()
+           for t in os.listdir("/proc/self/task")]
+  assert names.count("tf_XLAEigen") == 6, sorted(set(names))
+else:
+  assert "PJRT_NPROC" not in os.environ
 assert ((parallel.YNN_FUSIONS_FLAG in os.environ.get("XLA_FLAGS", "").split())
         == parallel.ynn_fusions_known())
 x = jnp.ones((2, 8, 8, 4))
@@ -135,10 +143,34 @@ else:
   raise AssertionError("no error")
 print("ok")
 """
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  env = {k: v for k, v in os.environ.items()
+         if k not in ("XLA_FLAGS", "PJRT_NPROC", "NPROC")}
   out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                        text=True, timeout=120)
   assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+def test_client_threads_reserved_only_when_cores_are_fewer(monkeypatch):
+  """Two client threads per device when the cores are fewer; enough cores,
+  one device, or a PJRT_NPROC/NPROC the user set leave the process alone."""
+  for var in ("PJRT_NPROC", "NPROC"):
+    monkeypatch.delenv(var, raising=False)
+  monkeypatch.setattr(parallel, "host_cores", lambda: 2)
+  parallel.reserve_client_threads(1)
+  assert "PJRT_NPROC" not in os.environ
+  parallel.reserve_client_threads(3)
+  assert os.environ["PJRT_NPROC"] == "6"
+  monkeypatch.setenv("PJRT_NPROC", "5")
+  parallel.reserve_client_threads(4)
+  assert os.environ["PJRT_NPROC"] == "5"
+  monkeypatch.delenv("PJRT_NPROC")
+  monkeypatch.setenv("NPROC", "3")
+  parallel.reserve_client_threads(4)
+  assert "PJRT_NPROC" not in os.environ
+  monkeypatch.delenv("NPROC")
+  monkeypatch.setattr(parallel, "host_cores", lambda: 8)
+  parallel.reserve_client_threads(4)
+  assert "PJRT_NPROC" not in os.environ
 
 
 def test_ynn_fusions_auto_never_fails_and_true_needs_a_known_jaxlib(monkeypatch):
