@@ -424,6 +424,14 @@ def markdown(summary: dict, seeds, platform: dict, diagnosis=None,
   return "\n".join(lines) + "\n"
 
 
+def write_atomic(path: str, text: str) -> None:
+  """A killed benchmark leaves the previous file, never half of a new one
+  (the runs file is what later invocations resume from)."""
+  with open(path + ".tmp", "w") as f:
+    f.write(text)
+  os.replace(path + ".tmp", path)
+
+
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--seeds", default="0,1,2")
@@ -474,8 +482,7 @@ def main(argv=None) -> int:
         record = run_one(method, dtype, seed, workdir, args.data_dir, args.dataset)
         runs = [r for r in runs if (r["method"], r["dtype"], r["seed"])
                 != (method, dtype, seed)] + [record]
-        with open(runs_path, "w") as f:
-          json.dump(runs, f, indent=1)
+        write_atomic(runs_path, json.dumps(runs, indent=1))
         print(f"{method:6s} {dtype:8s} seed {seed}: test {record['test_acc']:.4f} "
               f"forget {record['forget_acc']:.4f} unlearn {record['unlearn_s']:.1f}s "
               f"pretrain {record['pretrain_s']:.1f}s", flush=True)
@@ -484,8 +491,7 @@ def main(argv=None) -> int:
   if args.diagnose:
     diagnosis = [diagnose(method, seed, workdir, args.data_dir, args.dataset)
                  for seed in seeds for method in methods]
-    with open(diagnosis_path, "w") as f:
-      json.dump(diagnosis, f, indent=1)
+    write_atomic(diagnosis_path, json.dumps(diagnosis, indent=1))
   elif os.path.exists(diagnosis_path):
     with open(diagnosis_path) as f:
       diagnosis = json.load(f)
@@ -493,8 +499,7 @@ def main(argv=None) -> int:
   speeds = None
   if args.throughput:
     speeds = throughput()
-    with open(speeds_path, "w") as f:
-      json.dump(speeds, f, indent=1)
+    write_atomic(speeds_path, json.dumps(speeds, indent=1))
   elif os.path.exists(speeds_path):
     with open(speeds_path) as f:
       speeds = json.load(f)
@@ -503,13 +508,12 @@ def main(argv=None) -> int:
   text = markdown(summary, seeds, platform, diagnosis, speeds,
                   [r for r in runs if r["method"] in methods], args.dataset)
   print(text)
-  with open(os.path.join(RESULTS, f"{stem}.md"), "w") as f:
-    f.write(text)
-  with open(os.path.join(RESULTS, f"{stem}.json"), "w") as f:
-    json.dump(dict(seeds=seeds, platform=platform, target_points=TARGET,
-                   summary=summary, diagnosis=diagnosis, throughput=speeds,
-                   runs=[r for r in runs if r["seed"] in seeds
-                         and r["method"] in methods]), f, indent=1)
+  write_atomic(os.path.join(RESULTS, f"{stem}.md"), text)
+  write_atomic(os.path.join(RESULTS, f"{stem}.json"), json.dumps(
+      dict(seeds=seeds, platform=platform, target_points=TARGET,
+           summary=summary, diagnosis=diagnosis, throughput=speeds,
+           runs=[r for r in runs if r["seed"] in seeds
+                 and r["method"] in methods]), indent=1))
   return 0
 
 

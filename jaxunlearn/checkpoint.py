@@ -125,9 +125,10 @@ def read_json(path: str) -> Any:
     return json.load(f)
 
 
-def write_json(path: str, payload: Any) -> None:
-  """Writes JSON atomically (temp file + rename): never half-written."""
+def write_json(path: str, payload: Any, indent: Optional[int] = 2) -> None:
+  """Writes JSON atomically (temp file + rename): never half-written.
+  ``indent=None``: one line, for long number lists."""
   tmp = path + ".tmp"
   with open(tmp, "w") as f:
-    json.dump(payload, f, indent=2)
+    json.dump(payload, f, indent=indent)
   os.replace(tmp, path)

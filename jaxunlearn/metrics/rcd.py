@@ -189,7 +189,8 @@ def _save(workdir: str, curves: dict) -> None:
   from jaxunlearn.checkpoint import write_json
   if jax.process_index() != 0:  # one writer per run
     return
-  write_json(os.path.join(workdir, "rcd_curves.json"), curves)
+  # compact: thousands of numbers per curve, one per line when indented
+  write_json(os.path.join(workdir, "rcd_curves.json"), curves, indent=None)
   plot_curves(curves, os.path.join(workdir, "rcd_curves.png"))
 
 
