@@ -303,7 +303,7 @@ def throughput(blocks: int = 7) -> list[dict]:
   return out
 
 
-def decision_counts(runs: list[dict], seeds) -> list[str]:
+def decision_counts(runs: list[dict], seeds, dataset: str = "digits") -> list[str]:
   """Markdown rows: per seed, the steps L2UL's stop rule let run and the
   steps DLFD's gate made synthesis steps, per variant."""
   variants = [v for v in DTYPES + (NOYNN,) if any(r["dtype"] == v for r in runs)]
@@ -317,10 +317,12 @@ def decision_counts(runs: list[dict], seeds) -> list[str]:
             for v in variants) + " |")
   if not rows:
     return []
+  gate = ("of 41; its gate synthesises while the forgetting score is >= 0.02, "
+          "and the digits originals score about 0.03" if dataset == "digits" else
+          "the steps its gate let synthesise")
   return (["", "The decisions behind the differences: L2UL's steps until its stop "
-           "rule held, DLFD's synthesis steps (of 41; its gate synthesises while the "
-           "forgetting score is >= 0.02, and the digits originals score about "
-           "0.03), per seed and variant, with the test accuracy:", "",
+           f"rule held, DLFD's synthesis steps ({gate}), per seed and variant, "
+           "with the test accuracy:", "",
            "| count | seed | " + " | ".join(variants) + " |",
            "|---|---|" + "---|" * len(variants)] + rows)
 
@@ -390,7 +392,7 @@ def markdown(summary: dict, seeds, platform: dict, diagnosis=None,
           f"{d['rounding_per_seed']['forget_acc']:.2f} | "
           f"{d['bfloat16_per_seed']['test_acc']:.2f} | "
           f"{d['bfloat16_per_seed']['forget_acc']:.2f} |")
-  lines += decision_counts(list(runs), seeds)
+  lines += decision_counts(list(runs), seeds, dataset)
   if speeds:
     lines += ["", "Training step alone (`--throughput`: images/s, median of 7 "
               "interleaved blocks of 10 steps, one device):", "",
