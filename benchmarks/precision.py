@@ -18,7 +18,7 @@ first's). Runs already recorded in ``precision.runs.json`` are reused
 On Fashion-MNIST the float32 runs use the studies' workdir of the seed
 (experiments/.work/fmnist-seed<S>), whose float32 original model the studies
 have trained already; the bfloat16 runs use ``--workdir`` (default
-experiments/.work/precision-fmnist, kept: a pretraining costs ~10 minutes).
+experiments/.work/precision-fmnist, kept: a pretraining costs ~6 minutes).
 
 Acceptance (issue #26): bfloat16's mean test accuracy within 0.5 points and
 mean forget accuracy within 1 point of float32's.
