@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -123,9 +124,8 @@ def main():
                  "devices": args.devices, "runs": len(rs),
                  "failed": sum(not r["ok"] for r in rs),
                  "collective_timeouts": sum(r["collective_timeout"] for r in rs),
-                 "median_seconds_ok": sorted(r["seconds"] for r in rs if r["ok"])[
-                     len([r for r in rs if r["ok"]]) // 2]
-                 if any(r["ok"] for r in rs) else None,
+                 "median_seconds_ok": statistics.median_high(
+                     [r["seconds"] for r in rs if r["ok"]] or [None]),
                  "failures": [r["tail"] for r in rs if not r["ok"]]})
   import jax
   meta = {"cpu": cpu_name(), "cores": cores, "jax": jax.__version__,
