@@ -11,7 +11,8 @@
 - ``torch_peak_bytes``: bytes live at the peak of one PyTorch step.
 - ``cpu_name``: the processor's model name.
 - ``write_results``: ``results/<name>.json`` (the list of rows),
-  ``<name>.meta.json`` and ``<name>.md``, each written atomically.
+  ``<name>.meta.json`` and ``<name>.md``, each written atomically
+  (``write_text``).
 """
 from __future__ import annotations
 
@@ -144,7 +145,9 @@ def cpu_name() -> str:
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 
-def _write(path: str, text: str) -> None:
+def write_text(path: str, text: str) -> None:
+  """Temp file + rename: a killed benchmark leaves the previous file, never
+  half of a new one."""
   tmp = path + ".tmp"
   with open(tmp, "w") as f:
     f.write(text)
@@ -158,6 +161,6 @@ def write_results(name: str, rows: list, meta: dict, markdown: list) -> None:
   ``<name>.md``: the markdown lines."""
   os.makedirs(RESULTS, exist_ok=True)
   base = os.path.join(RESULTS, name)
-  _write(base + ".json", json.dumps(rows, indent=1) + "\n")
-  _write(base + ".meta.json", json.dumps(meta, indent=1) + "\n")
-  _write(base + ".md", "\n".join(markdown) + "\n")
+  write_text(base + ".json", json.dumps(rows, indent=1) + "\n")
+  write_text(base + ".meta.json", json.dumps(meta, indent=1) + "\n")
+  write_text(base + ".md", "\n".join(markdown) + "\n")

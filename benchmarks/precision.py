@@ -61,6 +61,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results")
 sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+from _timing import write_text  # noqa: E402  (atomic: runs resume from it)
 
 # dataset -> method -> (config file, forget setting overrides)
 SETTINGS = {
@@ -426,14 +428,6 @@ def markdown(summary: dict, seeds, platform: dict, diagnosis=None,
   return "\n".join(lines) + "\n"
 
 
-def write_atomic(path: str, text: str) -> None:
-  """A killed benchmark leaves the previous file, never half of a new one
-  (the runs file is what later invocations resume from)."""
-  with open(path + ".tmp", "w") as f:
-    f.write(text)
-  os.replace(path + ".tmp", path)
-
-
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--seeds", default="0,1,2")
@@ -484,7 +478,7 @@ def main(argv=None) -> int:
         record = run_one(method, dtype, seed, workdir, args.data_dir, args.dataset)
         runs = [r for r in runs if (r["method"], r["dtype"], r["seed"])
                 != (method, dtype, seed)] + [record]
-        write_atomic(runs_path, json.dumps(runs, indent=1))
+        write_text(runs_path, json.dumps(runs, indent=1))
         print(f"{method:6s} {dtype:8s} seed {seed}: test {record['test_acc']:.4f} "
               f"forget {record['forget_acc']:.4f} unlearn {record['unlearn_s']:.1f}s "
               f"pretrain {record['pretrain_s']:.1f}s", flush=True)
@@ -493,7 +487,7 @@ def main(argv=None) -> int:
   if args.diagnose:
     diagnosis = [diagnose(method, seed, workdir, args.data_dir, args.dataset)
                  for seed in seeds for method in methods]
-    write_atomic(diagnosis_path, json.dumps(diagnosis, indent=1))
+    write_text(diagnosis_path, json.dumps(diagnosis, indent=1))
   elif os.path.exists(diagnosis_path):
     with open(diagnosis_path) as f:
       diagnosis = json.load(f)
@@ -501,7 +495,7 @@ def main(argv=None) -> int:
   speeds = None
   if args.throughput:
     speeds = throughput()
-    write_atomic(speeds_path, json.dumps(speeds, indent=1))
+    write_text(speeds_path, json.dumps(speeds, indent=1))
   elif os.path.exists(speeds_path):
     with open(speeds_path) as f:
       speeds = json.load(f)
@@ -510,8 +504,8 @@ def main(argv=None) -> int:
   text = markdown(summary, seeds, platform, diagnosis, speeds,
                   [r for r in runs if r["method"] in methods], args.dataset)
   print(text)
-  write_atomic(os.path.join(RESULTS, f"{stem}.md"), text)
-  write_atomic(os.path.join(RESULTS, f"{stem}.json"), json.dumps(
+  write_text(os.path.join(RESULTS, f"{stem}.md"), text)
+  write_text(os.path.join(RESULTS, f"{stem}.json"), json.dumps(
       dict(seeds=seeds, platform=platform, target_points=TARGET,
            summary=summary, diagnosis=diagnosis, throughput=speeds,
            runs=[r for r in runs if r["seed"] in seeds
