@@ -29,7 +29,13 @@ the float32 original: the unlearning in float32 (the run's own numbers), the
 unlearning in bfloat16 (evaluated in float32 and in bfloat16), and the
 unlearning in float32 from the original with every parameter moved by one
 float32 ulp (how far the method's outcome moves for a last-bit change of
-its start: the noise floor any precision change has to be read against).
+its start: the noise floor any precision change has to be read against),
+and the unlearning in float32 from the original rounded to bfloat16 (a
+change of the start as large as bfloat16's rounding, with every step after
+it in float32: whether the method's outcome is stable at that scale at
+all). Methods that report a step count (L2UL, DLFD) record it per variant.
+Diagnoses are kept per (method, seed), so a later ``--diagnose`` for some
+methods or seeds replaces only those.
 
 ``--throughput``: images/s of the training step, float32 vs bfloat16, for
 the digits CNN and two larger models (median of interleaved blocks).
@@ -217,6 +223,9 @@ def diagnose(method: str, seed: int, workdir: str, data_dir: str,
   one_ulp = lambda x: np.nextafter(x, np.where(rng.random(x.shape) < 0.5, -np.inf,
                                                np.inf)).astype(x.dtype)
   nudged = dict(original, params=jax.tree.map(one_ulp, original["params"]))
+  rounded = dict(original, params=jax.tree.map(
+      lambda x: np.asarray(x).astype(jax.numpy.bfloat16).astype(x.dtype),
+      original["params"]))
   data = loaded.data
   test = batches.concat([data.test_forget, data.test_retain])
 
@@ -225,27 +234,41 @@ def diagnose(method: str, seed: int, workdir: str, data_dir: str,
         model=models[dtype], variables=variables, data=data,
         num_classes=loaded.num_classes, image_shape=loaded.image_shape, mesh=mesh,
         augment=loaded.augment, train_config=c.train, progress=False)
-    return METHODS.get(method).unlearn(unlearn_task, c[method], keys.unlearn)[0]
+    return METHODS.get(method).unlearn(unlearn_task, c[method], keys.unlearn)
 
-  def scores(variables, dtype):
+  def scores(unlearned, dtype):
+    variables, info = unlearned
     predict_fn = make_predict_fn(models[dtype], mesh)
-    return {split: accuracy(predict_fn, variables, part, 256, mesh)
-            for split, part in (("test_acc", test), ("forget_acc", data.forget))}
-  f32, bf16, from_nudged = (unlearn(original, "float32"), unlearn(original, "bfloat16"),
-                            unlearn(nudged, "float32"))
+    out = {split: accuracy(predict_fn, variables, part, 256, mesh)
+           for split, part in (("test_acc", test), ("forget_acc", data.forget))}
+    return out | ({"steps": int(info["steps"])} if "steps" in info else {})
+  f32, bf16, from_nudged, from_rounded = (
+      unlearn(original, "float32"), unlearn(original, "bfloat16"),
+      unlearn(nudged, "float32"), unlearn(rounded, "float32"))
   return dict(method=method, seed=seed,
               float32=scores(f32, "float32"),
               bfloat16_eval_float32=scores(bf16, "float32"),
               bfloat16=scores(bf16, "bfloat16"),
               float32_eval_bfloat16=scores(f32, "bfloat16"),
-              float32_one_ulp=scores(from_nudged, "float32"))
+              float32_one_ulp=scores(from_nudged, "float32"),
+              float32_bfloat16_start=scores(from_rounded, "float32"))
 
 
 DIAGNOSIS = (("float32", "float32 (the run's)"),
              ("bfloat16", "bfloat16"),
              ("bfloat16_eval_float32", "bfloat16, evaluated in float32"),
              ("float32_eval_bfloat16", "float32, evaluated in bfloat16"),
-             ("float32_one_ulp", "float32 from the original moved 1 ulp"))
+             ("float32_one_ulp", "float32 from the original moved 1 ulp"),
+             ("float32_bfloat16_start", "float32 from the original rounded to bfloat16"))
+
+
+def cell(entry: dict, key: str) -> str:
+  """A diagnosis table cell: test accuracy, with the step count where the
+  method reports one; "—" for a variant that diagnosis did not run."""
+  if key not in entry:
+    return "—"
+  steps = entry[key].get("steps")
+  return f"{entry[key]['test_acc']:.4f}" + (f" ({steps})" if steps is not None else "")
 
 
 def step_throughput(name: str, options: dict, shape: tuple, batch: int, dtype: str,
@@ -406,25 +429,36 @@ def markdown(summary: dict, seeds, platform: dict, diagnosis=None,
                    f"{r['bfloat16_over_float32']:.2f}x |")
   if diagnosis:
     lines += ["", "Where a difference comes from (`--diagnose`): the unlearned "
-              "model's test accuracy, every variant starting from the float32 "
-              "run's original, per seed:", "",
+              "model's test accuracy (with the method's step count where it "
+              "reports one), every variant starting from the float32 run's "
+              "original, per seed; — where that diagnosis did not run the "
+              "variant:", "",
               "| method | seed | " + " | ".join(label for _, label in DIAGNOSIS) + " |",
               "|---|---|" + "---|" * len(DIAGNOSIS)]
-    for d in diagnosis:
+    for d in sorted(diagnosis, key=lambda d: (d["seed"], list(METHODS).index(d["method"]))):
       lines.append(f"| {d['method']} | {d['seed']} | " + " | ".join(
-          f"{d[key]['test_acc']:.4f}" for key, _ in DIAGNOSIS) + " |")
-    lines += ["", "Means over the seeds, and the spread a one-ulp change of the "
-              "float32 start causes (mean |float32 - float32 from the moved "
-              "original|, points):", "",
+          cell(d, key) for key, _ in DIAGNOSIS) + " |")
+    lines += ["", "Means over the seeds, and the spread a change of the float32 "
+              "start causes: mean |float32 - float32 from the changed original|, "
+              "points, for a one-ulp move and for rounding to bfloat16:", "",
               "| method | " + " | ".join(label for _, label in DIAGNOSIS)
-              + " | one-ulp spread |", "|---|" + "---|" * (len(DIAGNOSIS) + 1)]
-    for method in dict.fromkeys(d["method"] for d in diagnosis):
+              + " | one-ulp spread | bfloat16-start spread |",
+              "|---|" + "---|" * (len(DIAGNOSIS) + 2)]
+    for method in sorted({d["method"] for d in diagnosis}, key=list(METHODS).index):
       mine = [d for d in diagnosis if d["method"] == method]
-      means = [statistics.fmean(d[key]["test_acc"] for d in mine) for key, _ in DIAGNOSIS]
-      spread = 100 * statistics.fmean(abs(d["float32"]["test_acc"]
-                                          - d["float32_one_ulp"]["test_acc"]) for d in mine)
-      lines.append(f"| {method} | " + " | ".join(f"{m:.4f}" for m in means)
-                   + f" | {spread:.2f} |")
+      means = [[d[key]["test_acc"] for d in mine if key in d] for key, _ in DIAGNOSIS]
+      def mean(values, scale=1.0, digits=4):
+        """The mean of the seeds a variant ran on, saying how many if not all."""
+        if not values:
+          return "—"
+        partial = "" if len(values) == len(mine) else f" ({len(values)} of {len(mine)} seeds)"
+        return f"{scale * statistics.fmean(values):.{digits}f}{partial}"
+
+      def spread(key):
+        return mean([abs(d["float32"]["test_acc"] - d[key]["test_acc"])
+                     for d in mine if key in d], 100, 2)
+      lines.append(f"| {method} | " + " | ".join(mean(m) for m in means)
+                   + f" | {spread('float32_one_ulp')} | {spread('float32_bfloat16_start')} |")
   return "\n".join(lines) + "\n"
 
 
@@ -485,9 +519,16 @@ def main(argv=None) -> int:
   diagnosis_path = os.path.join(RESULTS, f"{stem}.diagnosis.json")
   diagnosis = None
   if args.diagnose:
-    diagnosis = [diagnose(method, seed, workdir, args.data_dir, args.dataset)
-                 for seed in seeds for method in methods]
-    write_text(diagnosis_path, json.dumps(diagnosis, indent=1))
+    diagnosis = []
+    if os.path.exists(diagnosis_path):
+      with open(diagnosis_path) as f:
+        diagnosis = json.load(f)
+    for seed in seeds:
+      for method in methods:
+        entry = diagnose(method, seed, workdir, args.data_dir, args.dataset)
+        diagnosis = [d for d in diagnosis
+                     if (d["method"], d["seed"]) != (method, seed)] + [entry]
+        write_text(diagnosis_path, json.dumps(diagnosis, indent=1))
   elif os.path.exists(diagnosis_path):
     with open(diagnosis_path) as f:
       diagnosis = json.load(f)
