@@ -271,6 +271,15 @@ def cell(entry: dict, key: str) -> str:
   return f"{entry[key]['test_acc']:.4f}" + (f" ({steps})" if steps is not None else "")
 
 
+def seeds_mean(values: list, seeds: int, scale: float = 1.0, digits: int = 4) -> str:
+  """A diagnosis mean over the seeds a variant ran on (of ``seeds``), saying
+  how many where not all; "—" where none."""
+  if not values:
+    return "—"
+  partial = "" if len(values) == seeds else f" ({len(values)} of {seeds} seeds)"
+  return f"{scale * statistics.fmean(values):.{digits}f}{partial}"
+
+
 def step_throughput(name: str, options: dict, shape: tuple, batch: int, dtype: str,
                     steps: int = 10) -> float:
   """images/s of one block of ``steps`` training steps (compiled before)."""
@@ -446,19 +455,12 @@ def markdown(summary: dict, seeds, platform: dict, diagnosis=None,
               "|---|" + "---|" * (len(DIAGNOSIS) + 2)]
     for method in sorted({d["method"] for d in diagnosis}, key=list(METHODS).index):
       mine = [d for d in diagnosis if d["method"] == method]
-      means = [[d[key]["test_acc"] for d in mine if key in d] for key, _ in DIAGNOSIS]
-      def mean(values, scale=1.0, digits=4):
-        """The mean of the seeds a variant ran on, saying how many if not all."""
-        if not values:
-          return "—"
-        partial = "" if len(values) == len(mine) else f" ({len(values)} of {len(mine)} seeds)"
-        return f"{scale * statistics.fmean(values):.{digits}f}{partial}"
-
-      def spread(key):
-        return mean([abs(d["float32"]["test_acc"] - d[key]["test_acc"])
-                     for d in mine if key in d], 100, 2)
-      lines.append(f"| {method} | " + " | ".join(mean(m) for m in means)
-                   + f" | {spread('float32_one_ulp')} | {spread('float32_bfloat16_start')} |")
+      means = [seeds_mean([d[key]["test_acc"] for d in mine if key in d], len(mine))
+               for key, _ in DIAGNOSIS]
+      spreads = [seeds_mean([abs(d["float32"]["test_acc"] - d[key]["test_acc"])
+                             for d in mine if key in d], len(mine), 100, 2)
+                 for key in ("float32_one_ulp", "float32_bfloat16_start")]
+      lines.append(f"| {method} | " + " | ".join(means + spreads) + " |")
   return "\n".join(lines) + "\n"
 
 
