@@ -120,3 +120,23 @@ def test_audit_runs_in_the_main_job_and_reuses_its_shadows(data_dir, tmp_path):
     assert again["models"][role]["audit"] == rep["models"][role]["audit"]
   with open(os.path.join(workdir, "report.json")) as f:
     assert json.load(f)["rte"] == rep["rte"] > 0
+
+
+def test_a_finished_shadow_unlearning_is_restored_not_rerun(tmp_path):
+  calls = []
+
+  def unlearn_fn(variables, data, key, directory):
+    calls.append(directory)
+    return jax.tree.map(lambda x: x * 2 + jax.random.uniform(key, x.shape), variables)
+
+  start = {"params": {"w": jax.numpy.arange(6.0).reshape(2, 3)},
+           "batch_stats": {"mean": jax.numpy.ones(3)}}
+  key = jax.random.key(0)
+  directory = str(tmp_path / "shadow0-unlearn")
+  first = audit.unlearned_once(unlearn_fn, start, None, key, directory)
+  again = audit.unlearned_once(unlearn_fn, start, None, key, directory)
+  assert calls == [directory]  # the second call restored the saved result
+  jax.tree.map(np.testing.assert_array_equal, again, first)
+  assert not np.array_equal(first["params"]["w"], start["params"]["w"])
+  audit.unlearned_once(unlearn_fn, start, None, key, None)  # nowhere to keep it
+  assert calls == [directory, None]

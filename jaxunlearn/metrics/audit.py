@@ -41,6 +41,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from jaxunlearn import checkpoint as ckpt_lib
 from jaxunlearn.batches import Split
 from jaxunlearn.errors import UserError
 from jaxunlearn.metrics.evaluators import register
@@ -153,6 +154,21 @@ def shadow_statistics(ctx, cfg: ml_collections.ConfigDict) -> dict:
   return ctx.cached("audit", lambda: _shadow_statistics(ctx, cfg))
 
 
+def unlearned_once(unlearn_fn, variables, data, key, directory):
+  """``unlearn_fn(variables, data, key, directory)``, its result saved in
+  ``directory + "-done"`` and restored from there when present: methods with
+  loops of their own (L2UL, DLFD) keep no checkpoint in ``directory``, so a
+  resumed audit would otherwise unlearn every finished shadow again."""
+  if directory is None:
+    return unlearn_fn(variables, data, key, None)
+  mngr = ckpt_lib.manager(directory + "-done", max_to_keep=1)
+  if mngr.latest_step() is not None:
+    return ckpt_lib.restore(mngr, variables)[0]
+  variables = unlearn_fn(variables, data, key, directory)
+  ckpt_lib.save(mngr, 0, variables)
+  return variables
+
+
 def _shadow_statistics(ctx, cfg: ml_collections.ConfigDict) -> dict:
   train_fn, unlearn_fn = ctx.train_fn, ctx.unlearn_fn
   if train_fn is None or unlearn_fn is None:
@@ -172,7 +188,8 @@ def _shadow_statistics(ctx, cfg: ml_collections.ConfigDict) -> dict:
                          directory("train"), cfg.epochs or None)
     if cfg.kind == "ulira":
       data = ctx.data._replace(forget=half)
-      variables = unlearn_fn(variables, data, k_unlearn, directory("unlearn"))
+      variables = unlearned_once(unlearn_fn, variables, data, k_unlearn,
+                                 directory("unlearn"))
     logits = ctx.predict(variables, pool)
     phis.append(logit_confidence(logits, pool.labels))
   stats = dict(unseen=unseen, unseen_index=unseen_index, labels=labels,
