@@ -75,6 +75,74 @@ def test_lira_scores_separate_members_only_when_they_differ(kind):
   assert auc(leaky) > global_auc + 0.1
 
 
+def test_ulira_misreads_a_never_unlearned_model_and_trained_shadows_do_not():
+  # Shadows that were trained on an example and then unlearned it score it
+  # below the ones that never saw it; a model that was never unlearned (the
+  # original) scores its members *above* both. U-LiRA's ratio then points
+  # the wrong way, LiRA against the same shadows before unlearning does not.
+  rng = np.random.default_rng(5)
+  k, n = 8, 400
+  shadow_in = audit.balanced_assignment(jax.random.key(1), k, n)
+  base = rng.normal(0, 2, n)
+  noise = lambda *shape: rng.normal(0, 1, shape)
+  trained = base + noise(k, n) + 3.0 * shadow_in
+  unlearned = base + noise(k, n) - 3.0 * shadow_in
+  members = np.arange(n) < n // 2
+  original = base + noise(n) + 3.0 * members
+  auc = lambda phi: audit.roc_auc(audit.lira_scores(original, phi, shadow_in),
+                                  members.astype(int))
+  assert auc(unlearned) < 0.5
+  assert auc(trained) > 0.9
+
+
+def test_shadow_statistics_keep_each_shadow_before_and_after_unlearning():
+  import types
+  from jaxunlearn.batches import Split
+  rng = np.random.default_rng(0)
+  def split(n, start):
+    return Split(rng.integers(0, 255, (n, 2, 2, 1)).astype(np.uint8),
+                 np.arange(n) % 3, np.arange(start, start + n))
+  data = types.SimpleNamespace(retain=split(10, 100), forget=split(6, 0))
+  data._replace = lambda **kw: types.SimpleNamespace(**{**vars(data), **kw})
+  splits = {"forget": data.forget, "test_retain": split(6, 50)}
+  trained_on, unlearned_on = [], []
+
+  def train_fn(split_, key, directory, epochs):
+    trained_on.append(set(split_.ids.tolist()))
+    return {"w": np.asarray(jax.random.normal(key, (4, 3)))}
+
+  def unlearn_fn(variables, data_, key, directory):
+    unlearned_on.append(set(data_.forget.ids.tolist()))
+    return {"w": variables["w"] * -2.0}
+
+  def predict(variables, split_):
+    return split_.images.reshape(len(split_), -1).astype(np.float64) @ variables["w"] / 100
+
+  ctx = types.SimpleNamespace(
+      split=splits.get, class_forgetting=False, seed=0, data=data,
+      train_fn=train_fn, unlearn_fn=unlearn_fn, shadow_dir=None, predict=predict)
+  cfg = audit.default_config()
+  cfg.num_shadows = 4
+  stats = audit._shadow_statistics(ctx, cfg)
+  _, _, pool, _ = audit.audit_pool(ctx)
+  for k in range(4):
+    half = set(pool.ids[stats["shadow_in"][k]].tolist())
+    assert trained_on[k] == set(data.retain.ids.tolist()) | half
+    assert unlearned_on[k] == half
+    # the same shadow's weights, taken before and after its unlearning
+    key = jax.random.split(jax.random.fold_in(jax.random.fold_in(
+        jax.random.key(0), 0xA0D17), k))[0]
+    w = np.asarray(jax.random.normal(key, (4, 3)))
+    for phi, weights in ((stats["trained_phi"][k], w),
+                         (stats["shadow_phi"][k], -2.0 * w)):
+      np.testing.assert_allclose(
+          phi, mia.logit_confidence(predict({"w": weights}, pool), pool.labels))
+  cfg.kind = "lira_offline"  # no unlearning: one set of statistics
+  offline = audit._shadow_statistics(ctx, cfg)
+  np.testing.assert_array_equal(offline["shadow_phi"], offline["trained_phi"])
+  assert len(unlearned_on) == 4
+
+
 def test_audit_pool_caps_the_unseen_examples_with_a_seeded_sample():
   import types
   from jaxunlearn.batches import Split
@@ -111,13 +179,16 @@ def test_audit_runs_in_the_main_job_and_reuses_its_shadows(data_dir, tmp_path):
     assert 0.0 <= a["auc"] <= 1.0 and 0.0 <= a["tpr_at_1fpr"] <= 1.0
     assert a["setup"] == ("ulira, 2 shadows, 135 forgotten vs 20 unseen "
                           "(test_forget)")
+    t = rep["models"][role]["audit_trained"]
+    assert 0.0 <= t["auc"] <= 1.0 and 0.0 <= t["tpr_at_1fpr"] <= 1.0
   [audit_dir] = [d for d in os.listdir(os.path.join(workdir, "checkpoints"))
                  if d.startswith("audit-")]
   assert {"shadow0-train", "shadow1-unlearn"} <= set(
       os.listdir(os.path.join(workdir, "checkpoints", audit_dir)))
   again = run_lib.run(c, workdir, log=lambda *_: None)  # shadows restored
   for role in ("original", "unlearned", "retrained"):
-    assert again["models"][role]["audit"] == rep["models"][role]["audit"]
+    for name in ("audit", "audit_trained"):
+      assert again["models"][role][name] == rep["models"][role][name]
   with open(os.path.join(workdir, "report.json")) as f:
     assert json.load(f)["rte"] == rep["rte"] > 0
 

@@ -29,6 +29,15 @@ al. when there are few shadows); offline LiRA scores ``(phi - mu_out) /
 s_out``. Reported under ``audit`` per model: ``auc`` (0.5 = the forgotten
 examples look exactly like unseen ones) and ``tpr_at_1fpr``.
 
+U-LiRA's "in" side is calibrated on models that were unlearned, so it says
+little about a model that never was (the original): a confidence above both
+sides' means scores near neither. With ``kind="ulira"`` the same shadows,
+taken *before* their unlearning, also give Carlini's online LiRA (the same
+likelihood ratio, "in" = trained on it), reported under ``audit_trained``:
+the attack that tells whether a model still behaves as one trained on D_f.
+On the original it measures how much there is to forget; on a good
+unlearned model it should read as on the retrained one.
+
 Expensive: ``num_shadows`` trainings (and unlearnings). Off by default; the
 evaluator ``audit`` turns it on and ``configs/audit_digits.py`` runs it on
 the embedded data in minutes. Shadow models are checkpointed in the run's
@@ -178,7 +187,7 @@ def _shadow_statistics(ctx, cfg: ml_collections.ConfigDict) -> dict:
   key = jax.random.fold_in(jax.random.key(ctx.seed), 0xA0D17)
   shadow_in = balanced_assignment(key, cfg.num_shadows, len(pool))
   root = ctx.shadow_dir
-  phis = []
+  phis, trained_phis = [], []
   for k in range(cfg.num_shadows):
     half = pool.take(np.flatnonzero(shadow_in[k]))
     k_train, k_unlearn = jax.random.split(jax.random.fold_in(key, k))
@@ -186,21 +195,24 @@ def _shadow_statistics(ctx, cfg: ml_collections.ConfigDict) -> dict:
                  if root else None)
     variables = train_fn(_concat(ctx.data.retain, half), k_train,
                          directory("train"), cfg.epochs or None)
+    trained_phis.append(logit_confidence(ctx.predict(variables, pool),
+                                         pool.labels))
     if cfg.kind == "ulira":
       data = ctx.data._replace(forget=half)
       variables = unlearned_once(unlearn_fn, variables, data, k_unlearn,
                                  directory("unlearn"))
-    logits = ctx.predict(variables, pool)
-    phis.append(logit_confidence(logits, pool.labels))
-  stats = dict(unseen=unseen, unseen_index=unseen_index, labels=labels,
-               shadow_in=shadow_in,
-               shadow_phi=np.stack(phis))
-  return stats
+      phis.append(logit_confidence(ctx.predict(variables, pool), pool.labels))
+  trained_phi = np.stack(trained_phis)
+  return dict(unseen=unseen, unseen_index=unseen_index, labels=labels,
+              shadow_in=shadow_in, trained_phi=trained_phi,
+              shadow_phi=np.stack(phis) if phis else trained_phi)
 
 
 @register("audit", default_config, uses_method=True)
 def audit_evaluator(ctx, role: str, cfg: ml_collections.ConfigDict):
-  """audit = {auc, tpr_at_1fpr, setup} (setup: kind, shadows, pool sizes)."""
+  """audit = {auc, tpr_at_1fpr, setup} (setup: kind, shadows, pool sizes);
+  with kind="ulira" also audit_trained = {auc, tpr_at_1fpr}: online LiRA
+  against the shadows before their unlearning."""
   if cfg.kind not in ("ulira", "lira_offline"):
     raise UserError(f"unknown eval.audit.kind {cfg.kind!r}; use ulira or "
                     "lira_offline")
@@ -209,13 +221,20 @@ def audit_evaluator(ctx, role: str, cfg: ml_collections.ConfigDict):
   index = stats["unseen_index"]
   target = np.concatenate([logit_confidence(forget.logits, forget.labels),
                            logit_confidence(other.logits[index], other.labels[index])])
-  scores = lira_scores(target, stats["shadow_phi"], stats["shadow_in"], cfg.kind,
-                       cfg.fixed_variance)
   labels = stats["labels"]
-  yield "audit", dict(auc=roc_auc(scores, labels),
-                      tpr_at_1fpr=tpr_at_fpr(scores, labels, 0.01),
+
+  def attack(shadow_phi, kind):
+    scores = lira_scores(target, shadow_phi, stats["shadow_in"], kind,
+                         cfg.fixed_variance)
+    return dict(auc=roc_auc(scores, labels),
+                tpr_at_1fpr=tpr_at_fpr(scores, labels, 0.01))
+
+  yield "audit", dict(**attack(stats["shadow_phi"], cfg.kind),
                       setup=(f"{cfg.kind}, {cfg.num_shadows} shadows, "
                              f"{int(labels.sum())} forgotten vs "
                              f"{int(len(labels) - labels.sum())} unseen "
                              f"({stats['unseen']})"))
+  if cfg.kind == "ulira":
+    # The same likelihood ratio with "in" = trained on it, not unlearned.
+    yield "audit_trained", attack(stats["trained_phi"], "ulira")
 
