@@ -82,20 +82,29 @@ def run_evaluators(cfg: ml_collections.ConfigDict, method=None) -> tuple[str, ..
   return names
 
 
-def timed_phase(directory: str, fn):
+def timed_phase(directory: str, fn, template=None):
   """Runs ``fn(checkpoint_dir) -> (result, stats)`` and records its wall time
   and stats once it finishes: ((result, stats), seconds).
 
   A finished phase restored from its checkpoint (a record and a numbered
   checkpoint step in ``directory``) reports the time and stats it originally
-  had; a phase that keeps no checkpoint (DLFD and L2UL recompute) ran again,
-  so its new time and stats are recorded and reported. A phase interrupted
-  and resumed (checkpoint steps, no record) counts the time its earlier
-  processes spent up to their last save (the ``seconds`` of the latest
-  step's meta, ``loop.run_epochs``) as well as this process's."""
+  had. A phase interrupted and resumed (checkpoint steps, no record) counts
+  the time its earlier processes spent up to their last save (the
+  ``seconds`` of the latest step's meta, ``loop.run_epochs``) as well as
+  this process's.
+
+  A phase that keeps no checkpoint of its own (L2UL's and DLFD's loops)
+  recomputes, and its new time and stats are recorded, unless ``template``
+  (the result's pytree) is given: then its finished result is saved in
+  ``directory + "-done"`` and restored from there, with the time and stats
+  it had, so a killed batch job does not redo a finished unlearning."""
   record = directory + ".json"
-  reused = os.path.exists(record) and os.path.isdir(directory) and any(
-      name.isdigit() for name in os.listdir(directory))
+  done = directory + "-done"
+  if template is not None and os.path.exists(record) and _has_step(done):
+    result = ckpt_lib.restore(ckpt_lib.manager(done, max_to_keep=1), template)[0]
+    saved = ckpt_lib.read_json(record)
+    return (result, saved.get("stats", {})), saved["seconds"]
+  reused = os.path.exists(record) and _has_step(directory)
   prior = 0.0 if reused else float(ckpt_lib.latest_meta(directory).get("seconds", 0.0))
   start = time.perf_counter()
   result, stats = fn(directory)
@@ -106,7 +115,15 @@ def timed_phase(directory: str, fn):
   seconds = prior + time.perf_counter() - start
   if parallel.is_primary():
     ckpt_lib.write_json(record, {"seconds": seconds, "stats": stats})
+  # After the record: reuse needs both, and orbax commits the save atomically.
+  if template is not None and not _has_step(directory):
+    ckpt_lib.save(ckpt_lib.manager(done, max_to_keep=1), 0, result)
   return (result, stats), seconds
+
+
+def _has_step(directory: str) -> bool:
+  return os.path.isdir(directory) and any(
+      name.isdigit() for name in os.listdir(directory))
 
 
 def check_finite_variables(variables, method: str) -> None:
@@ -323,7 +340,8 @@ def _run(cfg, workdir, task, method, evaluators, log) -> dict:
         checkpoint_dir=directory, progress=cfg.progress)
     return method.unlearn(unlearn_task, method_cfg, key)
   (unlearned, method_stats), t_unlearn = timed_phase(
-      unlearn_dir, lambda d: unlearn_from(original, data, keys.unlearn, d))
+      unlearn_dir, lambda d: unlearn_from(original, data, keys.unlearn, d),
+      template=original)
   # Methods with their own loops (L2UL, DLFD, ...) do not pass through the
   # epoch loop's check; NaN weights must not reach the evaluators.
   check_finite_variables(unlearned, cfg.method)

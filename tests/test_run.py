@@ -2,8 +2,10 @@
 keeps the rest; report.json has the documented shape; checkpoints are reused."""
 import json
 import os
+import shutil
 
 import jax
+import numpy as np
 import pytest
 
 from jaxunlearn import config as base_config
@@ -132,6 +134,30 @@ def test_timed_phase_reports_the_stored_time_only_for_a_restored_checkpoint(tmp_
     json.dump({"seconds": 123.0}, f)
   _, restored = run_lib.timed_phase(directory, no_checkpoint)
   assert restored == 123.0
+
+
+def test_timed_phase_with_a_template_keeps_a_finished_result_of_a_loop_without_checkpoints(tmp_path):
+  directory = str(tmp_path / "unlearn-x")
+  template = {"params": {"w": np.zeros((2, 3), np.float32)}}
+  calls = []
+
+  def no_checkpoint(d):  # L2UL, DLFD: their loops save nothing in d
+    calls.append(d)
+    return {"params": {"w": np.full((2, 3), float(len(calls)), np.float32)}}, {"steps": 7}
+
+  (first, stats), seconds = run_lib.timed_phase(directory, no_checkpoint, template)
+  (again, again_stats), again_seconds = run_lib.timed_phase(
+      directory, no_checkpoint, template)
+  assert len(calls) == 1  # restored from directory-done, not recomputed
+  np.testing.assert_array_equal(again["params"]["w"], first["params"]["w"])
+  assert again_stats == stats == {"steps": 7} and again_seconds == seconds
+  # Without the saved result (a job killed between record and save, or a
+  # record from before): computed again, and kept this time.
+  shutil.rmtree(directory + "-done")
+  (third, _), _ = run_lib.timed_phase(directory, no_checkpoint, template)
+  assert len(calls) == 2 and third["params"]["w"][0, 0] == 2.0
+  run_lib.timed_phase(directory, no_checkpoint, template)
+  assert len(calls) == 2
 
 
 def test_notes_say_what_the_table_cannot():
