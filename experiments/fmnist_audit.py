@@ -19,9 +19,11 @@ run time, and the audit (jaxunlearn/metrics/audit.py): AUC and TPR at 1%
 FPR of a U-LiRA attacker telling D_f from unseen images (0.5 = forgotten
 looks unseen), and of online LiRA against the same shadows before their
 unlearning (``audit_trained``: U-LiRA's reference is unlearned models, so
-it misreads the original, which never was). The audit's pool has at most
-``|D_f|`` unseen images (``eval.audit.max_unseen``), so the shadows unlearn
-as much as the audited model did.
+it misreads the original, which never was), and the AUC of the model's
+own confidence on the same pool without shadows (``audit_threshold``).
+The audit's pool has at most ``|D_f|`` unseen images
+(``eval.audit.max_unseen``), so the shadows unlearn as much as the audited
+model did.
 
 The shadows: ``--shadows`` (even) models per setting and seed, each trained
 with the original's recipe for ``--shadow-epochs`` epochs on D_r plus half
@@ -54,7 +56,7 @@ from fmnist_common import run_or_note  # noqa: E402
 SUITE = ("accuracy", "mia_efficacy", "mia_threshold", "mia_features",
          "entropy_mia", "forgetting_score", "zrf", "rte", "audit")
 COLUMNS = ("audit.auc", "audit.tpr_at_1fpr", "audit_trained.auc",
-           "audit_trained.tpr_at_1fpr", "forget_acc", "test_acc",
+           "audit_trained.tpr_at_1fpr", "audit_threshold.auc", "forget_acc", "test_acc",
            "mia_efficacy", "mia_threshold", "entropy_mia", "forgetting_score",
            "nomus", "zrf", "js_to_retrained", "avg_gap")
 SETTINGS = ("class1-delete", "k128-l2ul", "random10-dlfd", "random30-ieu")
@@ -134,6 +136,11 @@ def verdict(table: list[dict], settings) -> list[str]:
           f"(AUC {o[auc]:.3f} vs {r[auc]:.3f}, difference {gap:+.3f}; TPR at "
           f"1% FPR {o[tpr]:.3f} vs {r[tpr]:.3f}); the unlearned model: AUC "
           f"{u[auc]:.3f}, TPR {u[tpr]:.3f}.")
+    if None not in (o["audit_threshold.auc"], r["audit_threshold.auc"]):
+      lines.append(
+          f"- {setting}, no shadows (each model's own confidence, one "
+          f"threshold): AUC {o['audit_threshold.auc']:.3f} on the original, "
+          f"{r['audit_threshold.auc']:.3f} on the retrained model.")
   return lines
 
 

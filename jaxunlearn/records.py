@@ -31,7 +31,8 @@ PACKAGES = ("jaxunlearn", "jax", "jaxlib", "flax", "optax", "orbax-checkpoint",
             "tensorflow-datasets", "numpy", "scikit-learn", "ml-collections")
 EVIDENCE = ("forget_acc", "retain_acc", "test_acc", "test_forget_acc",
             "mia_efficacy", "mia_threshold", "avg_gap", "rcd_steps",
-            "rcd_reached", "audit", "audit_trained", "forgetting_score", "attack_success_rate",
+            "rcd_reached", "audit", "audit_trained", "audit_threshold",
+            "forgetting_score", "attack_success_rate",
             "forget_iou", "retain_miou")
 
 

@@ -179,15 +179,16 @@ def test_audit_runs_in_the_main_job_and_reuses_its_shadows(data_dir, tmp_path):
     assert 0.0 <= a["auc"] <= 1.0 and 0.0 <= a["tpr_at_1fpr"] <= 1.0
     assert a["setup"] == ("ulira, 2 shadows, 135 forgotten vs 20 unseen "
                           "(test_forget)")
-    t = rep["models"][role]["audit_trained"]
-    assert 0.0 <= t["auc"] <= 1.0 and 0.0 <= t["tpr_at_1fpr"] <= 1.0
+    for name in ("audit_trained", "audit_threshold"):
+      t = rep["models"][role][name]
+      assert 0.0 <= t["auc"] <= 1.0 and 0.0 <= t["tpr_at_1fpr"] <= 1.0
   [audit_dir] = [d for d in os.listdir(os.path.join(workdir, "checkpoints"))
                  if d.startswith("audit-")]
   assert {"shadow0-train", "shadow1-unlearn"} <= set(
       os.listdir(os.path.join(workdir, "checkpoints", audit_dir)))
   again = run_lib.run(c, workdir, log=lambda *_: None)  # shadows restored
   for role in ("original", "unlearned", "retrained"):
-    for name in ("audit", "audit_trained"):
+    for name in ("audit", "audit_trained", "audit_threshold"):
       assert again["models"][role][name] == rep["models"][role][name]
   with open(os.path.join(workdir, "report.json")) as f:
     assert json.load(f)["rte"] == rep["rte"] > 0

@@ -36,7 +36,10 @@ taken *before* their unlearning, also give Carlini's online LiRA (the same
 likelihood ratio, "in" = trained on it), reported under ``audit_trained``:
 the attack that tells whether a model still behaves as one trained on D_f.
 On the original it measures how much there is to forget; on a good
-unlearned model it should read as on the retrained one.
+unlearned model it should read as on the retrained one. ``audit_threshold``
+is the same pool scored by the model's own ``phi`` alone (one threshold for
+every example, no shadows): the population-level signal the shadows'
+per-example calibration has to improve on.
 
 Expensive: ``num_shadows`` trainings (and unlearnings). Off by default; the
 evaluator ``audit`` turns it on and ``configs/audit_digits.py`` runs it on
@@ -212,7 +215,8 @@ def _shadow_statistics(ctx, cfg: ml_collections.ConfigDict) -> dict:
 def audit_evaluator(ctx, role: str, cfg: ml_collections.ConfigDict):
   """audit = {auc, tpr_at_1fpr, setup} (setup: kind, shadows, pool sizes);
   with kind="ulira" also audit_trained = {auc, tpr_at_1fpr}: online LiRA
-  against the shadows before their unlearning."""
+  against the shadows before their unlearning; audit_threshold = {auc,
+  tpr_at_1fpr} of phi itself."""
   if cfg.kind not in ("ulira", "lira_offline"):
     raise UserError(f"unknown eval.audit.kind {cfg.kind!r}; use ulira or "
                     "lira_offline")
@@ -226,6 +230,9 @@ def audit_evaluator(ctx, role: str, cfg: ml_collections.ConfigDict):
   def attack(shadow_phi, kind):
     scores = lira_scores(target, shadow_phi, stats["shadow_in"], kind,
                          cfg.fixed_variance)
+    return measured(scores)
+
+  def measured(scores):
     return dict(auc=roc_auc(scores, labels),
                 tpr_at_1fpr=tpr_at_fpr(scores, labels, 0.01))
 
@@ -237,4 +244,5 @@ def audit_evaluator(ctx, role: str, cfg: ml_collections.ConfigDict):
   if cfg.kind == "ulira":
     # The same likelihood ratio with "in" = trained on it, not unlearned.
     yield "audit_trained", attack(stats["trained_phi"], "ulira")
+  yield "audit_threshold", measured(target)
 
