@@ -120,6 +120,23 @@ def _restore_step(mngr: ocp.CheckpointManager, abstract_state: Any,
   return restored, meta
 
 
+def load_result(directory: str, template: Any) -> Optional[Any]:
+  """The finished result ``save_result`` kept in ``directory``, or None.
+  For phases whose loops keep no checkpoint of their own (L2UL, DLFD), so
+  a resumed job does not compute a finished one again."""
+  if not os.path.isdir(directory):  # the manager would create it
+    return None
+  mngr = manager(directory, max_to_keep=1)
+  if mngr.latest_step() is None:
+    return None
+  return restore(mngr, template)[0]
+
+
+def save_result(directory: str, result: Any) -> None:
+  """Keeps a finished ``result`` in ``directory`` (atomic, as every save)."""
+  save(manager(directory, max_to_keep=1), 0, result)
+
+
 def read_json(path: str) -> Any:
   with open(path) as f:
     return json.load(f)

@@ -100,10 +100,11 @@ def timed_phase(directory: str, fn, template=None):
   it had, so a killed batch job does not redo a finished unlearning."""
   record = directory + ".json"
   done = directory + "-done"
-  if template is not None and os.path.exists(record) and _has_step(done):
-    result = ckpt_lib.restore(ckpt_lib.manager(done, max_to_keep=1), template)[0]
-    saved = ckpt_lib.read_json(record)
-    return (result, saved.get("stats", {})), saved["seconds"]
+  if template is not None and os.path.exists(record):
+    result = ckpt_lib.load_result(done, template)
+    if result is not None:
+      saved = ckpt_lib.read_json(record)
+      return (result, saved.get("stats", {})), saved["seconds"]
   reused = os.path.exists(record) and _has_step(directory)
   prior = 0.0 if reused else float(ckpt_lib.latest_meta(directory).get("seconds", 0.0))
   start = time.perf_counter()
@@ -117,7 +118,7 @@ def timed_phase(directory: str, fn, template=None):
     ckpt_lib.write_json(record, {"seconds": seconds, "stats": stats})
   # After the record: reuse needs both, and orbax commits the save atomically.
   if template is not None and not _has_step(directory):
-    ckpt_lib.save(ckpt_lib.manager(done, max_to_keep=1), 0, result)
+    ckpt_lib.save_result(done, result)
   return (result, stats), seconds
 
 

@@ -173,11 +173,11 @@ def unlearned_once(unlearn_fn, variables, data, key, directory):
   resumed audit would otherwise unlearn every finished shadow again."""
   if directory is None:
     return unlearn_fn(variables, data, key, None)
-  mngr = ckpt_lib.manager(directory + "-done", max_to_keep=1)
-  if mngr.latest_step() is not None:
-    return ckpt_lib.restore(mngr, variables)[0]
+  kept = ckpt_lib.load_result(directory + "-done", variables)
+  if kept is not None:
+    return kept
   variables = unlearn_fn(variables, data, key, directory)
-  ckpt_lib.save(mngr, 0, variables)
+  ckpt_lib.save_result(directory + "-done", variables)
   return variables
 
 
