@@ -14,7 +14,10 @@ IEU with its class setting (configs/ieu_fashion_mnist.py:class).
 
 The paper's claim (Zhou et al., DELETE, CVPR 2025): forget accuracy 0 with
 the remaining classes' test accuracy near the original's, and the smallest
-gap to the retrained model. Resumable (experiments/fmnist_common.py): the
+gap to the retrained model. A seed of ``--committed-seeds`` is read from
+the committed table where the table has the method's row and run where it
+has none (a method added to the study after the seed ran; the table's
+notes name those runs). Resumable (experiments/fmnist_common.py): the
 original model is trained once per seed for all studies. Writes
 experiments/results/fmnist_<setting>.{md,csv,json} and the trade-off plot
 tradeoff_fmnist_<setting>.png, rewritten after every run.
@@ -108,13 +111,22 @@ def main(argv=None):
                             ["original", "retrained", *methods])
     if rows:
       write(setting, rows, seeds, kept, methods, notes)
-    for seed in seeds:
+    for seed in seeds + kept:
       for name in methods:
+        if seed in kept and (
+            any(r["method"] == name and r["seed"] == seed for r in rows)
+            or any(n.startswith(f"{name} (seed {seed}) failed") for n in notes)):
+          continue  # read from the committed table: a row or a failure
         report = run_or_note(setting_config(setting, seed, name),
                              f"{setting}-{name}", notes, f"{name} (seed {seed})")
         if report is not None:
           merge(rows, rows_of(report, name, seed, COLUMNS[:-2]))
           notes += unchanged_notes(report, name, seed)
+          if seed in kept:
+            notes.append(
+                f"{name} (seed {seed}): run after the seed's other rows, which "
+                "are read from the committed table; its gap is to the retrained "
+                "model of its own run (same config and seed, trained again)")
           u = report["models"]["unlearned"]
           print(f"{setting} seed {seed} {name}: forget {u['forget_acc']:.3f} "
                 f"test_retain {u['test_retain_acc']:.3f} gap {u['avg_gap']:.4f} "

@@ -70,3 +70,19 @@ def test_a_seed_is_run_or_read_not_both():
   with pytest.raises(SystemExit, match=r"\[1\] are in both"):
     fmnist_common.parse_seeds(parser.parse_args(
         ["--seeds", "1,2", "--committed-seeds", "1"]))
+
+
+def test_a_committed_seed_runs_only_the_methods_its_table_lacks(monkeypatch):
+  import fmnist_class
+  kept_rows = [{"method": m, "seed": 0} for m in ("original", "retrained", "delete")]
+  monkeypatch.setattr(fmnist_class, "committed", lambda *a: (
+      list(kept_rows), ["finetune (seed 0) failed: the loss became nan"]))
+  monkeypatch.setattr(fmnist_class, "write", lambda *a: None)
+  ran = []
+  monkeypatch.setattr(fmnist_class, "run_or_note", lambda cfg, label, notes, what:
+                      ran.append((cfg.seed, label)))
+  fmnist_class.main(["--seeds", "2", "--committed-seeds", "0", "--settings",
+                     "class1", "--methods", "delete,finetune,ssd"])
+  # seed 2 runs everything; seed 0 only what has neither a row nor a failure
+  assert ran == [(2, "class1-delete"), (2, "class1-finetune"), (2, "class1-ssd"),
+                 (0, "class1-ssd")]
