@@ -42,7 +42,8 @@ The claim checked: here the original memorises, so the audit must separate
 the original from the retrained model; the verdict states by how much (AUC
 of the original minus that of the retrained model, per setting).
 
-Resumable (experiments/fmnist_common.py; shadow models are checkpointed).
+Resumable (experiments/fmnist_common.py; shadow models are checkpointed);
+``--kept-only`` rebuilds the table from the kept reports without running.
 Writes experiments/results/fmnist_audit.{md,csv,json}.
 """
 from __future__ import annotations
@@ -54,7 +55,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common import aggregate, means, write_tables  # noqa: E402
-from fmnist_common import run_or_note  # noqa: E402
+from fmnist_common import report_path, run_or_note  # noqa: E402
 
 SUITE = ("accuracy", "mia_efficacy", "mia_threshold", "mia_features",
          "entropy_mia", "forgetting_score", "zrf", "rte", "audit")
@@ -153,12 +154,18 @@ def main(argv=None):
   parser.add_argument("--settings", default=",".join(SETTINGS))
   parser.add_argument("--shadows", type=int, default=4)
   parser.add_argument("--shadow-epochs", type=int, default=15)
+  parser.add_argument("--kept-only", action="store_true",
+                      help="build the table from the kept reports and run "
+                           "nothing (a setting and seed without one is a note)")
   args = parser.parse_args(argv)
   settings = args.settings.split(",")
   rows, failed = [], []
   for seed in (int(s) for s in args.seeds.split(",")):
     for setting in settings:
       cfg = audit_config(setting, seed, args.shadows, args.shadow_epochs)
+      if args.kept_only and not os.path.exists(report_path(cfg, f"audit-{setting}")):
+        failed.append(f"{setting} (seed {seed}): not run yet (no kept report)")
+        continue
       report = run_or_note(cfg, f"audit-{setting}", failed,
                            f"{setting} (seed {seed})")
       if report is None:
@@ -166,17 +173,31 @@ def main(argv=None):
       rows += rows_for(report, setting, seed)
       print(f"seed {seed} {setting}: audit AUC " + ", ".join(
           f"{r['role']} {r['audit.auc']}" for r in rows[-3:]), flush=True)
-      table = aggregate(rows, "method", COLUMNS)
-      done = sorted({r["seed"] for r in rows})
-      notes = [f"Fashion-MNIST, cnn28; one setting of each study, its models "
-               f"restored from the study; seeds with results {done} (asked "
-               f"{args.seeds}); mean ± std. audit: U-LiRA with {args.shadows} "
-               f"shadow models of {args.shadow_epochs} epochs per setting and "
-               "seed, at most |D_f| unseen images in the pool. Produced by "
-               "`python experiments/fmnist_audit.py`.", "",
-               *verdict(table, settings), *(f"- {f}" for f in failed)]
-      write_tables("fmnist_audit", "Fashion-MNIST: the evaluation suite and the "
-                   "U-LiRA audit", table, "method", COLUMNS, rows, notes)
+      write(rows, failed, settings, args)
+  write(rows, failed, settings, args)
+
+
+def write(rows: list[dict], failed: list[str], settings, args) -> None:
+  if not rows:
+    return
+  roles = ("original", "unlearned", "retrained")
+  rows = sorted(rows, key=lambda r: (settings.index(r["setting"]),
+                                     roles.index(r["role"]), r["seed"]))
+  table = aggregate(rows, "method", COLUMNS)
+  done = sorted({r["seed"] for r in rows})
+  notes = [f"Fashion-MNIST, cnn28; one setting of each study, its models "
+           f"restored from the study; seeds with results {done} (asked "
+           f"{args.seeds}); mean ± std over the seeds with results (the notes "
+           f"name the settings and seeds still missing). audit: U-LiRA with {args.shadows} shadow models of "
+           f"{args.shadow_epochs} epochs per setting and seed, at most |D_f| "
+           "unseen images in the pool. Produced by "
+           "`python experiments/fmnist_audit.py`. Seeds per setting (a "
+           "std over one seed reads 0): " + "; ".join(
+               f"{s} {sorted({r['seed'] for r in rows if r['setting'] == s})}"
+               for s in settings if any(r["setting"] == s for r in rows)) + ".",
+           "", *verdict(table, settings), *(f"- {f}" for f in failed)]
+  write_tables("fmnist_audit", "Fashion-MNIST: the evaluation suite and the "
+               "U-LiRA audit", table, "method", COLUMNS, rows, notes)
 
 
 if __name__ == "__main__":
