@@ -73,12 +73,8 @@ def study_config(setting: str, seed: int):
     from fmnist_class import setting_config
     return setting_config("class1", seed, "delete")
   if setting == "k128-l2ul":
-    from fmnist_l2ul import CONFIG
-    from jaxunlearn import config as config_lib
-    cfg = config_lib.load_file(f"{CONFIG}:128")
-    cfg.seed, cfg.progress = seed, False
-    cfg.l2ul.variant = "full"
-    return cfg
+    from fmnist_l2ul import run_config
+    return run_config(seed, 128, "full")
   if setting == "random10-dlfd":
     from fmnist_dlfd import run_config
     return run_config("dlfd-paper", seed)
@@ -188,8 +184,9 @@ def write(rows: list[dict], failed: list[str], settings, args) -> None:
   notes = [f"Fashion-MNIST, cnn28; one setting of each study, its models "
            f"restored from the study; seeds with results {done} (asked "
            f"{args.seeds}); mean ± std over the seeds with results (the notes "
-           f"name the settings and seeds still missing). audit: U-LiRA with {args.shadows} shadow models of "
-           f"{args.shadow_epochs} epochs per setting and seed, at most |D_f| "
+           "name the settings and seeds still missing). audit: U-LiRA with "
+           f"{args.shadows} shadow models of {args.shadow_epochs} epochs per "
+           "setting and seed, at most |D_f| "
            "unseen images in the pool. Produced by "
            "`python experiments/fmnist_audit.py`. Seeds per setting (a "
            "std over one seed reads 0): " + "; ".join(

@@ -16,7 +16,7 @@ The paper's claim (Zhou et al., DELETE, CVPR 2025): forget accuracy 0 with
 the remaining classes' test accuracy near the original's, and the smallest
 gap to the retrained model. A seed of ``--committed-seeds`` is read from
 the committed table where the table has the method's row and run where it
-has none (a method added to the study after the seed ran; the table's
+has none (a method of the list the seed has not run; the table's
 notes name those runs). Resumable (experiments/fmnist_common.py): the
 original model is trained once per seed for all studies. Writes
 experiments/results/fmnist_<setting>.{md,csv,json} and the trade-off plot

@@ -47,14 +47,20 @@ COLUMNS = ("steps", "stopped", "forget_acc", "test_acc", "test_drop",
            "unlearn_s", "rel_time")
 
 
-def run_one(seed: int, k: int, variant: str, retrained: bool,
-            failed: list) -> dict | None:
-  """The run's report, or None with the reason in ``failed`` (a divergence
-  is a result of the study, not its end)."""
+def run_config(seed: int, k: int, variant: str, retrained: bool = True):
+  """The study's config of one run (the audit's k = 128 setting too)."""
   cfg = config_lib.load_file(f"{CONFIG}:{k}")
   cfg.seed, cfg.progress = seed, False
   cfg.l2ul.variant = variant
   cfg.with_retrained = retrained
+  return cfg
+
+
+def run_one(seed: int, k: int, variant: str, retrained: bool,
+            failed: list) -> dict | None:
+  """The run's report, or None with the reason in ``failed`` (a divergence
+  is a result of the study, not its end)."""
+  cfg = run_config(seed, k, variant, retrained)
   return run_or_note(cfg, f"l2ul-k{k}-{variant}", failed,
                      f"k={k} {variant} (seed {seed})")
 

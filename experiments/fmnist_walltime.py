@@ -40,21 +40,14 @@ def study_runs(seed: int) -> dict[str, list[tuple]]:
   import fmnist_dlfd
   import fmnist_ieu
   import fmnist_l2ul
-  from jaxunlearn import config as config_lib
-
-  def l2ul(k, variant):
-    cfg = config_lib.load_file(f"{fmnist_l2ul.CONFIG}:{k}")
-    cfg.seed, cfg.progress = seed, False
-    cfg.l2ul.variant, cfg.with_retrained = variant, True
-    return cfg, f"l2ul-k{k}-{variant}"
 
   runs = {}
   for setting in fmnist_class.SETTINGS:
     runs[f"fmnist_class.py {setting}"] = [
         (fmnist_class.setting_config(setting, seed, m), f"{setting}-{m}")
         for m in fmnist_class.METHODS]
-  runs["fmnist_l2ul.py"] = [l2ul(k, v) for k in (16, 64, 128)
-                            for v in ("full", "adv", "ga")]
+  runs["fmnist_l2ul.py"] = [(fmnist_l2ul.run_config(seed, k, v), f"l2ul-k{k}-{v}")
+                            for k in (16, 64, 128) for v in ("full", "adv", "ga")]
   runs["fmnist_dlfd.py"] = [
       (fmnist_dlfd.run_config(label, seed), fmnist_dlfd.cache_label(label))
       for label in fmnist_dlfd.RUNS
