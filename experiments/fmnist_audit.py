@@ -42,7 +42,10 @@ The claim checked: here the original memorises, so the audit must separate
 the original from the retrained model; the verdict states by how much (AUC
 of the original minus that of the retrained model, per setting).
 
-Resumable (experiments/fmnist_common.py; shadow models are checkpointed);
+Resumable (experiments/fmnist_common.py; shadow models are checkpointed in
+the workdir, and each finished shadow's statistics are kept beside the
+report, ``experiments/reports/fmnist-seed<S>/audit-<setting>-<hash>.shadows/``,
+so a DLFD audit, longer than a machine lasts here, goes on across machines);
 ``--kept-only`` rebuilds the table from the kept reports without running.
 Writes experiments/results/fmnist_audit.{md,csv,json}.
 """
@@ -163,7 +166,7 @@ def main(argv=None):
         failed.append(f"{setting} (seed {seed}): not run yet (no kept report)")
         continue
       report = run_or_note(cfg, f"audit-{setting}", failed,
-                           f"{setting} (seed {seed})")
+                           f"{setting} (seed {seed})", keep_shadows=True)
       if report is None:
         continue
       rows += rows_for(report, setting, seed)

@@ -20,12 +20,15 @@
 """
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
 import re
 import sys
 import time
+
+import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -64,12 +67,18 @@ def report_path(cfg, label: str, work: str = "") -> str:
   return os.path.join(REPORTS, name, f"{label}-{digest}.json")
 
 
-def run_cached(cfg, label: str, log=print, work: str = "") -> dict:
+def run_cached(cfg, label: str, log=print, work: str = "",
+               keep_shadows: bool = False) -> dict:
   """``run.run(cfg)`` in the seed's workdir (or ``work``), or the report a
   previous run of the same config left (``report_path``). ``label`` names
   the file for a reader. The relearning curves a run writes to the shared
   workdir (rcd_curves.json) move beside its report
-  (``<report>.rcd_curves.json``), so each run's curves stay with it."""
+  (``<report>.rcd_curves.json``), so each run's curves stay with it.
+
+  ``keep_shadows``: the audit's shadow statistics are kept beside the
+  report (``<report>.shadows/``), so an audit killed with its machine goes
+  on from its last finished shadow on the next; ``wall_s`` then adds the
+  seconds of the shadows computed before (``wall_s_before``)."""
   from jaxunlearn import run as run_lib
   work = work or workdir(cfg.seed)
   path = report_path(cfg, label, work)
@@ -77,6 +86,8 @@ def run_cached(cfg, label: str, log=print, work: str = "") -> dict:
   if os.path.exists(path):
     with open(path) as f:
       return json.load(f)
+  keep = path.replace(".json", ".shadows") if keep_shadows else None
+  before = shadow_seconds(keep) if keep else 0.0
   failed = path.replace(".json", ".diverged.json")
   if os.path.exists(failed):  # a divergence is a result: not rerun
     with open(failed) as f:
@@ -86,7 +97,7 @@ def run_cached(cfg, label: str, log=print, work: str = "") -> dict:
   metrics = os.path.join(work, "metrics.jsonl")
   offset = os.path.getsize(metrics) if os.path.exists(metrics) else 0
   try:
-    report = run_lib.run(cfg, work, log=lambda *_: None)
+    report = run_lib.run(cfg, work, log=lambda *_: None, shadow_keep=keep)
   except Diverged as error:
     os.makedirs(directory, exist_ok=True)
     with open(failed + ".tmp", "w") as f:
@@ -95,7 +106,9 @@ def run_cached(cfg, label: str, log=print, work: str = "") -> dict:
                 default=str)
     os.replace(failed + ".tmp", failed)
     raise
-  report["wall_s"] = time.perf_counter() - start
+  report["wall_s"] = time.perf_counter() - start + before
+  if before:
+    report["wall_s_before"] = before
   # the records this run appended to the seed's shared metrics.jsonl
   report["epoch_records"] = records.read_metrics(metrics, offset)
   os.makedirs(directory, exist_ok=True)
@@ -109,12 +122,21 @@ def run_cached(cfg, label: str, log=print, work: str = "") -> dict:
   return report
 
 
-def run_or_note(cfg, label: str, failed: list, what: str):
-  """``run_cached(cfg, label)``, or None after appending to ``failed`` why
-  the run stopped (a diverging loss, a recorded divergence) under ``what``:
-  one method's failure is a row of the study, not its end."""
+def shadow_seconds(directory: str) -> float:
+  """The seconds the shadows kept in ``directory`` took to compute."""
+  total = 0.0
+  for path in glob.glob(os.path.join(directory, "shadow*.npz")):
+    with np.load(path) as kept:
+      total += float(kept["seconds"])
+  return total
+
+
+def run_or_note(cfg, label: str, failed: list, what: str, **kwargs):
+  """``run_cached(cfg, label, **kwargs)``, or None after appending to
+  ``failed`` why the run stopped (a diverging loss, a recorded divergence)
+  under ``what``: one method's failure is a row of the study, not its end."""
   try:
-    return run_cached(cfg, label)
+    return run_cached(cfg, label, **kwargs)
   except UserError as error:
     failed.append(f"{what} failed: {error}")
     print(failed[-1], flush=True)

@@ -237,7 +237,7 @@ def start_processes(cfg: ml_collections.ConfigDict) -> None:
 
 
 def run(cfg: ml_collections.ConfigDict, workdir: str, log=None,
-        verbosity: int = logs.NORMAL) -> dict:
+        verbosity: int = logs.NORMAL, shadow_keep: str | None = None) -> dict:
   """The full job for any task; returns the report (also written to
   workdir/report.json, with config.json, metrics.jsonl, report.md and
   manifest.json beside it).
@@ -246,6 +246,9 @@ def run(cfg: ml_collections.ConfigDict, workdir: str, log=None,
   logger, which also carries one line per epoch); ``verbosity``:
   ``logs.QUIET``, ``NORMAL`` or ``VERBOSE``. SIGTERM saves a checkpoint at
   the next step and raises ``preemption.Preempted``; running again resumes.
+  ``shadow_keep``: a directory where the audit evaluator also keeps each
+  shadow model's statistics, and from which it restores them (an audit
+  resumed on another machine, without this workdir).
   """
   use_compilation_cache(cfg.get("compilation_cache_dir", ""))
   parallel.configure_cpu(cfg.get("cpu_devices", 0),
@@ -264,12 +267,12 @@ def run(cfg: ml_collections.ConfigDict, workdir: str, log=None,
     stack.callback(logs.configure(workdir, verbosity, jax.process_index()))
     stack.callback(preemption.uninstall, preemption.install())
     report = _run(cfg, workdir, task, method, evaluators,
-                  log or logs.LOGGER.info)
+                  log or logs.LOGGER.info, shadow_keep)
     parallel.barrier("jaxunlearn-run-end")  # no process leaves before the writes
     return report
 
 
-def _run(cfg, workdir, task, method, evaluators, log) -> dict:
+def _run(cfg, workdir, task, method, evaluators, log, shadow_keep=None) -> dict:
   primary = parallel.is_primary()
   if primary:
     records.write_config(os.path.join(workdir, "config.json"), cfg)
@@ -366,7 +369,7 @@ def _run(cfg, workdir, task, method, evaluators, log) -> dict:
       run_config=cfg, workdir=workdir, task=task.name, splits=loaded.splits,
       train_fn=train_from_scratch,
       unlearn_fn=lambda *a: unlearn_from(*a)[0],
-      shadow_dir=audit_dir,
+      shadow_dir=audit_dir, shadow_keep=shadow_keep,
       phase_seconds={"pretrain": t_pretrain, "retrain": t_retrain,
                      "unlearn": t_unlearn})
   stored = evaluation_paths(ckpt_root, cfg, task, evaluators, checkpoints,

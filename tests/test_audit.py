@@ -143,6 +143,65 @@ def test_shadow_statistics_keep_each_shadow_before_and_after_unlearning():
   assert len(unlearned_on) == 4
 
 
+def _toy_audit(keep, shadow_dir="audit-abc", fail_at=None):
+  """A context whose shadows are random linear maps (the statistics test's),
+  counting the shadows it trains; ``fail_at``: training that shadow raises
+  (a machine that dies there)."""
+  import types
+  from jaxunlearn.batches import Split
+  rng = np.random.default_rng(0)
+  def split(n, start):
+    return Split(rng.integers(0, 255, (n, 2, 2, 1)).astype(np.uint8),
+                 np.arange(n) % 3, np.arange(start, start + n))
+  data = types.SimpleNamespace(retain=split(10, 100), forget=split(6, 0))
+  data._replace = lambda **kw: types.SimpleNamespace(**{**vars(data), **kw})
+  trained = []
+
+  def train_fn(split_, key, directory, epochs):
+    if len(trained) == fail_at:
+      raise KeyboardInterrupt
+    trained.append(directory)
+    return {"w": np.asarray(jax.random.normal(key, (4, 3)))}
+
+  ctx = types.SimpleNamespace(
+      split={"forget": data.forget, "test_retain": split(6, 50)}.get,
+      class_forgetting=False, seed=0, data=data, train_fn=train_fn,
+      unlearn_fn=lambda v, d, key, directory: {"w": v["w"] * -2.0},
+      shadow_dir=shadow_dir, shadow_keep=keep,
+      predict=lambda v, s: s.images.reshape(len(s), -1) @ v["w"] / 100)
+  return ctx, trained
+
+
+def test_kept_shadow_statistics_resume_an_audit_on_another_machine(tmp_path):
+  cfg = audit.default_config()
+  cfg.num_shadows = 4
+  whole = audit._shadow_statistics(_toy_audit(None)[0], cfg)
+  keep = str(tmp_path / "report.shadows")
+  ctx, trained = _toy_audit(keep, fail_at=2)
+  with pytest.raises(KeyboardInterrupt):  # dies while training shadow 2
+    audit._shadow_statistics(ctx, cfg)
+  assert sorted(os.listdir(keep)) == ["shadow0.npz", "shadow1.npz"]
+  # Another machine: no checkpoints (the toy keeps none), the kept files only.
+  ctx, trained = _toy_audit(keep)
+  resumed = audit._shadow_statistics(ctx, cfg)
+  assert trained == ["audit-abc/shadow2-train", "audit-abc/shadow3-train"]
+  assert resumed["restored"] == [0, 1]
+  for name in ("trained_phi", "shadow_phi", "shadow_in", "labels"):
+    np.testing.assert_array_equal(resumed[name], whole[name])
+  with np.load(os.path.join(keep, "shadow3.npz")) as kept:
+    assert float(kept["seconds"]) >= 0.0
+  ctx, trained = _toy_audit(keep)
+  audit._shadow_statistics(ctx, cfg)
+  assert trained == []  # everything restored
+  # Statistics of another audit (another run config, or shadow count) are
+  # refused, never mixed in.
+  with pytest.raises(UserError, match="delete it"):
+    audit._shadow_statistics(_toy_audit(keep, shadow_dir="audit-xyz")[0], cfg)
+  cfg.num_shadows = 2
+  with pytest.raises(UserError, match="shadow0.npz"):
+    audit._shadow_statistics(_toy_audit(keep)[0], cfg)
+
+
 def test_audit_pool_caps_the_unseen_examples_with_a_seeded_sample():
   import types
   from jaxunlearn.batches import Split
@@ -172,8 +231,9 @@ def test_audit_runs_in_the_main_job_and_reuses_its_shadows(data_dir, tmp_path):
   c.eval.evaluators = ("accuracy", "audit")
   c.eval.audit.num_shadows = 2
   c.eval.audit.max_unseen = 20  # of the 48 test images of class 3
-  workdir = str(tmp_path)
-  rep = run_lib.run(c, workdir, log=lambda *_: None)
+  workdir, keep = str(tmp_path / "run"), str(tmp_path / "kept")
+  rep = run_lib.run(c, workdir, log=lambda *_: None, shadow_keep=keep)
+  assert sorted(os.listdir(keep)) == ["shadow0.npz", "shadow1.npz"]
   for role in ("original", "unlearned", "retrained"):
     a = rep["models"][role]["audit"]
     assert 0.0 <= a["auc"] <= 1.0 and 0.0 <= a["tpr_at_1fpr"] <= 1.0
@@ -192,6 +252,14 @@ def test_audit_runs_in_the_main_job_and_reuses_its_shadows(data_dir, tmp_path):
       assert again["models"][role][name] == rep["models"][role][name]
   with open(os.path.join(workdir, "report.json")) as f:
     assert json.load(f)["rte"] == rep["rte"] > 0
+  # A new workdir (another machine): the shadows come from the kept files.
+  elsewhere = run_lib.run(c, str(tmp_path / "other"), log=lambda *_: None,
+                          shadow_keep=keep)
+  assert not any(d.startswith("audit-") for d in os.listdir(
+      os.path.join(tmp_path, "other", "checkpoints")))
+  for role in ("original", "unlearned", "retrained"):
+    for name in ("audit", "audit_trained", "audit_threshold"):
+      assert elsewhere["models"][role][name] == rep["models"][role][name]
 
 
 def test_a_finished_shadow_unlearning_is_restored_not_rerun(tmp_path):

@@ -86,3 +86,26 @@ def test_a_committed_seed_runs_only_the_methods_its_table_lacks(monkeypatch):
   # seed 2 runs everything; seed 0 only what has neither a row nor a failure
   assert ran == [(2, "class1-delete"), (2, "class1-finetune"), (2, "class1-ssd"),
                  (0, "class1-ssd")]
+
+
+def test_an_audit_keeps_its_shadows_beside_its_report_and_counts_their_time(
+    tmp_path, monkeypatch):
+  import numpy as np
+  from jaxunlearn import run as run_lib
+  monkeypatch.setattr(fmnist_common, "REPORTS", str(tmp_path / "reports"))
+  cfg = fmnist_common.base_config("finetune", 3)
+  path = fmnist_common.report_path(cfg, "audit-x", work=str(tmp_path / "w"))
+  keep = path.replace(".json", ".shadows")
+  os.makedirs(keep)  # shadow 0 finished on a machine that is gone
+  np.savez(os.path.join(keep, "shadow0.npz"), seconds=np.asarray(100.0))
+  given = []
+  monkeypatch.setattr(run_lib, "run", lambda cfg, work, log, shadow_keep=None:
+                      given.append(shadow_keep) or {"models": {}})
+  report = fmnist_common.run_cached(cfg, "audit-x", work=str(tmp_path / "w"),
+                                    keep_shadows=True)
+  assert given == [keep]
+  assert report["wall_s_before"] == 100.0 and 100.0 <= report["wall_s"] < 200.0
+  with open(path) as f:
+    assert json.load(f)["wall_s"] == report["wall_s"]
+  fmnist_common.run_cached(cfg, "audit-y", work=str(tmp_path / "w"))
+  assert given == [keep, None]  # other runs keep nothing

@@ -45,10 +45,18 @@ Expensive: ``num_shadows`` trainings (and unlearnings). Off by default; the
 evaluator ``audit`` turns it on and ``configs/audit_digits.py`` runs it on
 the embedded data in minutes. Shadow models are checkpointed in the run's
 checkpoint directory, so a killed audit resumes and a second run reuses them.
+``jaxunlearn.run.run(..., shadow_keep=DIR)`` also writes each finished
+shadow's statistics to ``DIR/shadow<k>.npz`` (kilobytes, where a checkpoint
+is megabytes) and reads them back instead of training that shadow: an audit
+longer than the life of one machine's workdir goes on from where it stopped
+on another.
 """
 from __future__ import annotations
 
 import os
+import time
+from typing import Optional
+
 import jax
 import ml_collections
 import numpy as np
@@ -181,6 +189,32 @@ def unlearned_once(unlearn_fn, variables, data, key, directory):
   return variables
 
 
+def kept_shadow(path: str, fingerprint: str, pool_ids: np.ndarray
+                ) -> Optional[dict]:
+  """A shadow's statistics kept at ``path`` (``keep_shadow``), or None when
+  there are none; kept ones of another audit are an error, not reused."""
+  if not os.path.exists(path):
+    return None
+  with np.load(path) as kept:
+    kept = {name: kept[name] for name in kept.files}
+  if str(kept["fingerprint"]) != fingerprint or not np.array_equal(
+      kept["pool_ids"], pool_ids):
+    raise UserError(f"{path} holds the statistics of a shadow of another audit "
+                    "(other run config, pool or audit settings); delete it to "
+                    "train that shadow again")
+  return kept
+
+
+def keep_shadow(path: str, fingerprint: str, pool_ids: np.ndarray,
+                **arrays) -> None:
+  """Writes one shadow's statistics to ``path`` (.npz, atomically)."""
+  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+  with open(path + ".tmp", "wb") as f:
+    np.savez_compressed(f, fingerprint=np.asarray(fingerprint),
+                        pool_ids=pool_ids, **arrays)
+  os.replace(path + ".tmp", path)
+
+
 def _shadow_statistics(ctx, cfg: ml_collections.ConfigDict) -> dict:
   train_fn, unlearn_fn = ctx.train_fn, ctx.unlearn_fn
   if train_fn is None or unlearn_fn is None:
@@ -189,9 +223,21 @@ def _shadow_statistics(ctx, cfg: ml_collections.ConfigDict) -> dict:
   unseen, unseen_index, pool, labels = audit_pool(ctx, cfg.max_unseen)
   key = jax.random.fold_in(jax.random.key(ctx.seed), 0xA0D17)
   shadow_in = balanced_assignment(key, cfg.num_shadows, len(pool))
-  root = ctx.shadow_dir
-  phis, trained_phis = [], []
+  root, keep = ctx.shadow_dir, getattr(ctx, "shadow_keep", None)
+  # The checkpoint directory's name hashes everything the shadows depend
+  # on (model, recipe, forget set, method and audit configs).
+  fingerprint = f"{os.path.basename(root or '')} {cfg.kind} {cfg.num_shadows}"
+  phis, trained_phis, restored = [], [], []
   for k in range(cfg.num_shadows):
+    path = os.path.join(keep, f"shadow{k}.npz") if keep else None
+    kept = kept_shadow(path, fingerprint, pool.ids) if keep else None
+    if kept is not None:
+      restored.append(k)
+      trained_phis.append(kept["trained_phi"])
+      if cfg.kind == "ulira":
+        phis.append(kept["phi"])
+      continue
+    start = time.perf_counter()
     half = pool.take(np.flatnonzero(shadow_in[k]))
     k_train, k_unlearn = jax.random.split(jax.random.fold_in(key, k))
     directory = (lambda name: os.path.join(root, f"shadow{k}-{name}")
@@ -205,9 +251,13 @@ def _shadow_statistics(ctx, cfg: ml_collections.ConfigDict) -> dict:
       variables = unlearned_once(unlearn_fn, variables, data, k_unlearn,
                                  directory("unlearn"))
       phis.append(logit_confidence(ctx.predict(variables, pool), pool.labels))
+    if keep and jax.process_index() == 0:
+      extra = dict(phi=phis[-1]) if cfg.kind == "ulira" else {}
+      keep_shadow(path, fingerprint, pool.ids, trained_phi=trained_phis[-1],
+                  seconds=np.asarray(time.perf_counter() - start), **extra)
   trained_phi = np.stack(trained_phis)
   return dict(unseen=unseen, unseen_index=unseen_index, labels=labels,
-              shadow_in=shadow_in, trained_phi=trained_phi,
+              shadow_in=shadow_in, trained_phi=trained_phi, restored=restored,
               shadow_phi=np.stack(phis) if phis else trained_phi)
 
 

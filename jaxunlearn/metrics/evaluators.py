@@ -102,6 +102,7 @@ class EvalContext:
   train_fn: Optional[Callable] = None
   unlearn_fn: Optional[Callable] = None
   shadow_dir: Optional[str] = None   # where the audit keeps its shadow models
+  shadow_keep: Optional[str] = None  # and each shadow's statistics (small)
   phase_seconds: dict = dataclasses.field(default_factory=dict)
   curves: dict = dataclasses.field(default_factory=dict)  # evaluator -> curves
   # A compiled ``make_predict_fn(model, mesh)`` to share between contexts.
