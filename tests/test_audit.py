@@ -143,10 +143,10 @@ def test_shadow_statistics_keep_each_shadow_before_and_after_unlearning():
   assert len(unlearned_on) == 4
 
 
-def _toy_audit(keep, shadow_dir="audit-abc", fail_at=None):
+def _toy_audit(keep, shadow_dir, fail_at=None):
   """A context whose shadows are random linear maps (the statistics test's),
-  counting the shadows it trains; ``fail_at``: training that shadow raises
-  (a machine that dies there)."""
+  checkpointed under ``shadow_dir``, counting the shadows it trains;
+  ``fail_at``: training that shadow raises (a machine that dies there)."""
   import types
   from jaxunlearn.batches import Split
   rng = np.random.default_rng(0)
@@ -175,31 +175,34 @@ def _toy_audit(keep, shadow_dir="audit-abc", fail_at=None):
 def test_kept_shadow_statistics_resume_an_audit_on_another_machine(tmp_path):
   cfg = audit.default_config()
   cfg.num_shadows = 4
-  whole = audit._shadow_statistics(_toy_audit(None)[0], cfg)
+  machine = lambda n: str(tmp_path / f"machine{n}" / "audit-abc")
+  whole = audit._shadow_statistics(_toy_audit(None, machine(0))[0], cfg)
   keep = str(tmp_path / "report.shadows")
-  ctx, trained = _toy_audit(keep, fail_at=2)
+  ctx, trained = _toy_audit(keep, machine(1), fail_at=2)
   with pytest.raises(KeyboardInterrupt):  # dies while training shadow 2
     audit._shadow_statistics(ctx, cfg)
   assert sorted(os.listdir(keep)) == ["shadow0.npz", "shadow1.npz"]
-  # Another machine: no checkpoints (the toy keeps none), the kept files only.
-  ctx, trained = _toy_audit(keep)
+  # Another machine: no checkpoints, the kept files only.
+  ctx, trained = _toy_audit(keep, machine(2))
   resumed = audit._shadow_statistics(ctx, cfg)
-  assert trained == ["audit-abc/shadow2-train", "audit-abc/shadow3-train"]
+  assert trained == [os.path.join(machine(2), "shadow2-train"),
+                     os.path.join(machine(2), "shadow3-train")]
   assert resumed["restored"] == [0, 1]
   for name in ("trained_phi", "shadow_phi", "shadow_in", "labels"):
     np.testing.assert_array_equal(resumed[name], whole[name])
   with np.load(os.path.join(keep, "shadow3.npz")) as kept:
     assert float(kept["seconds"]) >= 0.0
-  ctx, trained = _toy_audit(keep)
+  ctx, trained = _toy_audit(keep, machine(3))
   audit._shadow_statistics(ctx, cfg)
   assert trained == []  # everything restored
   # Statistics of another audit (another run config, or shadow count) are
   # refused, never mixed in.
   with pytest.raises(UserError, match="delete it"):
-    audit._shadow_statistics(_toy_audit(keep, shadow_dir="audit-xyz")[0], cfg)
+    audit._shadow_statistics(
+        _toy_audit(keep, str(tmp_path / "machine4" / "audit-xyz"))[0], cfg)
   cfg.num_shadows = 2
   with pytest.raises(UserError, match="shadow0.npz"):
-    audit._shadow_statistics(_toy_audit(keep)[0], cfg)
+    audit._shadow_statistics(_toy_audit(keep, machine(5))[0], cfg)
 
 
 def test_audit_pool_caps_the_unseen_examples_with_a_seeded_sample():
