@@ -2,6 +2,7 @@
 numbers against independent computations, and one small run end to end."""
 import json
 import os
+import types
 
 import jax
 import numpy as np
@@ -95,8 +96,8 @@ def test_ulira_misreads_a_never_unlearned_model_and_trained_shadows_do_not():
   assert auc(trained) > 0.9
 
 
-def test_shadow_statistics_keep_each_shadow_before_and_after_unlearning():
-  import types
+def _toy_data():
+  """Tiny retain and forget splits (4-pixel images), and 6 unseen images."""
   from jaxunlearn.batches import Split
   rng = np.random.default_rng(0)
   def split(n, start):
@@ -104,7 +105,12 @@ def test_shadow_statistics_keep_each_shadow_before_and_after_unlearning():
                  np.arange(n) % 3, np.arange(start, start + n))
   data = types.SimpleNamespace(retain=split(10, 100), forget=split(6, 0))
   data._replace = lambda **kw: types.SimpleNamespace(**{**vars(data), **kw})
-  splits = {"forget": data.forget, "test_retain": split(6, 50)}
+  return data, split(6, 50)
+
+
+def test_shadow_statistics_keep_each_shadow_before_and_after_unlearning():
+  data, unseen = _toy_data()
+  splits = {"forget": data.forget, "test_retain": unseen}
   trained_on, unlearned_on = [], []
 
   def train_fn(split_, key, directory, epochs):
@@ -147,14 +153,7 @@ def _toy_audit(keep, shadow_dir, fail_at=None):
   """A context whose shadows are random linear maps (the statistics test's),
   checkpointed under ``shadow_dir``, counting the shadows it trains;
   ``fail_at``: training that shadow raises (a machine that dies there)."""
-  import types
-  from jaxunlearn.batches import Split
-  rng = np.random.default_rng(0)
-  def split(n, start):
-    return Split(rng.integers(0, 255, (n, 2, 2, 1)).astype(np.uint8),
-                 np.arange(n) % 3, np.arange(start, start + n))
-  data = types.SimpleNamespace(retain=split(10, 100), forget=split(6, 0))
-  data._replace = lambda **kw: types.SimpleNamespace(**{**vars(data), **kw})
+  data, unseen = _toy_data()
   trained = []
 
   def train_fn(split_, key, directory, epochs):
@@ -164,7 +163,7 @@ def _toy_audit(keep, shadow_dir, fail_at=None):
     return {"w": np.asarray(jax.random.normal(key, (4, 3)))}
 
   ctx = types.SimpleNamespace(
-      split={"forget": data.forget, "test_retain": split(6, 50)}.get,
+      split={"forget": data.forget, "test_retain": unseen}.get,
       class_forgetting=False, seed=0, data=data, train_fn=train_fn,
       unlearn_fn=lambda v, d, key, directory: {"w": v["w"] * -2.0},
       shadow_dir=shadow_dir, shadow_keep=keep,
@@ -206,7 +205,6 @@ def test_kept_shadow_statistics_resume_an_audit_on_another_machine(tmp_path):
 
 
 def test_audit_pool_caps_the_unseen_examples_with_a_seeded_sample():
-  import types
   from jaxunlearn.batches import Split
   def split(n, start):
     return Split(np.zeros((n, 2, 2, 1), np.uint8), np.arange(n) % 3,
