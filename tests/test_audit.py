@@ -126,7 +126,8 @@ def test_shadow_statistics_keep_each_shadow_before_and_after_unlearning():
 
   ctx = types.SimpleNamespace(
       split=splits.get, class_forgetting=False, seed=0, data=data,
-      train_fn=train_fn, unlearn_fn=unlearn_fn, shadow_dir=None, predict=predict)
+      train_fn=train_fn, unlearn_fn=unlearn_fn, shadow_dir=None, shadow_keep=None,
+      predict=predict)
   cfg = audit.default_config()
   cfg.num_shadows = 4
   stats = audit._shadow_statistics(ctx, cfg)

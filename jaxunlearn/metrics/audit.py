@@ -223,7 +223,7 @@ def _shadow_statistics(ctx, cfg: ml_collections.ConfigDict) -> dict:
   unseen, unseen_index, pool, labels = audit_pool(ctx, cfg.max_unseen)
   key = jax.random.fold_in(jax.random.key(ctx.seed), 0xA0D17)
   shadow_in = balanced_assignment(key, cfg.num_shadows, len(pool))
-  root, keep = ctx.shadow_dir, getattr(ctx, "shadow_keep", None)
+  root, keep = ctx.shadow_dir, ctx.shadow_keep
   # The checkpoint directory's name hashes everything the shadows depend
   # on (model, recipe, forget set, method and audit configs).
   fingerprint = f"{os.path.basename(root or '')} {cfg.kind} {cfg.num_shadows}"
