@@ -43,13 +43,15 @@ def verdict_line(checks: Sequence[bool], parts: Sequence[str]) -> str:
 def write_tables(stem: str, title: str, table: list[dict], group: str,
                  columns: Sequence[str], raw_rows: list[dict],
                  notes: Iterable[str] = ()) -> str:
-  """Writes RESULTS/<stem>.md, .csv (mean/std columns) and .json (raw rows)."""
+  """Writes RESULTS/<stem>.md, .csv (n, then mean/std columns) and .json (raw
+  rows). n is the rows behind each mean: a row run on fewer seeds than the
+  others says so in the table itself."""
   os.makedirs(RESULTS, exist_ok=True)
   lines = [f"# {title}", "", *notes, "" if notes else "",
-           "| " + " | ".join([group] + list(columns)) + " |",
-           "|" + "---|" * (len(columns) + 1)]
+           "| " + " | ".join([group, "n"] + list(columns)) + " |",
+           "|" + "---|" * (len(columns) + 2)]
   for entry in table:
-    lines.append("| " + " | ".join([str(entry[group])] +
+    lines.append("| " + " | ".join([str(entry[group]), str(entry["n"])] +
                                    [cell(entry[c], 3) for c in columns]) + " |")
   markdown = "\n".join(lines) + "\n"
   with open(os.path.join(RESULTS, stem + ".md"), "w") as f:

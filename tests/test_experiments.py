@@ -109,3 +109,19 @@ def test_an_audit_keeps_its_shadows_beside_its_report_and_counts_their_time(
     assert json.load(f)["wall_s"] == report["wall_s"]
   fmnist_common.run_cached(cfg, "audit-y", work=str(tmp_path / "w"))
   assert given == [keep, None]  # other runs keep nothing
+
+
+def test_a_table_says_how_many_seeds_each_mean_is_over(tmp_path, monkeypatch):
+  import common
+  monkeypatch.setattr(common, "RESULTS", str(tmp_path))
+  rows = [{"method": "delete", "seed": s, "acc": a} for s, a in ((0, 0.5), (1, 0.7))]
+  rows.append({"method": "unsir", "seed": 0, "acc": 0.25})
+  columns = ("acc",)
+  markdown = common.write_tables("t", "t", common.aggregate(rows, "method", columns),
+                                 "method", columns, rows)
+  body = [line.split(" | ") for line in markdown.splitlines()
+          if line.startswith("| ") and not line.startswith("| method")]
+  assert [cells[:2] for cells in body] == [["| delete", "2"], ["| unsir", "1"]]
+  assert body[0][2].startswith("0.600 ± 0.1")
+  csv_rows = (tmp_path / "t.csv").read_text().splitlines()
+  assert csv_rows[0] == "method,n,acc_mean,acc_std" and csv_rows[2].startswith("unsir,1,0.25,")
