@@ -8,7 +8,7 @@
   they are shared by every method of one forget set and never mixed up
   between forget sets.
 - Each finished run's report is kept in ``experiments/reports/<workdir's
-  name>/`` under a name that hashes the whole config, so a rerun of a study
+  name>/`` under a name that hashes the config the run reads, so a rerun of a study
   skips what is done and a study killed midway resumes at the run it was in
   (whose training and unlearning resume from their checkpoints). The
   reports are committed with the tables they make: the checkpoints in
@@ -57,11 +57,20 @@ def base_config(method: str, seed: int):
   return cfg
 
 
+def run_identity(cfg) -> dict:
+  """The config a run reads: all of it but the sections of the methods it
+  does not run (``run.run`` reads ``cfg[cfg.method]`` only). Those sections
+  stay out of the report's name, so a new default of one method leaves
+  every other method's kept reports where they are."""
+  others = set(config_lib.method_names()) - {cfg.method}
+  return {k: v for k, v in cfg.to_dict().items() if k not in others}
+
+
 def report_path(cfg, label: str, work: str = "") -> str:
   """Where ``run_cached`` keeps the report of ``cfg``: experiments/reports/
-  <name of the seed's workdir (or ``work``)>/<label>-<hash of the whole
-  config>.json."""
-  blob = json.dumps(cfg.to_dict(), sort_keys=True, default=str).encode()
+  <name of the seed's workdir (or ``work``)>/<label>-<hash of
+  ``run_identity(cfg)``>.json."""
+  blob = json.dumps(run_identity(cfg), sort_keys=True, default=str).encode()
   digest = hashlib.sha1(blob).hexdigest()[:10]
   name = os.path.basename(os.path.normpath(work or workdir(cfg.seed)))
   return os.path.join(REPORTS, name, f"{label}-{digest}.json")

@@ -22,8 +22,16 @@ def test_reports_are_kept_outside_the_workdir_under_its_name():
   tuned = fmnist_common.report_path(cfg, "x", work="/anywhere/fmnist-val-seed3/")
   assert os.path.dirname(tuned) == os.path.join(fmnist_common.REPORTS,
                                                 "fmnist-val-seed3")
-  cfg.finetune.epochs += 1  # any change to the config is another report
-  assert fmnist_common.report_path(cfg, "class1-finetune") != path
+  cfg.finetune.epochs += 1  # any change to what the run reads is another report
+  changed = fmnist_common.report_path(cfg, "class1-finetune")
+  assert changed != path
+  cfg.train.epochs += 1
+  assert fmnist_common.report_path(cfg, "class1-finetune") not in (path, changed)
+  cfg.train.epochs -= 1
+  cfg.fisher.alpha *= 2  # another method's section: the run does not read it
+  cfg.delete.lr *= 2
+  assert fmnist_common.report_path(cfg, "class1-finetune") == changed
+  assert cfg.method == "finetune" and "finetune" in fmnist_common.run_identity(cfg)
 
 
 @pytest.fixture
