@@ -1,6 +1,8 @@
-"""SalUn, SSD and SCRUB against independent re-implementations of their
-authors' released code (OPTML-Group/Unlearn-Saliency,
-if-loops/selective-synaptic-dampening, meghdadk/SCRUB) on shared inputs."""
+"""SalUn, SSD, SCRUB and Fisher forgetting against independent
+re-implementations of their authors' released code
+(OPTML-Group/Unlearn-Saliency, if-loops/selective-synaptic-dampening,
+meghdadk/SCRUB; Fisher forgetting as the SSD repository copies it from
+AdityaGolatkar/SelectiveForgetting) on shared inputs."""
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -11,7 +13,7 @@ import pytest
 from jaxunlearn import loop, parallel
 from jaxunlearn.batches import Split
 from jaxunlearn.batches import ForgetSplit
-from jaxunlearn.methods import UnlearnTask, _stats, salun, scrub, ssd
+from jaxunlearn.methods import UnlearnTask, _stats, fisher, salun, scrub, ssd
 
 
 class BatchNormLinear(nn.Module):
@@ -46,9 +48,9 @@ def _split(n, num_features=6, num_classes=3, seed=1, offset=0):
   return Split(images, labels, np.arange(offset, offset + n))
 
 
-def _batch_mean_gradient(variables, images, labels):
-  """Gradient of the mean CE of one batch, by hand in float64, model in eval
-  mode (BatchNorm normalises with its running statistics)."""
+def _forward(variables, images):
+  """(params, normalised inputs, features, softmax) in float64, model in
+  eval mode (BatchNorm normalises with its running statistics)."""
   p = {k: {n: np.asarray(v, np.float64) for n, v in d.items()}
        for k, d in variables["params"].items()}
   s = {n: np.asarray(v, np.float64) for n, v in variables["batch_stats"]["bn"].items()}
@@ -57,8 +59,13 @@ def _batch_mean_gradient(variables, images, labels):
   h = z * p["bn"]["scale"] + p["bn"]["bias"]
   logits = h @ p["head"]["kernel"] + p["head"]["bias"]
   prob = np.exp(logits - logits.max(-1, keepdims=True))
-  prob /= prob.sum(-1, keepdims=True)
-  delta = (prob - np.eye(logits.shape[1])[labels]) / len(labels)
+  return p, z, h, prob / prob.sum(-1, keepdims=True)
+
+
+def _batch_mean_gradient(variables, images, labels):
+  """Gradient of the mean CE of one batch, by hand in float64."""
+  p, z, h, prob = _forward(variables, images)
+  delta = (prob - np.eye(prob.shape[1])[labels]) / len(labels)
   dh = delta @ p["head"]["kernel"].T
   return {"bn": {"scale": np.sum(dh * z, 0), "bias": np.sum(dh, 0)},
           "head": {"kernel": h.T @ delta, "bias": np.sum(delta, 0)}}
@@ -109,13 +116,13 @@ def _released_dampen(theta, i_f, i_d, alpha, lam):
   return p.numpy()
 
 
-def _task(model, variables, forget, retain):
+def _task(model, variables, forget, retain, forget_classes=None):
   recipe = ml_collections.ConfigDict(dict(epochs=1, batch_size=4, lr=0.01,
                                           momentum=0.9, weight_decay=0.0))
   empty = Split(np.zeros((0,) + forget.images.shape[1:], np.uint8),
                 np.zeros(0, np.int32), np.zeros(0, np.int64))
   data = ForgetSplit(forget=forget, retain=retain, test_forget=empty,
-                     test_retain=empty, forget_classes=None)
+                     test_retain=empty, forget_classes=forget_classes)
   return UnlearnTask(model=model, variables=variables, data=data, num_classes=3,
                      image_shape=forget.images.shape[1:],
                      mesh=parallel.make_mesh(2), augment=loop.Augment(),
@@ -167,6 +174,119 @@ def test_ssd_dampening_matches_the_released_rule():
 def test_ssd_defaults_are_the_authors():
   cfg = ssd.default_config()
   assert (cfg.alpha, cfg.lam, cfg.batch_size, cfg.forget_batch_size) == (10.0, 1.0, 64, 128)
+
+
+# --- Fisher forgetting ------------------------------------------------------
+
+@pytest.mark.parametrize("devices", [1, 2])
+def test_predictive_fisher_weights_every_class_by_its_probability(devices):
+  """The released ``hessian``: a loader of batch 1, and for every class y,
+  prob[y] * grad(CE(x, y))^2, averaged over the examples."""
+  model, variables = _tiny()
+  split = _split(10)
+  got = _stats.predictive_fisher_diagonal(model, variables, split, 4,
+                                          parallel.make_mesh(devices))
+  _, _, _, prob = _forward(variables, split.images)
+  want = None
+  for i in range(len(split)):
+    for y in range(prob.shape[1]):
+      g = _batch_mean_gradient(variables, split.images[i:i + 1], np.asarray([y]))
+      term = jax.tree.map(lambda t: prob[i, y] * t * t / len(split), g)
+      want = term if want is None else jax.tree.map(np.add, want, term)
+  _assert_tree_close(got, want, rtol=1e-5)
+  # It is not the empirical Fisher of the labelled loss.
+  empirical = _stats.fisher_diagonal(model, variables, split, 4, parallel.make_mesh(1))
+  assert not np.allclose(got["head"]["kernel"], empirical["head"]["kernel"], rtol=0.1)
+
+
+def _released_get_mean_var(p, grad2, alpha, num_classes, forget_class):
+  """``get_mean_var`` of ``FisherForgetting`` in torch layout: the full-class
+  script with ``forget_class`` (a list), the random script with None."""
+  var = 1.0 / (grad2 + 1e-8)
+  var = var.clamp(max=1e3)
+  if p.size(0) == num_classes:
+    var = var.clamp(max=1e2)
+  var = alpha * var
+  if p.ndim > 1:
+    var = var.mean(dim=1, keepdim=True).expand_as(p).clone()
+  mu = p.clone()
+  if forget_class is not None:
+    if p.size(0) == num_classes:
+      mu[forget_class] = 0
+      var[forget_class] = 0.0001
+    if p.size(0) == num_classes:
+      var *= 10
+    elif p.ndim == 1:
+      var *= 10
+  elif p.ndim == 1:
+    var *= 10
+  return mu, var
+
+
+def _to_torch(a):
+  """A flax kernel in torch's layout: (out, in) or (out, in, kh, kw)."""
+  import torch
+  a = np.asarray(a, np.float32)
+  a = a.transpose(3, 2, 0, 1) if a.ndim == 4 else a.T if a.ndim == 2 else a
+  return torch.tensor(np.ascontiguousarray(a))
+
+
+def _from_torch(t):
+  a = t.numpy()
+  return a.transpose(2, 3, 1, 0) if a.ndim == 4 else a.T if a.ndim == 2 else a
+
+
+@pytest.mark.parametrize("forget_classes", [(1,), (0, 2), ()])
+def test_fisher_mean_and_variance_match_the_released_get_mean_var(forget_classes):
+  pytest.importorskip("torch")
+  rng = np.random.default_rng(4)
+  shapes = {"conv": {"kernel": (3, 3, 2, 5)}, "bn": {"scale": (5,), "bias": (5,)},
+            "fc": {"kernel": (7, 4), "bias": (4,)},
+            "head": {"kernel": (4, 3), "bias": (3,)}}
+  is_shape = lambda x: isinstance(x, tuple)
+  params = jax.tree.map(lambda s: rng.normal(size=s).astype(np.float32), shapes,
+                        is_leaf=is_shape)
+  # Fisher values on both sides of both caps (1/F = 1e2 and 1e3).
+  f = jax.tree.map(lambda s: (10.0 ** rng.uniform(-5, 0, s)).astype(np.float32),
+                   shapes, is_leaf=is_shape)
+  mean, var = fisher.released_mean_var(params, f, 1e-6, 3, forget_classes)
+  for p, g, mu, v in zip(*(jax.tree.leaves(t) for t in (params, f, mean, var))):
+    want_mu, want_var = _released_get_mean_var(
+        _to_torch(p), _to_torch(g), 1e-6, 3, list(forget_classes) or None)
+    np.testing.assert_array_equal(mu, _from_torch(want_mu))
+    np.testing.assert_allclose(v, _from_torch(want_var), rtol=1e-6)
+  capped = np.concatenate([np.ravel(g) for g in jax.tree.leaves(f)])
+  assert (capped < 1e-3).any() and (capped > 1e-2).any()
+  if forget_classes:
+    assert np.all(mean["head"]["kernel"][:, list(forget_classes)] == 0)
+
+
+def test_fisher_unlearn_draws_around_the_released_mean():
+  """θ = μ + sqrt(var) ε, μ and var from the retain set's predictive Fisher
+  and the task's forget classes, one normal draw per parameter tensor."""
+  model, variables = _tiny()
+  forget, retain = _split(6, seed=2), _split(14, seed=3, offset=6)
+  task = _task(model, variables, forget, retain, forget_classes=(2,))
+  cfg = fisher.default_config()
+  cfg.batch_size = 4
+  key = jax.random.key(3)
+  out, _ = fisher.unlearn(task, cfg, key)
+  f = _stats.predictive_fisher_diagonal(model, variables, retain, 4, task.mesh)
+  mean, var = fisher.released_mean_var(variables["params"], f, cfg.alpha, 3, (2,))
+  keys = jax.random.split(key, len(jax.tree.leaves(mean)))
+  for got, mu, v, k in zip(jax.tree.leaves(out["params"]), jax.tree.leaves(mean),
+                           jax.tree.leaves(var), keys):
+    eps = np.asarray(jax.random.normal(k, mu.shape))
+    np.testing.assert_allclose(got, mu + np.sqrt(v) * eps, rtol=1e-6, atol=1e-7)
+  assert np.abs(out["params"]["head"]["kernel"][:, 2]).max() < 0.2  # std sqrt(1e-3)
+  assert np.abs(variables["params"]["head"]["kernel"][:, 2]).max() > 0.5
+  jax.tree.map(np.testing.assert_array_equal, out["batch_stats"],
+               variables["batch_stats"])
+
+
+def test_fisher_defaults_are_the_authors():
+  cfg = fisher.default_config()
+  assert (cfg.form, cfg.alpha, cfg.zero_forget_classes) == ("released", 1e-6, True)
 
 
 # --- SalUn ------------------------------------------------------------------

@@ -1,6 +1,6 @@
-"""Gradient statistics over a split: per-example (mean gradient, diagonal
-Fisher) and per-batch (sums of batch-mean gradients, as the SalUn and SSD
-released code compute them).
+"""Gradient statistics over a split: per-example (mean gradient, empirical
+and predictive diagonal Fisher) and per-batch (sums of batch-mean
+gradients, as the SalUn and SSD released code compute them).
 
 Each is one jitted, sharded pass over padded batches in the split's order
 (inference mode, so examples are independent and padding is exact).
@@ -23,21 +23,43 @@ def _example_loss(model, params, batch_stats, image, label):
   return cross_entropy(logits, label[None])[0]
 
 
+def _example_predictive_fisher(model, params, batch_stats, image, label):
+  """sum_y p(y|x) (grad CE(x, y))^2 for one example: the Fisher under the
+  model's own predictive distribution (its label is not used). One forward
+  pass; a scan over the classes keeps one gradient in memory at a time."""
+  del label
+  def logits_of(p):
+    logits, _ = apply_eval(model, {"params": p, "batch_stats": batch_stats},
+                           image[None])
+    return logits[0]
+  logits, vjp = jax.vjp(logits_of, params)
+  prob = jax.nn.softmax(logits)
+
+  def add_class(total, y):
+    # d CE(logits, y) / d logits = softmax(logits) - one_hot(y)
+    (grad,) = vjp(prob - jax.nn.one_hot(y, prob.shape[0], dtype=prob.dtype))
+    return jax.tree.map(lambda t, g: t + prob[y] * g * g, total, grad), None
+
+  zeros = jax.tree.map(jnp.zeros_like, params)
+  total, _ = jax.lax.scan(add_class, zeros, jnp.arange(prob.shape[0]))
+  return total
+
+
 def _accumulate(model, variables, split: Split, batch_size: int, mesh, kind: str):
   # Per-example weight gradients are computed per device under shard_map and
   # summed with psum. (Under plain jit with the batch sharded, XLA's SPMD
   # partitioning of the vmapped convolution weight gradients gave wrong
   # numbers on 2 CPU devices: 3e-3 absolute error vs 1e-9 on one device.)
   def local_sum(variables, batch):
-    grad_one = jax.grad(_example_loss, argnums=1)
-    grads = jax.vmap(grad_one, in_axes=(None, None, None, 0, 0))(
+    per_example = {"predictive_fisher": _example_predictive_fisher}.get(
+        kind, jax.grad(_example_loss, argnums=1))
+    stats = jax.vmap(per_example, in_axes=(None, None, None, 0, 0))(
         model, variables["params"], variables["batch_stats"], batch["image"],
         batch["label"])
     weight = lambda g: g * batch["mask"].reshape((-1,) + (1,) * (g.ndim - 1))
     if kind == "fisher":
-      sums = jax.tree.map(lambda g: jnp.sum(weight(g * g), 0), grads)
-    else:
-      sums = jax.tree.map(lambda g: jnp.sum(weight(g), 0), grads)
+      stats = jax.tree.map(lambda g: g * g, stats)
+    sums = jax.tree.map(lambda g: jnp.sum(weight(g), 0), stats)
     return jax.lax.psum(sums, parallel.DATA_AXIS)
 
   total, _ = _sum_over_batches(local_sum, variables, split, batch_size, mesh)
@@ -72,6 +94,15 @@ def fisher_diagonal(model, variables, split: Split, batch_size: int, mesh):
   """Empirical diagonal Fisher: (1/N) sum_i (grad CE(x_i, y_i))^2, per-example
   gradients (not squared batch gradients)."""
   return _accumulate(model, variables, split, batch_size, mesh, "fisher")
+
+
+def predictive_fisher_diagonal(model, variables, split: Split, batch_size: int,
+                               mesh):
+  """(1/N) sum_i sum_y p(y|x_i) (grad CE(x_i, y))^2: the diagonal Fisher of
+  Golatkar et al.'s released ``hessian`` (one example per step, every class
+  weighted by the model's probability; inference mode)."""
+  return _accumulate(model, variables, split, batch_size, mesh,
+                     "predictive_fisher")
 
 
 def _batch_gradient_sum(model, variables, split: Split, batch_size: int, mesh,
