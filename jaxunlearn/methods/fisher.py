@@ -8,7 +8,9 @@ so weights D_r does not constrain are randomised.
 copies it into ``src/forget_full_class_strategies.py`` and
 ``src/forget_random_strategies.py``, ``FisherForgetting``). In flax's layout,
 torch's first axis (output features) is the last one and torch's second
-(input features) the second-to-last:
+(input features) the second-to-last; for a kernel with several output axes
+(attention's ``DenseGeneral``) the average runs over the second-to-last,
+an output axis, where torch's fused projection averages over the input:
 
 - F: the predictive diagonal Fisher on D_r, one example at a time
   (``_stats.predictive_fisher_diagonal``);
