@@ -8,9 +8,10 @@
   they are shared by every method of one forget set and never mixed up
   between forget sets.
 - Each finished run's report is kept in ``experiments/reports/<workdir's
-  name>/`` under a name that hashes the config the run reads, so a rerun of a study
-  skips what is done and a study killed midway resumes at the run it was in
-  (whose training and unlearning resume from their checkpoints). The
+  name>/`` under a name that hashes the config the run reads, so a rerun
+  of a study skips what is done and a study killed midway resumes at the
+  run it was in (whose training and unlearning resume from their
+  checkpoints). The
   reports are committed with the tables they make: the checkpoints in
   ``.work/`` stay on the machine that trained them, and a table over more
   seeds is rebuilt from the reports without rerunning the seeds it had.
