@@ -11,10 +11,10 @@
   name>/`` under a name that hashes the config the run reads, so a rerun
   of a study skips what is done and a study killed midway resumes at the
   run it was in (whose training and unlearning resume from their
-  checkpoints). The
-  reports are committed with the tables they make: the checkpoints in
-  ``.work/`` stay on the machine that trained them, and a table over more
-  seeds is rebuilt from the reports without rerunning the seeds it had.
+  checkpoints). The reports are committed with the tables they make: the
+  checkpoints in ``.work/`` stay on the machine that trained them, and a
+  table over more seeds is rebuilt from the reports without rerunning the
+  seeds it had.
 - Seeds whose reports were not kept (runs from before ``experiments/
   reports/``) enter a table through ``--committed-seeds``: their rows and
   notes are read back from the committed table (``committed``).
