@@ -3,7 +3,7 @@ against every baseline.
 
   python experiments/fmnist_class.py [--seeds 0,1,2] [--settings class1,class3]
                                      [--methods delete,finetune,...]
-                                     [--committed-seeds S,...]
+                                     [--committed-seeds S,...] [--rerun M,...]
 
 class1 forgets class 3 (dress), class3 classes 0, 1, 2 (T-shirt, trouser,
 pullover; the same forget set as IEU's 30% of the classes in
@@ -17,7 +17,9 @@ the remaining classes' test accuracy near the original's, and the smallest
 gap to the retrained model. A seed of ``--committed-seeds`` is read from
 the committed table where the table has the method's row and run where it
 has none (a method of the list the seed has not run; the table's
-notes name those runs). Resumable (experiments/fmnist_common.py): the
+notes name those runs). ``--rerun``: methods whose committed rows are
+dropped, so they run again on those seeds (after a change to the method,
+e.g. a new default). Resumable (experiments/fmnist_common.py): the
 original model is trained once per seed for all studies. Writes
 experiments/results/fmnist_<setting>.{md,csv,json} and the trade-off plot
 tradeoff_fmnist_<setting>.png, rewritten after every run.
@@ -102,13 +104,24 @@ def main(argv=None):
   seed_args(parser)
   parser.add_argument("--settings", default="class1,class3")
   parser.add_argument("--methods", default=",".join(METHODS))
+  parser.add_argument("--rerun", default="",
+                      help="methods whose rows and notes of the --committed-seeds "
+                           "are dropped, so those seeds run them again (or read "
+                           "their kept reports): after a change to the method")
   args = parser.parse_args(argv)
   methods = args.methods.split(",")
+  rerun = [m for m in args.rerun.split(",") if m]
+  if set(rerun) - set(methods):
+    raise SystemExit(f"--rerun {','.join(sorted(set(rerun) - set(methods)))}: "
+                     "not among --methods")
   seeds, kept = parse_seeds(args)
   for setting in args.settings.split(","):
     # notes: the runs that failed and those that kept the original model
     rows, notes = committed(f"fmnist_{setting}", kept,
                             ["original", "retrained", *methods])
+    rows = [r for r in rows if r["method"] not in rerun]
+    notes = [n for n in notes
+             if not any(n.startswith(f"{m} (seed ") for m in rerun)]
     if rows:
       write(setting, rows, seeds, kept, methods, notes)
     for seed in seeds + kept:

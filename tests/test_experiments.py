@@ -94,6 +94,14 @@ def test_a_committed_seed_runs_only_the_methods_its_table_lacks(monkeypatch):
   # seed 2 runs everything; seed 0 only what has neither a row nor a failure
   assert ran == [(2, "class1-delete"), (2, "class1-finetune"), (2, "class1-ssd"),
                  (0, "class1-ssd")]
+  ran.clear()  # a changed method runs again on the committed seed
+  fmnist_class.main(["--seeds", "", "--committed-seeds", "0", "--settings",
+                     "class1", "--methods", "delete,finetune,ssd",
+                     "--rerun", "delete,finetune"])
+  assert ran == [(0, "class1-delete"), (0, "class1-finetune"), (0, "class1-ssd")]
+  with pytest.raises(SystemExit, match="fisher"):
+    fmnist_class.main(["--committed-seeds", "0", "--methods", "delete",
+                       "--rerun", "fisher"])
 
 
 def test_an_audit_keeps_its_shadows_beside_its_report_and_counts_their_time(
