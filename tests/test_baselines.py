@@ -99,10 +99,12 @@ def test_ssd_dampens_exactly_the_selected_parameters():
                              rtol=1e-6)
 
 
-def test_fisher_diagonal_is_mean_squared_per_example_gradient(small):
+@pytest.mark.parametrize("per_example", ["vmap", "scan"])
+def test_fisher_diagonal_is_mean_squared_per_example_gradient(small, per_example):
   spec, data, model, variables = small
   split = data.retain.take(np.arange(10))
-  fisher = _stats.fisher_diagonal(model, variables, split, 4, parallel.make_mesh(2))
+  fisher = _stats.fisher_diagonal(model, variables, split, 4, parallel.make_mesh(2),
+                                  per_example=per_example)
   def loss(params, image, label):
     logits, _ = apply_eval(model, {"params": params,
                                    "batch_stats": variables["batch_stats"]}, image[None])

@@ -178,14 +178,18 @@ def test_ssd_defaults_are_the_authors():
 
 # --- Fisher forgetting ------------------------------------------------------
 
-@pytest.mark.parametrize("devices", [1, 2])
-def test_predictive_fisher_weights_every_class_by_its_probability(devices):
+@pytest.mark.parametrize("devices,per_example", [(1, "vmap"), (2, "vmap"),
+                                                 (1, "scan"), (2, "scan")])
+def test_predictive_fisher_weights_every_class_by_its_probability(devices,
+                                                                  per_example):
   """The released ``hessian``: a loader of batch 1, and for every class y,
-  prob[y] * grad(CE(x, y))^2, averaged over the examples."""
+  prob[y] * grad(CE(x, y))^2, averaged over the examples; examples vmapped
+  or scanned, on one or two devices (10 examples, batch 4: padding)."""
   model, variables = _tiny()
   split = _split(10)
   got = _stats.predictive_fisher_diagonal(model, variables, split, 4,
-                                          parallel.make_mesh(devices))
+                                          parallel.make_mesh(devices),
+                                          per_example=per_example)
   _, _, _, prob = _forward(variables, split.images)
   want = None
   for i in range(len(split)):

@@ -3,7 +3,10 @@ and predictive diagonal Fisher) and per-batch (sums of batch-mean
 gradients, as the SalUn and SSD released code compute them).
 
 Each is one jitted, sharded pass over padded batches in the split's order
-(inference mode, so examples are independent and padding is exact).
+(inference mode, so examples are independent and padding is exact). The
+per-example ones take ``per_example``: ``"vmap"`` (all of a device's
+examples at once), ``"scan"`` (one after another) or ``"auto"`` (scan on
+CPU, vmap elsewhere).
 """
 from __future__ import annotations
 
@@ -45,21 +48,48 @@ def _example_predictive_fisher(model, params, batch_stats, image, label):
   return total
 
 
-def _accumulate(model, variables, split: Split, batch_size: int, mesh, kind: str):
+PER_EXAMPLE = ("auto", "vmap", "scan")
+
+
+def _per_example_mode(per_example: str, mesh) -> str:
+  """``"auto"``: a sequential scan over the examples on CPU, ``vmap``
+  elsewhere. On CPU, XLA lowers the vmapped convolution weight gradients
+  (one kernel gradient per example) far slower than one example at a time:
+  benchmarks/fisher_per_example.py measures it."""
+  if per_example not in PER_EXAMPLE:
+    raise ValueError(f"per_example={per_example!r}; use one of {PER_EXAMPLE}")
+  if per_example != "auto":
+    return per_example
+  return "scan" if mesh.devices.flat[0].platform == "cpu" else "vmap"
+
+
+def _accumulate(model, variables, split: Split, batch_size: int, mesh, kind: str,
+                per_example: str = "auto"):
   # Per-example weight gradients are computed per device under shard_map and
   # summed with psum. (Under plain jit with the batch sharded, XLA's SPMD
   # partitioning of the vmapped convolution weight gradients gave wrong
   # numbers on 2 CPU devices: 3e-3 absolute error vs 1e-9 on one device.)
-  def local_sum(variables, batch):
-    per_example = (_example_predictive_fisher if kind == "predictive_fisher"
-                   else jax.grad(_example_loss, argnums=1))
-    stats = jax.vmap(per_example, in_axes=(None, None, None, 0, 0))(
-        model, variables["params"], variables["batch_stats"], batch["image"],
-        batch["label"])
-    weight = lambda g: g * batch["mask"].reshape((-1,) + (1,) * (g.ndim - 1))
+  mode = _per_example_mode(per_example, mesh)
+  example_stat = (_example_predictive_fisher if kind == "predictive_fisher"
+                  else jax.grad(_example_loss, argnums=1))
+
+  def one(params, batch_stats, image, label, mask):
+    stat = example_stat(model, params, batch_stats, image, label)
     if kind == "fisher":
-      stats = jax.tree.map(lambda g: g * g, stats)
-    sums = jax.tree.map(lambda g: jnp.sum(weight(g), 0), stats)
+      stat = jax.tree.map(lambda g: g * g, stat)
+    return jax.tree.map(lambda g: g * mask, stat)
+
+  def local_sum(variables, batch):
+    params, batch_stats = variables["params"], variables["batch_stats"]
+    examples = (batch["image"], batch["label"], batch["mask"])
+    if mode == "vmap":
+      stats = jax.vmap(one, in_axes=(None, None, 0, 0, 0))(params, batch_stats,
+                                                            *examples)
+      sums = jax.tree.map(lambda g: jnp.sum(g, 0), stats)
+    else:
+      def add(total, example):
+        return jax.tree.map(jnp.add, total, one(params, batch_stats, *example)), None
+      sums, _ = jax.lax.scan(add, jax.tree.map(jnp.zeros_like, params), examples)
     return jax.lax.psum(sums, parallel.DATA_AXIS)
 
   total, _ = _sum_over_batches(local_sum, variables, split, batch_size, mesh)
@@ -85,24 +115,28 @@ def _sum_over_batches(per_batch, variables, split: Split, batch_size: int, mesh)
   return total, count
 
 
-def mean_gradient(model, variables, split: Split, batch_size: int, mesh):
+def mean_gradient(model, variables, split: Split, batch_size: int, mesh,
+                  per_example: str = "auto"):
   """(1/N) sum_i grad CE(x_i, y_i) w.r.t. the parameters (inference mode)."""
-  return _accumulate(model, variables, split, batch_size, mesh, "mean")
+  return _accumulate(model, variables, split, batch_size, mesh, "mean",
+                     per_example)
 
 
-def fisher_diagonal(model, variables, split: Split, batch_size: int, mesh):
+def fisher_diagonal(model, variables, split: Split, batch_size: int, mesh,
+                    per_example: str = "auto"):
   """Empirical diagonal Fisher: (1/N) sum_i (grad CE(x_i, y_i))^2, per-example
   gradients (not squared batch gradients)."""
-  return _accumulate(model, variables, split, batch_size, mesh, "fisher")
+  return _accumulate(model, variables, split, batch_size, mesh, "fisher",
+                     per_example)
 
 
 def predictive_fisher_diagonal(model, variables, split: Split, batch_size: int,
-                               mesh):
+                               mesh, per_example: str = "auto"):
   """(1/N) sum_i sum_y p(y|x_i) (grad CE(x_i, y))^2: the diagonal Fisher of
   Golatkar et al.'s released ``hessian`` (one example per step, every class
   weighted by the model's probability; inference mode)."""
   return _accumulate(model, variables, split, batch_size, mesh,
-                     "predictive_fisher")
+                     "predictive_fisher", per_example)
 
 
 def _batch_gradient_sum(model, variables, split: Split, batch_size: int, mesh,
