@@ -203,6 +203,13 @@ def test_predictive_fisher_weights_every_class_by_its_probability(devices,
   assert not np.allclose(got["head"]["kernel"], empirical["head"]["kernel"], rtol=0.1)
 
 
+def test_per_example_mode_is_checked():
+  model, variables = _tiny()
+  with pytest.raises(ValueError, match="per_example='pmap'"):
+    _stats.predictive_fisher_diagonal(model, variables, _split(4), 4,
+                                      parallel.make_mesh(1), per_example="pmap")
+
+
 def _released_get_mean_var(p, grad2, alpha, num_classes, forget_class):
   """``get_mean_var`` of ``FisherForgetting`` in torch layout: the full-class
   script with ``forget_class`` (a list), the random script with None."""

@@ -1,6 +1,6 @@
-"""Gradient statistics over a split: per-example (mean gradient, empirical
-and predictive diagonal Fisher) and per-batch (sums of batch-mean
-gradients, as the SalUn and SSD released code compute them).
+"""Gradient statistics over a split: per-example (empirical and predictive
+diagonal Fisher) and per-batch (sums of batch-mean gradients, as the SalUn
+and SSD released code compute them).
 
 Each is one jitted, sharded pass over padded batches in the split's order
 (inference mode, so examples are independent and padding is exact). The
@@ -113,13 +113,6 @@ def _sum_over_batches(per_batch, variables, split: Split, batch_size: int, mesh)
                          batch_fn(variables, parallel.shard_batch(batch, mesh)))
     count += 1
   return total, count
-
-
-def mean_gradient(model, variables, split: Split, batch_size: int, mesh,
-                  per_example: str = "auto"):
-  """(1/N) sum_i grad CE(x_i, y_i) w.r.t. the parameters (inference mode)."""
-  return _accumulate(model, variables, split, batch_size, mesh, "mean",
-                     per_example)
 
 
 def fisher_diagonal(model, variables, split: Split, batch_size: int, mesh,
